@@ -1,0 +1,152 @@
+"""``aggregator TRANSPORT ...``: receive JSON log lines and write them to one JSONL file."""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .counters import Counters
+from .procname import set_process_name
+from .server import DEFAULT_MAX_BACKLOG_BYTES, Aggregator
+from .sink import FSYNC_MODES, OutputSink, rejects_path_for
+from .transports import TRANSPORTS, ListenOptions, TransportError
+
+TransportName = enum.Enum("TransportName", {name: name for name in TRANSPORTS}, type=str)
+FsyncMode = enum.Enum("FsyncMode", {m: m for m in FSYNC_MODES}, type=str)
+
+_TRANSPORT_HELP = "How producers reach the aggregator: " + "; ".join(
+    f"{name} = {t.description}" for name, t in TRANSPORTS.items()
+)
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+
+def _octal(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an octal file mode such as 0600") from None
+    if not 0 <= mode <= 0o777:
+        raise typer.BadParameter("file mode must be within 0000..0777")
+    return mode
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _write_ready_file(path: Path, info: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info) + "\n")
+    os.replace(tmp, path)
+
+
+@app.command(
+    help=(
+        "Receive JSON log lines over TRANSPORT and append them, one object per line, to OUTPUT "
+        "with two fields added: received_ns (wall-clock ns at receipt) and transport. Invalid "
+        "input goes to the rejects file beside OUTPUT (*.rejects.jsonl) with its reason. "
+        "Signals: SIGTERM/SIGINT drain and exit 0; SIGUSR1 reopens OUTPUT (after rotation)."
+    )
+)
+def main(
+    transport: TransportName = typer.Argument(..., help=_TRANSPORT_HELP, show_default=False),
+    address: Optional[str] = typer.Option(
+        None,
+        "--address",
+        "-a",
+        help="Filesystem path (unixsock, unixgram, fifo) or HOST:PORT (tcp, udp; port 0 = any free port). "
+        "Default: a file in the private directory $XDG_RUNTIME_DIR/loglab-UID (or /tmp/loglab-UID), "
+        "or 127.0.0.1:5140.",
+    ),
+    output: Path = typer.Option(Path("aggregated_logs.jsonl"), "--output", "-o", help="Output file (appended to)."),
+    stats_file: Optional[Path] = typer.Option(None, help="Write counters as JSON here at exit (and every --stats-interval)."),
+    stats_interval: Optional[float] = typer.Option(None, min=0.1, help="Seconds between stats-file updates."),
+    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop (and drain) after this many seconds."),
+    max_line_bytes: int = typer.Option(65536, min=64, help="Longest accepted message; longer ones are rejected (line_too_long / datagram_truncated)."),
+    max_connections: int = typer.Option(1024, min=1, help="Open connections at most (stream sockets); more are refused and counted."),
+    drain_timeout: float = typer.Option(5.0, min=0.0, help="At shutdown, wait at most this long for open connections to finish."),
+    rcvbuf: Optional[int] = typer.Option(
+        4 * 1024 * 1024,
+        min=0,
+        help="Datagram sockets: receive buffer to request, bytes (SO_RCVBUFFORCE when permitted; 0 = kernel default). The effective size is printed.",
+    ),
+    socket_mode: str = typer.Option("0600", help="File mode of the Unix socket / FIFO (octal)."),
+    fsync: FsyncMode = typer.Option(
+        "never", help="never: fsync only at clean exit; interval: every --fsync-interval s; always: after every write."
+    ),
+    fsync_interval: float = typer.Option(1.0, min=0.0, help="Seconds between fsyncs with --fsync interval."),
+    max_backlog_bytes: int = typer.Option(
+        DEFAULT_MAX_BACKLOG_BYTES, min=1, help="Output backlog (bytes not yet written) at which reading pauses."
+    ),
+    ready_file: Optional[Path] = typer.Option(None, help="When listening, write {transport, address, pid, ...} as JSON here (atomically)."),
+) -> None:
+    name = transport.value
+    t = TRANSPORTS[name]
+    mode = _octal(socket_mode)
+    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None)
+    set_process_name("logagg")
+    _raise_fd_limit(max_connections + 64)
+    address = address or t.default_address()
+    try:
+        sink = OutputSink(output, fsync=fsync.value, fsync_interval=fsync_interval, transport=name)
+    except OSError as exc:
+        _fail(f"cannot open output {output}: {exc.strerror}" + (" (a symlink? it is never followed)" if exc.errno == 40 else ""), 1)
+    try:
+        binding = t.listen(address, options)
+    except TransportError as exc:
+        sink.close()
+        _fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        sink.close()
+        _fail(f"cannot listen on {address}: {exc.strerror or exc}", 1)
+    counters = Counters(transport=name, address=binding.address, started_unix_ns=time.time_ns())
+    counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
+    counters.effective_pipe_size = binding.info.get("effective_pipe_size")
+    aggregator = Aggregator(
+        binding,
+        sink,
+        counters,
+        transport_name=name,
+        max_connections=max_connections,
+        drain_timeout=drain_timeout,
+        stats_file=stats_file,
+        stats_interval=stats_interval,
+        duration=duration,
+        max_backlog_bytes=max_backlog_bytes,
+    )
+    print(f"listening on {binding.address}", flush=True)
+    info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"
+    if counters.effective_rcvbuf is not None:
+        info += f" rcvbuf requested={rcvbuf or 'default'} effective={counters.effective_rcvbuf}"
+    if counters.effective_pipe_size is not None:
+        info += f" pipe_size={counters.effective_pipe_size}"
+    print(info, file=sys.stderr, flush=True)
+    if ready_file is not None:
+        _write_ready_file(ready_file, {"transport": name, "address": binding.address, "pid": os.getpid(), **binding.info})
+    ok = aggregator.run()
+    print(counters.summary(), file=sys.stderr, flush=True)
+    if not ok:
+        _fail(f"could not write everything to {output} before exit", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"aggregator: error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def run() -> None:
+    app()
+
+

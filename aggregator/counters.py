@@ -1,0 +1,69 @@
+"""Counters: what the aggregator did, with names that say what they count.
+
+The same names appear in the stats file (``--stats-file``), the stderr summary and the docs.
+Invariant once the aggregator has stopped: ``messages_received == messages_written +
+sum(rejected.values())``; empty lines are not messages and are counted apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Counters:
+    transport: str = ""
+    address: str = ""
+    messages_received: int = 0  # messages framed (valid or not)
+    messages_written: int = 0  # valid messages handed to the output file
+    bytes_received: int = 0  # raw bytes read from the transport
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+    empty_lines: int = 0  # blank lines on stream transports / empty datagrams (skipped)
+    connections_opened: int = 0
+    connections_closed: int = 0
+    connections_rejected: int = 0  # refused because --max-connections were open
+    connections_open_peak: int = 0
+    read_calls: int = 0  # read/recv system calls that returned data or EOF
+    output_write_calls: int = 0  # write(2) calls on the output file
+    output_bytes: int = 0
+    output_write_errors: int = 0  # failed writes (e.g. ENOSPC); the data is kept and retried
+    output_reopens: int = 0  # SIGUSR1 reopens
+    fsync_calls: int = 0
+    reading_paused: int = 0  # times reading stopped because the output backlog was full
+    started_unix_ns: int = 0
+    stopped_unix_ns: int = 0
+    effective_rcvbuf: int | None = None  # datagram sockets: what the kernel granted
+    effective_pipe_size: int | None = None  # fifo: what the kernel granted
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + n
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rejected_total"] = self.rejected_total
+        d["written_at_unix_ns"] = time.time_ns()
+        return d
+
+    def write(self, path: Path) -> None:
+        """Write atomically (temp file + rename) so a reader never sees half a file."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+    def summary(self) -> str:
+        rejected = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"
+        return (
+            f"aggregator: {self.transport} {self.address}: "
+            f"{self.messages_received} received, {self.messages_written} written, "
+            f"{self.rejected_total} rejected ({rejected}), {self.empty_lines} empty lines, "
+            f"{self.bytes_received} bytes in; connections {self.connections_opened} opened, "
+            f"{self.connections_closed} closed, {self.connections_rejected} refused"
+        )

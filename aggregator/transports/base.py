@@ -1,0 +1,127 @@
+"""The transport interface.
+
+Class tree (in the manner of CPython's socketserver: transports differ by a few class attributes
+over one shared flow per kind)::
+
+    Transport                         name, kind, address handling, listen(), connect()
+     +-- StreamSocketTransport        stream.py: accept loop, newline framing per connection
+     |    +-- UnixStreamTransport     unixsock.py  (AF_UNIX, SOCK_STREAM)
+     |    +-- TcpTransport            tcp.py       (AF_INET/AF_INET6, SOCK_STREAM)
+     +-- DatagramSocketTransport      datagram.py: one message per datagram, MSG_TRUNC detection
+     |    +-- UnixDatagramTransport   unixgram.py  (AF_UNIX, SOCK_DGRAM)
+     |    +-- UdpTransport            udp.py       (AF_INET/AF_INET6, SOCK_DGRAM)
+     +-- FifoTransport                fifo.py: one named pipe shared by all writers, newline framing
+
+The aggregator's event loop (``aggregator.server``) sees only what ``listen()`` returns: a
+``Binding`` with an optional ``Listener`` (produces new ``Endpoint``s) and ``Endpoint``s (file
+descriptors it can read framed messages from). Producers see only what ``connect()`` returns: a
+``Sender`` whose ``send()`` writes one whole buffer or raises ``OSError``.
+
+Hooks a subclass may override are the class attributes and the few ``_``-prefixed methods named
+in each kind module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Protocol
+
+from ..framing import Reject
+
+
+class TransportError(Exception):
+    """A problem the user can fix (bad address, address in use, ...): printed, not traced."""
+
+    exit_code = 1
+
+
+class BadAddress(TransportError):
+    exit_code = 2
+
+
+class AddressInUse(TransportError):
+    exit_code = 1
+
+
+@dataclass
+class ListenOptions:
+    max_line_bytes: int = 65536
+    socket_mode: int = 0o600  # Unix socket / FIFO file mode
+    rcvbuf: int | None = None  # datagram sockets: requested receive buffer, bytes
+    pipe_size: int | None = 1 << 20  # fifo: requested pipe capacity, bytes
+
+
+class Endpoint(Protocol):
+    """Something the event loop reads messages from: a connection, a datagram socket, a FIFO."""
+
+    label: str  # who is on the other side, for the rejects file
+
+    def fileno(self) -> int: ...
+
+    def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
+        """Read what is available without blocking; append framed messages to ``lines``.
+
+        Returns ``(bytes_read, read_calls, finished)``; ``finished`` means the endpoint has
+        nothing more to give (EOF, or drained) and the loop should close it.
+        """
+        ...
+
+    def begin_drain(self) -> None:
+        """Shutdown has begun: arrange for ``read`` to report ``finished`` once drained."""
+        ...
+
+    def close(self, rejects: list[Reject]) -> None:
+        """Close; an unfinished line becomes a reject."""
+        ...
+
+
+class Listener(Protocol):
+    def fileno(self) -> int: ...
+
+    def accept(self) -> list[Endpoint]:
+        """Accept every pending connection (non-blocking)."""
+        ...
+
+    def refuse(self, endpoint: Endpoint) -> None:
+        """Close a connection accepted over the connection limit."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Binding:
+    """What a listening transport hands the event loop."""
+
+    address: str
+    listener: Listener | None = None
+    endpoints: list[Endpoint] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # effective buffer sizes etc., for stats and logs
+    cleanup: Callable[[], None] = lambda: None  # removes socket/FIFO files
+
+
+class Sender(Protocol):
+    def send(self, data: bytes) -> None:
+        """Write all of ``data`` (one datagram on datagram transports) or raise OSError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Transport(ABC):
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "stream" or "datagram": how messages are framed
+    description: ClassVar[str]
+    # Largest single write the transport keeps whole when several writers share it (PIPE_BUF
+    # for a FIFO); None when every write is whole by construction (sockets).
+    atomic_write_limit: ClassVar[int | None] = None
+
+    @abstractmethod
+    def default_address(self) -> str: ...
+
+    @abstractmethod
+    def listen(self, address: str, options: ListenOptions) -> Binding: ...
+
+    @abstractmethod
+    def connect(self, address: str) -> Sender: ...

@@ -1,0 +1,12 @@
+"""udp: UDP over loopback by default. One message per datagram; the kernel drops when the
+receive buffer is full (counted in /proc/net/snmp Udp RcvbufErrors), and the sender is not told."""
+
+from __future__ import annotations
+
+from .addresses import InetAddressing
+from .datagram import DatagramSocketTransport
+
+
+class UdpTransport(InetAddressing, DatagramSocketTransport):
+    name = "udp"
+    description = "UDP socket (127.0.0.1 by default): unreliable, may drop under load"

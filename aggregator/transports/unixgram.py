@@ -1,0 +1,19 @@
+"""unixgram: AF_UNIX SOCK_DGRAM. One message per datagram.
+
+Unlike udp, a blocking sender waits when the receiver's queue is full
+(``net.unix.max_dgram_qlen`` datagrams, or the receive buffer), so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from .addresses import UnixPathAddressing
+from .datagram import DatagramSocketTransport
+
+
+class UnixDatagramTransport(UnixPathAddressing, DatagramSocketTransport):
+    name = "unixgram"
+    description = "Unix domain datagram socket (AF_UNIX, SOCK_DGRAM): reliable locally, senders block when full"
+    socket_type = socket.SOCK_DGRAM
+    default_filename = "unixgram.sock"

@@ -1,0 +1,196 @@
+"""``producer TRANSPORT --id ID --count N ...``: send N JSON log lines to the aggregator."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from aggregator.cli import TransportName
+from aggregator.procname import set_process_name
+from aggregator.transports import TRANSPORTS, TransportError
+
+from .messages import MessageFactory
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+
+# Errors after which a stream cannot go on (the peer is gone); datagram errors are per message.
+_FATAL_STREAM_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno, type(exc).__name__) if exc.errno else type(exc).__name__
+
+
+def _connect(transport, address: str, timeout: float):
+    """Connect, retrying while nobody listens yet (an aggregator still starting up)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            return transport.connect(address)
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            last = exc  # noqa: F841 - retried below
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+@app.command(
+    help=(
+        "Send COUNT JSON log lines (one object per line, exactly SIZE bytes with the newline) to an "
+        "aggregator over TRANSPORT. Each has ts_ns, intended_ns, producer, seq (0..COUNT-1), pid, "
+        "level and msg. Exit status 0 only if every message was sent."
+    )
+)
+def main(
+    transport: TransportName = typer.Argument(..., help="unixsock, unixgram, tcp, udp or fifo.", show_default=False),
+    producer_id: str = typer.Option(..., "--id", help="This producer's id (the 'producer' field)."),
+    count: int = typer.Option(..., "--count", "-n", min=0, help="Messages to send."),
+    address: Optional[str] = typer.Option(None, "--address", "-a", help="Aggregator address (default: the aggregator's default for TRANSPORT)."),
+    size: int = typer.Option(200, min=1, help="Bytes per message line, newline included."),
+    rate: float = typer.Option(0.0, min=0.0, help="Messages per second (absolute schedule, no drift); 0 = as fast as possible."),
+    interval_ms: Optional[float] = typer.Option(None, min=0.0, help="Milliseconds between messages (another way to give --rate)."),
+    batch: int = typer.Option(
+        1,
+        min=1,
+        help="Stream transports: up to K lines per write (fifo: also at most 4096 bytes per write). "
+        "Datagram transports always send one message per datagram.",
+    ),
+    seed: int = typer.Option(0, help="Seed for the level and padding choices (reproducible content)."),
+    start_at_ns: Optional[int] = typer.Option(
+        None, help="Connect first, then wait until this wall-clock time (ns since the epoch) to start sending."
+    ),
+    connect_timeout: float = typer.Option(5.0, min=0.0, help="Keep retrying the connection this long if nobody listens yet."),
+    summary_json: Optional[Path] = typer.Option(None, help="Write the exit summary as JSON here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+) -> None:
+    name = transport.value
+    t = TRANSPORTS[name]
+    if interval_ms is not None:
+        if rate:
+            _fail("give --rate or --interval-ms, not both", 2)
+        rate = 1000.0 / interval_ms if interval_ms > 0 else 0.0
+    set_process_name("logprod")
+    address = address or t.default_address()
+    factory = MessageFactory(producer_id, os.getpid(), size, seed)
+    if size < factory.min_size(count):
+        _fail(f"--size {size} is too small: these messages need at least {factory.min_size(count)} bytes", 2)
+    limit = t.atomic_write_limit
+    if limit is not None and size > limit:
+        _fail(
+            f"--size {size} is over {limit} bytes (PIPE_BUF): {name} writes that large could interleave "
+            "with other producers' lines, so they are refused",
+            2,
+        )
+    per_write = batch if t.kind == "stream" else 1
+    if batch > 1 and t.kind != "stream":
+        print(f"producer: --batch ignored: {name} sends one message per datagram", file=sys.stderr)
+
+    connect_started = time.time_ns()
+    try:
+        sender = _connect(t, address, connect_timeout)
+    except TransportError as exc:
+        _fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        _fail(f"cannot connect to {name} {address}: {exc.strerror or exc}", 1)
+    connect_ns = time.time_ns() - connect_started
+
+    if start_at_ns is not None:
+        delay = (start_at_ns - time.time_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
+
+    errors: Counter[str] = Counter()
+    sent = 0
+    first_send_ns = last_send_ns = 0
+    period_ns = int(1e9 / rate) if rate > 0 else 0
+    schedule_start = time.time_ns()
+    interrupted = False
+    time_ns = time.time_ns
+    build = factory.build
+    send = sender.send
+    seq = 0
+    try:
+        while seq < count:
+            if period_ns:
+                intended = schedule_start + seq * period_ns
+                wait = intended - time_ns()
+                if wait > 0:
+                    time.sleep(wait / 1e9)
+            lines = []
+            nbytes = 0
+            now = time_ns()
+            first = seq
+            while seq < count and len(lines) < per_write:
+                intended = schedule_start + seq * period_ns if period_ns else now
+                if period_ns and intended > now and lines:
+                    break  # not due yet: send what is due now
+                if limit is not None and nbytes + size > limit:
+                    break
+                lines.append(build(seq, now, intended))
+                nbytes += size
+                seq += 1
+            try:
+                send(lines[0] if len(lines) == 1 else b"".join(lines))
+            except _FATAL_STREAM_ERRORS as exc:
+                errors[_errno_name(exc)] += 1
+                break
+            except OSError as exc:
+                errors[_errno_name(exc)] += 1
+                if t.kind == "stream":
+                    break
+                continue  # a datagram lost: count it, go on
+            if not first_send_ns:
+                first_send_ns = now
+            last_send_ns = now
+            sent += seq - first
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        try:
+            sender.close()
+        except OSError:
+            pass
+
+    summary = {
+        "producer": producer_id,
+        "transport": name,
+        "address": address,
+        "requested": count,
+        "sent": sent,
+        "errors": dict(errors),
+        "interrupted": interrupted,
+        "connect_ns": connect_ns,
+        "first_send_ns": first_send_ns,
+        "last_send_ns": last_send_ns,
+    }
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary) + "\n")
+    if not quiet:
+        elapsed = (last_send_ns - first_send_ns) / 1e9
+        rate_text = f" ({sent / elapsed:,.0f} msg/s)" if elapsed > 0 else ""
+        errors_text = ", ".join(f"{k}={v}" for k, v in sorted(errors.items())) or "none"
+        print(
+            f"producer {producer_id}: {name} {address}: sent {sent}/{count} in {elapsed:.3f} s{rate_text}, errors: {errors_text}",
+            file=sys.stderr,
+        )
+    if sent != count:
+        raise typer.Exit(1)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"producer: error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def run() -> None:
+    app()
