@@ -36,10 +36,9 @@ def _connect(transport, address: str, timeout: float):
     while True:
         try:
             return transport.connect(address)
-        except (ConnectionRefusedError, FileNotFoundError) as exc:
+        except (ConnectionRefusedError, FileNotFoundError):
             if time.monotonic() >= deadline:
                 raise
-            last = exc  # noqa: F841 - retried below
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
 
@@ -68,6 +67,11 @@ def main(
     seed: int = typer.Option(0, help="Seed for the level and padding choices (reproducible content)."),
     start_at_ns: Optional[int] = typer.Option(
         None, help="Connect first, then wait until this wall-clock time (ns since the epoch) to start sending."
+    ),
+    start_on_stdin: bool = typer.Option(
+        False,
+        help="Connect first, print 'ready' on stdout, then wait for a line on stdin before sending "
+        "(a start barrier for harnesses and tracers).",
     ),
     connect_timeout: float = typer.Option(5.0, min=0.0, help="Keep retrying the connection this long if nobody listens yet."),
     summary_json: Optional[Path] = typer.Option(None, help="Write the exit summary as JSON here."),
@@ -101,9 +105,15 @@ def main(
     except TransportError as exc:
         _fail(str(exc), exc.exit_code)
     except OSError as exc:
-        _fail(f"cannot connect to {name} {address}: {exc.strerror or exc}", 1)
+        hint = ""
+        if isinstance(exc, (ConnectionRefusedError, FileNotFoundError)):
+            hint = f" (is an aggregator running? start one with: aggregator {name} --address {address})"
+        _fail(f"cannot connect to {name} {address}: {exc.strerror or exc}{hint}", 1)
     connect_ns = time.time_ns() - connect_started
 
+    if start_on_stdin:
+        print("ready", flush=True)
+        sys.stdin.readline()
     if start_at_ns is not None:
         delay = (start_at_ns - time.time_ns()) / 1e9
         if delay > 0:

@@ -1,0 +1,257 @@
+"""One measured run: start a system, start the producers behind a barrier, measure, tear down.
+
+Timeline of a run::
+
+    system.start()            aggregator (or peer) listening; its start-up is not measured
+    producers start           each connects, prints "ready", waits on stdin (start barrier)
+    -- window opens --        CPU/ctx-switch snapshot of the system (and of each producer),
+                              tracer window opened, udp kernel counters read, then "go"
+    producers send, exit      exit status and rusage reaped with wait4
+    quiescence                the system's output stops growing (all it will write is written)
+    -- window closes --       CPU snapshot, tracer window closed, udp counters read again
+    system.stop()             SIGTERM, drain, exit; output analysed afterwards
+
+So CPU per message counts only the work of the window (no interpreter start-up, no imports),
+on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from .systems import System, command, read_line
+
+QUIET_PERIOD_S = 0.3  # output unchanged this long = the system has written all it will
+MAX_QUIESCE_S = 30.0
+
+
+@dataclass
+class Workload:
+    transport: str
+    producers: int = 4
+    count: int = 10000  # messages per producer
+    size: int = 200  # bytes per message line
+    rate: float = 0.0  # messages/s per producer; 0 = as fast as possible
+    batch: int = 1  # lines per write (stream transports)
+
+    @property
+    def expected(self) -> int:
+        return self.producers * self.count
+
+    @property
+    def offered_rate(self) -> float:
+        """Messages/s offered in all (0 = unbounded)."""
+        return self.rate * self.producers
+
+    def producer_args(self, address: str, index: int) -> list[str]:
+        return [
+            command("producer"),
+            self.transport,
+            "--address",
+            address,
+            "--id",
+            f"p{index}",
+            "--count",
+            str(self.count),
+            "--size",
+            str(self.size),
+            "--rate",
+            str(self.rate),
+            "--batch",
+            str(self.batch),
+            "--seed",
+            str(index),
+            "--start-on-stdin",
+            "--quiet",
+        ]
+
+
+@dataclass
+class ProcessCost:
+    """CPU and scheduling cost of a process (or a sum of processes) over the window.
+
+    ``cpu_s`` is the precise on-CPU time (ns-resolution ``/proc/PID/task/*/schedstat`` for live
+    processes, µs-resolution rusage for reaped ones); ``user_s``/``system_s`` are the kernel's
+    tick-sampled split (10 ms ticks), so they are coarse on short windows and need not add up to
+    exactly ``cpu_s``.
+    """
+
+    cpu_s: float = 0.0
+    user_s: float = 0.0
+    system_s: float = 0.0
+    voluntary_ctx_switches: int = 0
+    involuntary_ctx_switches: int = 0
+    peak_rss_bytes: int = 0
+
+
+@dataclass
+class Measurement:
+    system: str
+    workload: Workload
+    window_start_ns: int = 0
+    producers_done_ns: int = 0
+    window_end_ns: int = 0
+    aggregator: ProcessCost = field(default_factory=ProcessCost)
+    producers: ProcessCost = field(default_factory=ProcessCost)
+    producer_exit_codes: list[int] = field(default_factory=list)
+    producer_summaries: list[dict] = field(default_factory=list)
+    udp_snmp_before: dict | None = None
+    udp_snmp_after: dict | None = None
+    system_stats: dict = field(default_factory=dict)
+    trace: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_udp_snmp() -> dict[str, int]:
+    """The kernel's UDP counters (/proc/net/snmp): RcvbufErrors counts datagrams dropped for a
+    full receive buffer, InErrors all receive errors."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    names, values = rows[0][1:], rows[1][1:]
+    return {k: int(v) for k, v in zip(names, values)}
+
+
+def _peak_rss(pid: int) -> int:
+    """VmHWM: the process's peak resident set, which psutil does not expose."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _schedstat_cpu_s(pid: int) -> float:
+    """On-CPU time of every thread of ``pid``, in seconds, at ns resolution."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (OSError, ValueError):
+        return float("nan")
+    return total / 1e9
+
+
+def _snapshot(proc: psutil.Process) -> ProcessCost:
+    with proc.oneshot():
+        cpu = proc.cpu_times()
+        ctx = proc.num_ctx_switches()
+    return ProcessCost(_schedstat_cpu_s(proc.pid), cpu.user, cpu.system, ctx.voluntary, ctx.involuntary, _peak_rss(proc.pid))
+
+
+def _delta(after: ProcessCost, before: ProcessCost) -> ProcessCost:
+    return ProcessCost(
+        after.cpu_s - before.cpu_s,
+        after.user_s - before.user_s,
+        after.system_s - before.system_s,
+        after.voluntary_ctx_switches - before.voluntary_ctx_switches,
+        after.involuntary_ctx_switches - before.involuntary_ctx_switches,
+        after.peak_rss_bytes,
+    )
+
+
+def _wait_quiet(path: Path, deadline: float) -> None:
+    """Wait until ``path`` has not grown for QUIET_PERIOD_S (bounded by ``deadline``)."""
+    last = -1
+    stable_since = time.monotonic()
+    while time.monotonic() < deadline:
+        size = path.stat().st_size if path.exists() else 0
+        now = time.monotonic()
+        if size != last:
+            last, stable_since = size, now
+        elif now - stable_since >= QUIET_PERIOD_S:
+            return
+        time.sleep(0.05)
+
+
+def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer=None, timeout: float = 120.0) -> Measurement:
+    """Run ``workload`` against ``system`` (already constructed, not started); always tear down."""
+    m = Measurement(system=system.name, workload=workload)
+    producers: list[subprocess.Popen] = []
+    address = system.start()
+    try:
+        agg = psutil.Process(system.pid)
+        summaries = [workdir / f"producer-{i}.json" for i in range(workload.producers)]
+        for i in range(workload.producers):
+            args = workload.producer_args(address, i) + ["--summary-json", str(summaries[i])]
+            producers.append(
+                subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(workdir / f"producer-{i}.stderr", "wb"))
+            )
+        ready_before: list[ProcessCost] = []
+        for p in producers:
+            line = read_line(p.stdout, 30.0)
+            if line != "ready":
+                raise RuntimeError(f"producer said {line!r} instead of 'ready'")
+            ready_before.append(_snapshot(psutil.Process(p.pid)))
+        is_udp = workload.transport == "udp"
+        if is_udp:
+            m.udp_snmp_before = read_udp_snmp()
+        if tracer is not None:
+            tracer.open_window()
+        agg_before = _snapshot(agg)
+        m.window_start_ns = time.time_ns()
+        for p in producers:  # the barrier: every producer is connected; go
+            p.stdin.write(b"go\n")
+            p.stdin.close()
+        deadline = time.monotonic() + timeout
+        producer_total = ProcessCost()
+        for p, before in zip(producers, ready_before):
+            status, usage = _wait4(p, deadline)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            m.producer_exit_codes.append(p.returncode)
+            producer_total.cpu_s += usage.ru_utime + usage.ru_stime - before.cpu_s
+            producer_total.user_s += usage.ru_utime - before.user_s
+            producer_total.system_s += usage.ru_stime - before.system_s
+            producer_total.voluntary_ctx_switches += usage.ru_nvcsw - before.voluntary_ctx_switches
+            producer_total.involuntary_ctx_switches += usage.ru_nivcsw - before.involuntary_ctx_switches
+            producer_total.peak_rss_bytes = max(producer_total.peak_rss_bytes, usage.ru_maxrss * 1024)
+        m.producers = producer_total
+        m.producers_done_ns = time.time_ns()
+        _wait_quiet(system.output_path, time.monotonic() + MAX_QUIESCE_S)
+        m.aggregator = _delta(_snapshot(agg), agg_before)
+        m.window_end_ns = time.time_ns() - int(QUIET_PERIOD_S * 1e9)
+        if tracer is not None:
+            m.trace = tracer.close_window()
+        if is_udp:
+            m.udp_snmp_after = read_udp_snmp()
+        for path in summaries:
+            if path.exists():
+                m.producer_summaries.append(json.loads(path.read_text()))
+    finally:
+        for p in producers:
+            if p.returncode is None:
+                p.kill()
+                p.wait()
+            for stream in (p.stdin, p.stdout):
+                if stream and not stream.closed:
+                    stream.close()
+        m.system_stats = system.stop()
+    return m
+
+
+def _wait4(p: subprocess.Popen, deadline: float):
+    """wait4 with a deadline: the child's own rusage (CPU, ctx switches, peak RSS)."""
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            return status, usage
+        if time.monotonic() >= deadline:
+            p.kill()
+            pid, status, usage = os.wait4(p.pid, 0)
+            return status, usage
+        time.sleep(0.01)
+
+
