@@ -90,6 +90,10 @@ def main(
     max_backlog_bytes: int = typer.Option(
         DEFAULT_MAX_BACKLOG_BYTES, min=1, help="Output backlog (bytes not yet written) at which reading pauses."
     ),
+    peer_credentials: bool = typer.Option(
+        False,
+        help="unixsock: add the connecting process's peer_pid, peer_uid, peer_gid (SO_PEERCRED) to every record.",
+    ),
     ready_file: Optional[Path] = typer.Option(None, help="When listening, write {transport, address, pid, ...} as JSON here (atomically)."),
 ) -> None:
     name = transport.value
@@ -125,6 +129,7 @@ def main(
         stats_interval=stats_interval,
         duration=duration,
         max_backlog_bytes=max_backlog_bytes,
+        peer_credentials=peer_credentials,
     )
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"

@@ -37,13 +37,16 @@ def encode_lines(
     transport: str,
     out: list[bytes],
     rejects: list[Reject],
+    extra_fields: dict | None = None,
 ) -> tuple[int, int]:
     """Validate ``lines`` and append their output form to ``out``.
 
-    Returns ``(written, empty)``: how many lines were valid, and how many were empty (skipped,
-    counted by the caller, not rejects). Invalid lines go to ``rejects``.
+    ``extra_fields`` (e.g. the peer's credentials) are added to every record, before
+    ``received_ns``. Returns ``(written, empty)``: how many lines were valid, and how many were
+    empty (skipped, counted by the caller, not rejects). Invalid lines go to ``rejects``.
     """
-    suffix = b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode())
+    extra = b"," + _dumps(extra_fields)[1:-1] if extra_fields else b""
+    suffix = extra + b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode())
     append = out.append
     written = 0
     empty = 0
@@ -69,6 +72,8 @@ def encode_lines(
             append(line[:-1])
             append(suffix)
         else:
+            if extra_fields:
+                obj.update(extra_fields)
             obj["received_ns"] = received_ns
             obj["transport"] = transport
             append(_dumps(obj, option=orjson.OPT_APPEND_NEWLINE))

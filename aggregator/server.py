@@ -54,6 +54,7 @@ class Aggregator:
         stats_interval: float | None = None,
         duration: float | None = None,
         max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
+        peer_credentials: bool = False,
     ) -> None:
         self.binding = binding
         self.sink = sink
@@ -65,6 +66,7 @@ class Aggregator:
         self.stats_interval = stats_interval
         self.duration = duration
         self.max_backlog_bytes = max_backlog_bytes
+        self.peer_credentials = peer_credentials
         self._selector = selectors.DefaultSelector()
         self._connections: set[Endpoint] = set()  # accepted via the listener
         self._endpoints: set[Endpoint] = set()  # every endpoint being read
@@ -177,7 +179,8 @@ class Aggregator:
         c.read_calls += calls
         if lines:
             # messages_received = written + rejected: the rejects are counted as they are recorded
-            written, empty = encode_lines(lines, received_ns, self.transport_name, out, rejects)
+            extra = endpoint.peer_fields if self.peer_credentials else None
+            written, empty = encode_lines(lines, received_ns, self.transport_name, out, rejects, extra)
             c.messages_received += written
             c.messages_written += written
             c.empty_lines += empty

@@ -56,6 +56,7 @@ class Endpoint(Protocol):
     """Something the event loop reads messages from: a connection, a datagram socket, a FIFO."""
 
     label: str  # who is on the other side, for the rejects file
+    peer_fields: dict | None  # who is on the other side, as record fields (--peer-credentials)
 
     def fileno(self) -> int: ...
 

@@ -34,6 +34,7 @@ def set_receive_buffer(sock: socket.socket, size: int | None) -> int:
 
 class DatagramEndpoint:
     __slots__ = ("sock", "label", "max_bytes", "draining", "_fd")
+    peer_fields = None  # datagram senders are anonymous (no connection to ask)
 
     def __init__(self, sock: socket.socket, label: str, max_bytes: int) -> None:
         sock.setblocking(False)
@@ -62,8 +63,10 @@ class DatagramEndpoint:
             total += n
             if n > max_bytes:
                 rejects.append(Reject(DATAGRAM_TRUNCATED, buf[: min(max_bytes, REJECT_PREFIX_BYTES)].tobytes(), n))
+            elif n and buf[n - 1] == 10:  # the optional trailing newline: drop it while copying
+                append(frame_datagram(buf[:n].tobytes()) if n > 1 and buf[n - 2] == 13 else buf[: n - 1].tobytes())
             else:
-                append(frame_datagram(buf[:n].tobytes()))
+                append(buf[:n].tobytes())
         return total, calls, False
 
     def begin_drain(self) -> None:

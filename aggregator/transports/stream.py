@@ -5,7 +5,8 @@ the drain at shutdown. Subclasses set the class attributes and address hooks:
 
 * the addressing hooks (``_bind_address``, ``_bind``, ``_connect_address``, ``_bound_address``,
   ``default_address``), shared by address kind in ``addresses.py`` (Unix path or inet);
-* ``_peer_label(conn, addr)``: who is on the other side (for the rejects file);
+* ``_peer(conn, addr)``: who is on the other side (a label for the rejects file, and record
+  fields for ``--peer-credentials``);
 * ``shutdown_read_on_drain``: on AF_UNIX, ``shutdown(SHUT_RD)`` makes the peer's next write fail
   with EPIPE, so after it everything the kernel accepted can be read to EOF and nothing more can
   arrive: an exact drain. TCP has no such signal; its drain waits for the peer to close, bounded
@@ -26,13 +27,16 @@ MAX_READS_PER_TURN = 4
 
 
 class StreamConnection:
-    __slots__ = ("sock", "label", "framer", "_fd", "_shutdown_read_on_drain")
+    __slots__ = ("sock", "label", "peer_fields", "framer", "_fd", "_shutdown_read_on_drain")
 
-    def __init__(self, sock: socket.socket, label: str, max_line_bytes: int, shutdown_read_on_drain: bool) -> None:
+    def __init__(
+        self, sock: socket.socket, label: str, peer_fields: dict | None, max_line_bytes: int, shutdown_read_on_drain: bool
+    ) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._fd = sock.fileno()
         self.label = label
+        self.peer_fields = peer_fields
         self.framer = LineFramer(max_line_bytes)
         self._shutdown_read_on_drain = shutdown_read_on_drain
 
@@ -89,10 +93,12 @@ class StreamListener:
                 return accepted
             except OSError:  # e.g. EMFILE: try again on the next turn
                 return accepted
+            label, peer_fields = self.transport._peer(conn, addr)
             accepted.append(
                 StreamConnection(
                     conn,
-                    self.transport._peer_label(conn, addr),
+                    label,
+                    peer_fields,
                     self.options.max_line_bytes,
                     self.transport.shutdown_read_on_drain,
                 )
@@ -157,5 +163,6 @@ class StreamSocketTransport(Transport):
     def _configure_sender(self, sock: socket.socket) -> None:
         pass
 
-    def _peer_label(self, conn: socket.socket, addr) -> str:
-        return str(addr)
+    def _peer(self, conn: socket.socket, addr) -> tuple[str, dict | None]:
+        """Who connected: a label for the rejects file, and fields for records (or None)."""
+        return str(addr), None

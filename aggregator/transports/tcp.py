@@ -21,5 +21,5 @@ class TcpTransport(InetAddressing, StreamSocketTransport):
         # One message per write: Nagle plus delayed ACKs would hold small writes for up to 40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def _peer_label(self, conn: socket.socket, addr) -> str:
-        return format_inet(addr)
+    def _peer(self, conn: socket.socket, addr) -> tuple[str, dict | None]:
+        return format_inet(addr), None

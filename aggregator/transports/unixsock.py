@@ -22,6 +22,7 @@ class UnixStreamTransport(UnixPathAddressing, StreamSocketTransport):
     default_filename = "unixsock.sock"
     shutdown_read_on_drain = True
 
-    def _peer_label(self, conn: socket.socket, addr) -> str:
+    def _peer(self, conn: socket.socket, addr) -> tuple[str, dict | None]:
+        # The kernel's word on who connected (at connect time): not forgeable by the client.
         pid, uid, gid = peer_credentials(conn)
-        return f"pid={pid},uid={uid},gid={gid}"
+        return f"pid={pid},uid={uid},gid={gid}", {"peer_pid": pid, "peer_uid": uid, "peer_gid": gid}
