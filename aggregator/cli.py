@@ -15,8 +15,8 @@ import typer
 
 from .counters import Counters
 from .procname import set_process_name
-from .server import DEFAULT_MAX_BACKLOG_BYTES, Aggregator
-from .sink import FSYNC_MODES, OutputSink, rejects_path_for
+from .server import DEFAULT_COALESCE_US, DEFAULT_MAX_BACKLOG_BYTES, Aggregator
+from .sink import DEFAULT_FLUSH_INTERVAL_S, FSYNC_MODES, OutputSink, rejects_path_for
 from .transports import TRANSPORTS, ListenOptions, TransportError
 
 TransportName = enum.Enum("TransportName", {name: name for name in TRANSPORTS}, type=str)
@@ -87,8 +87,22 @@ def main(
         "never", help="never: fsync only at clean exit; interval: every --fsync-interval s; always: after every write."
     ),
     fsync_interval: float = typer.Option(1.0, min=0.0, help="Seconds between fsyncs with --fsync interval."),
+    flush_interval: float = typer.Option(
+        DEFAULT_FLUSH_INTERVAL_S,
+        min=0.0,
+        help="Output is written when 256 KiB are pending or the oldest pending line is this many seconds old "
+        "(0 = every loop turn). A crash (not a clean stop) can lose at most this much.",
+    ),
     max_backlog_bytes: int = typer.Option(
         DEFAULT_MAX_BACKLOG_BYTES, min=1, help="Output backlog (bytes not yet written) at which reading pauses."
+    ),
+    coalesce_us: int = typer.Option(
+        DEFAULT_COALESCE_US,
+        min=0,
+        max=100_000,
+        help="After a loop turn that read few messages, wait this many microseconds before the next poll so "
+        "the next turn gathers several: fewer wakeups and reads per message at moderate rates, at most this "
+        "much added latency. 0 = off.",
     ),
     peer_credentials: bool = typer.Option(
         False,
@@ -104,7 +118,9 @@ def main(
     _raise_fd_limit(max_connections + 64)
     address = address or t.default_address()
     try:
-        sink = OutputSink(output, fsync=fsync.value, fsync_interval=fsync_interval, transport=name)
+        sink = OutputSink(
+            output, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval, transport=name
+        )
     except OSError as exc:
         _fail(f"cannot open output {output}: {exc.strerror}" + (" (a symlink? it is never followed)" if exc.errno == 40 else ""), 1)
     try:
@@ -130,6 +146,7 @@ def main(
         duration=duration,
         max_backlog_bytes=max_backlog_bytes,
         peer_credentials=peer_credentials,
+        coalesce_us=coalesce_us,
     )
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"

@@ -146,8 +146,12 @@ class LineFramer:
         self._discard_len = 0
 
 
-def frame_datagram(payload: bytes) -> bytes:
-    """One datagram is one message; a single trailing newline (or CRLF) is optional."""
-    if payload.endswith(b"\n"):
-        payload = payload[:-2] if payload.endswith(b"\r\n") else payload[:-1]
-    return payload
+def frame_datagram(payload: bytes | memoryview) -> bytes:
+    """One datagram is one message; a single trailing newline (or CRLF) is optional.
+
+    Takes a memoryview of the receive buffer too, and copies out only the message itself.
+    """
+    n = len(payload)
+    if n and payload[-1] == 10:  # indexing bytes or a memoryview gives an int
+        n -= 2 if n > 1 and payload[-2] == 13 else 1
+    return bytes(payload[:n])

@@ -46,6 +46,9 @@ def encode_lines(
     empty (skipped, counted by the caller, not rejects). Invalid lines go to ``rejects``.
     """
     extra = b"," + _dumps(extra_fields)[1:-1] if extra_fields else b""
+    # Fields the aggregator sets: an object that already has one takes the slow path, where the
+    # aggregator's value replaces it (splicing would duplicate the key).
+    added = frozenset(("received_ns", "transport", *extra_fields)) if extra_fields else None
     suffix = extra + b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode())
     append = out.append
     written = 0
@@ -65,9 +68,8 @@ def encode_lines(
         if (
             line[-1:] == b"}"
             and obj
-            and "received_ns" not in obj
-            and "transport" not in obj
             and b"\n" not in line
+            and ("received_ns" not in obj and "transport" not in obj if added is None else added.isdisjoint(obj))
         ):
             append(line[:-1])
             append(suffix)

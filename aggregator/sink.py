@@ -1,14 +1,14 @@
 """The sink: the output file and the rejects file.
 
-* Output is written with ``os.write`` in large blocks (one write per event-loop turn, not per
-  message) to a file opened ``O_APPEND | O_NOFOLLOW`` (a symlink planted at the path is refused,
+* Output is written with ``os.write`` in large blocks (when ``FLUSH_BYTES`` are pending, or
+  ``flush_interval`` after the oldest pending line, not per message or per wakeup) to a file opened ``O_APPEND | O_NOFOLLOW`` (a symlink planted at the path is refused,
   never followed).
 * Lines are whole: a block holds whole lines only, and a short write (disk full) keeps the rest
   in the backlog, which is retried before anything newer, so the file never holds a torn line
   unless the process dies between a short write and its retry. That torn tail is repaired at the
   next start: moved to the rejects file with reason ``torn_line_at_start``.
 * Write errors (ENOSPC, EIO, ...) are reported on stderr (once per error streak), counted, and
-  retried; the backlog is bounded by the event loop, which stops reading while it is full, so
+  retried every ``RETRY_INTERVAL_S``; the backlog is bounded by the event loop, which stops reading while it is full, so
   stream producers are blocked by the kernel instead of the aggregator growing without bound.
 * ``--fsync``: ``never`` (only at clean exit), ``interval`` (every ``fsync_interval`` s while
   data was written), ``always`` (after every write).
@@ -27,6 +27,9 @@ import orjson
 from .framing import TORN_LINE_AT_START, Reject
 
 FSYNC_MODES = ("never", "interval", "always")
+FLUSH_BYTES = 256 * 1024  # write as soon as this much is pending
+DEFAULT_FLUSH_INTERVAL_S = 0.01  # ... or when the oldest pending line is this old
+RETRY_INTERVAL_S = 0.5  # after a write error (disk full, ...): how often to try again
 
 
 def rejects_path_for(output: Path) -> Path:
@@ -47,6 +50,7 @@ class OutputSink:
         *,
         fsync: str = "never",
         fsync_interval: float = 1.0,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
         transport: str = "",
     ) -> None:
         if fsync not in FSYNC_MODES:
@@ -55,6 +59,9 @@ class OutputSink:
         self.rejects_path = rejects_path_for(output)
         self.fsync_mode = fsync
         self.fsync_interval = fsync_interval
+        self.flush_interval = flush_interval
+        self._pending_since: float | None = None  # when the oldest unwritten line was queued
+        self._retry_at = 0.0  # after a write error: when to try again
         self.transport = transport
         self._backlog: list[bytes] = []  # whole-line blocks not yet written, oldest first
         self.backlog_bytes = 0
@@ -102,31 +109,55 @@ class OutputSink:
             os.close(fd)
 
     # -- writing ------------------------------------------------------------------------------
+    def add(self, chunks: list[bytes]) -> None:
+        """Queue whole lines; they are written once FLUSH_BYTES are pending or the flush
+        interval has passed since the oldest (see ``flush_due``)."""
+        block = b"".join(chunks)
+        self._backlog.append(block)
+        self.backlog_bytes += len(block)
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        if self.backlog_bytes >= FLUSH_BYTES or self.flush_interval <= 0:
+            self.flush()
+
     def write(self, chunks: list[bytes]) -> None:
-        """Queue whole lines and write as much of the backlog as the file takes now."""
-        if chunks:
-            block = b"".join(chunks)
-            self._backlog.append(block)
-            self.backlog_bytes += len(block)
+        """Queue whole lines and write at once."""
+        self.add(chunks)
         self.flush()
 
+    @property
+    def flush_due(self) -> float | None:
+        """When the pending output must be written (monotonic), or None if nothing is pending."""
+        if self._pending_since is None:
+            return None
+        due = self._pending_since + self.flush_interval
+        return due if self._error is None else max(due, self._retry_at)
+
+    def flush_if_due(self, now: float) -> None:
+        due = self.flush_due
+        if due is not None and now >= due:
+            self.flush()
+
     def flush(self) -> bool:
-        """Write the backlog. True when it is empty afterwards."""
-        while self._backlog:
-            block = self._backlog[0]
+        """Write the backlog in one block. True when it is empty afterwards."""
+        if not self._backlog:
+            return True
+        data = self._backlog[0] if len(self._backlog) == 1 else b"".join(self._backlog)
+        while data:
             try:
-                n = os.write(self._fd, block)
+                n = os.write(self._fd, data)
             except OSError as exc:
+                self._backlog = [data]
+                self._retry_at = time.monotonic() + RETRY_INTERVAL_S
                 self._report_error(exc)
                 return False
             self.write_calls += 1
             self.bytes_written += n
             self.backlog_bytes -= n
             self._dirty = True
-            if n < len(block):
-                self._backlog[0] = block[n:]  # short write: the rest first, next time
-                continue
-            self._backlog.pop(0)
+            data = data[n:]  # short write (disk nearly full): the rest goes first, next time
+        self._backlog = []
+        self._pending_since = None
         if self._error is not None:
             print(f"aggregator: output writable again ({self.output})", file=sys.stderr, flush=True)
             self._error = None

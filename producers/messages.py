@@ -17,6 +17,7 @@ import random
 
 import orjson
 
+_CHOICES = 4096  # a power of two
 LEVELS = ("debug", "info", "info", "info", "info", "warn", "error")  # mostly info, like real logs
 _FILLER = (
     "the quick brown fox jumps over the lazy dog while the aggregator counts every byte; "
@@ -26,7 +27,10 @@ _FILLER = (
 class MessageFactory:
     def __init__(self, producer_id: str, pid: int, size: int, seed: int) -> None:
         self.size = size
-        self._rng = random.Random(seed)
+        rng = random.Random(seed)
+        # Seeded choices drawn once and cycled: drawing two random numbers per message would
+        # cost the producer more than formatting it, and steal CPU from the system under test.
+        self._choices = [(rng.choice(LEVELS).encode(), rng.randrange(64)) for _ in range(_CHOICES)]
         self._head = b'{"ts_ns":%d,"intended_ns":%d,"producer":' + orjson.dumps(producer_id).replace(b"%", b"%%") + (
             b',"seq":%%d,"pid":%d,"level":"%%s","msg":"' % pid
         )
@@ -38,8 +42,6 @@ class MessageFactory:
         return len(widest) + len(b'"}\n')
 
     def build(self, seq: int, ts_ns: int, intended_ns: int) -> bytes:
-        level = LEVELS[self._rng.randrange(len(LEVELS))]
-        head = self._head % (ts_ns, intended_ns, seq, level.encode())
-        pad = self.size - len(head) - 3
-        start = self._rng.randrange(64)
-        return head + self._filler[start : start + pad] + b'"}\n'
+        level, start = self._choices[seq & (_CHOICES - 1)]
+        head = self._head % (ts_ns, intended_ns, seq, level)
+        return head + self._filler[start : start + self.size - len(head) - 3] + b'"}\n'

@@ -1,0 +1,126 @@
+"""What `loglab bench` runs: named scenarios, each a workload per transport, and sweeps.
+
+The default suite holds the three views the lab reports (all with 200-byte messages):
+
+* ``capacity``   producers able to outrun the aggregator: 4 producers sending as fast as they
+                 can, ``--batch 64`` on the stream transports, one message per datagram on
+                 unixgram/udp. Shows messages/s the aggregator can take, and loss where the
+                 transport may lose.
+* ``efficiency`` a fixed offered rate both systems sustain without loss, 4 x 10,000 msg/s, one
+                 message per write: shows CPU per message when nobody is saturated.
+* ``latency``    5 producers x 2,000 msg/s, one message per write: end-to-end latency from the
+                 producer's intended send time to receipt.
+* ``loss``       datagram transports only: offered rate swept upward (4 producers at 5k, 20k,
+                 50k msg/s each) for the loss-versus-offered-rate chart.
+
+Any workload parameter given on the command line replaces the suite with one ``custom``
+scenario; a parameter given several values (``--producers 1,2,4``) makes a sweep (the
+cartesian product of all lists).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from aggregator.transports import TRANSPORTS
+
+from .measure import Workload
+
+DATAGRAM = tuple(name for name, t in TRANSPORTS.items() if t.kind == "datagram")
+ALL_TRANSPORTS = tuple(TRANSPORTS)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sweep point of a scenario: the workload parameters, transport aside."""
+
+    producers: int
+    count: int
+    size: int
+    rate: float
+    batch: int
+
+    def workload(self, transport: str) -> Workload:
+        # Datagram transports send one message per datagram whatever --batch says.
+        batch = self.batch if TRANSPORTS[transport].kind == "stream" else 1
+        return Workload(transport, self.producers, self.count, self.size, self.rate, batch)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    points: tuple[Point, ...]
+    transports: tuple[str, ...] = ALL_TRANSPORTS
+
+
+def default_suite(scale: float = 1.0) -> list[Scenario]:
+    """The suite behind `make bench`. ``scale`` multiplies message counts (tests use a tiny one)."""
+
+    def n(count: int) -> int:
+        return max(10, int(count * scale))
+
+    return [
+        Scenario(
+            "capacity",
+            "4 producers as fast as they can (batch 64 on stream transports): messages/s the aggregator takes",
+            (Point(4, n(25_000), 200, 0.0, 64),),
+        ),
+        Scenario(
+            "efficiency",
+            "4 producers x 10,000 msg/s, one message per write: CPU per message at a rate both sustain",
+            (Point(4, n(15_000), 200, 10_000.0, 1),),
+        ),
+        Scenario(
+            "latency",
+            "5 producers x 2,000 msg/s, one message per write: end-to-end latency",
+            (Point(5, n(3_000), 200, 2_000.0, 1),),
+        ),
+        Scenario(
+            "loss",
+            "datagram transports, offered rate swept upward: loss versus offered rate",
+            tuple(Point(4, n(int(rate * 1.5)), 200, rate, 1) for rate in (5_000.0, 20_000.0, 50_000.0)),
+            transports=DATAGRAM,
+        ),
+    ]
+
+
+def parse_list(text: str | None, kind: type) -> list | None:
+    """``"1,2,4"`` -> ``[1, 2, 4]``; None stays None."""
+    if text is None:
+        return None
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"expected a comma-separated list of numbers, got {text!r}") from None
+    if not values:
+        raise ValueError("empty list")
+    return values
+
+
+def custom_scenario(
+    *,
+    producers: list[int] | None,
+    count: list[int] | None,
+    size: list[int] | None,
+    rate: list[float] | None,
+    batch: list[int] | None,
+    transports: tuple[str, ...],
+) -> Scenario:
+    base = Point(4, 10_000, 200, 0.0, 1)
+    lists = [producers or [base.producers], count or [base.count], size or [base.size], rate or [base.rate], batch or [base.batch]]
+    points = tuple(Point(*values) for values in itertools.product(*lists))
+    swept = [name for name, values in zip(("producers", "count", "size", "rate", "batch"), lists) if len(values) > 1]
+    description = "custom workload" + (f", sweeping {', '.join(swept)}" if swept else "")
+    return Scenario("custom", description, points, transports)
+
+
+def restrict(scenarios: list[Scenario], transports: tuple[str, ...]) -> list[Scenario]:
+    """Keep only the chosen transports; drop scenarios left with none."""
+    kept = []
+    for s in scenarios:
+        chosen = tuple(t for t in s.transports if t in transports)
+        if chosen:
+            kept.append(replace(s, transports=chosen))
+    return kept
