@@ -4,8 +4,8 @@ A valid message is a UTF-8 JSON object. The aggregator adds two fields, ``receiv
 ns of the read that returned the message) and ``transport``, and writes one line per message.
 
 Hot path: the producer's bytes are validated with ``orjson.loads`` and then written as they came,
-with the added fields spliced in before the closing brace. That avoids re-serialising every
-message, which would cost about as much again as parsing it. The slow path (re-serialise with
+with the added fields spliced in before the closing brace. That avoids
+re-serialising every message, which would cost about as much again as parsing it. The slow path (re-serialise with
 orjson) is taken only when splicing would be wrong: an empty object, trailing whitespace, an
 embedded newline (only possible in a datagram) or a field the aggregator itself sets (the
 aggregator's value wins).
@@ -38,11 +38,14 @@ def encode_lines(
     out: list[bytes],
     rejects: list[Reject],
     extra_fields: dict | None = None,
+    *,
+    newline_free: bool = False,
 ) -> tuple[int, int]:
     """Validate ``lines`` and append their output form to ``out``.
 
     ``extra_fields`` (e.g. the peer's credentials) are added to every record, before
-    ``received_ns``. Returns ``(written, empty)``: how many lines were valid, and how many were
+    ``received_ns``. ``newline_free`` says no line can hold a newline (true of stream framing;
+    a datagram can). Returns ``(written, empty)``: how many lines were valid, and how many were
     empty (skipped, counted by the caller, not rejects). Invalid lines go to ``rejects``.
     """
     extra = b"," + _dumps(extra_fields)[1:-1] if extra_fields else b""
@@ -50,6 +53,7 @@ def encode_lines(
     # aggregator's value replaces it (splicing would duplicate the key).
     added = frozenset(("received_ns", "transport", *extra_fields)) if extra_fields else None
     suffix = extra + b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode())
+
     append = out.append
     written = 0
     empty = 0
@@ -66,13 +70,13 @@ def encode_lines(
             rejects.append(Reject.of(NOT_AN_OBJECT, line))
             continue
         if (
-            line[-1:] == b"}"
-            and obj
-            and b"\n" not in line
+            line[-1] == 125  # ord("}"): no trailing whitespace to step over
+            and obj  # "{}" has no field to put a comma after
+            and (newline_free or 10 not in line)  # a datagram may hold a newline: re-serialise
             and ("received_ns" not in obj and "transport" not in obj if added is None else added.isdisjoint(obj))
         ):
-            append(line[:-1])
-            append(suffix)
+            # One piece per message: fewer, larger pieces make the sink's join much cheaper.
+            append(line[:-1] + suffix)
         else:
             if extra_fields:
                 obj.update(extra_fields)

@@ -227,7 +227,9 @@ class Aggregator:
         if lines:
             # messages_received = written + rejected: the rejects are counted as they are recorded
             extra = endpoint.peer_fields if self.peer_credentials else None
-            written, empty = encode_lines(lines, received_ns, self.transport_name, out, rejects, extra)
+            written, empty = encode_lines(
+                lines, received_ns, self.transport_name, out, rejects, extra, newline_free=endpoint.newline_free
+            )
             c.messages_received += written
             c.messages_written += written
             c.empty_lines += empty

@@ -57,6 +57,7 @@ class Endpoint(Protocol):
 
     label: str  # who is on the other side, for the rejects file
     peer_fields: dict | None  # who is on the other side, as record fields (--peer-credentials)
+    newline_free: bool  # framing guarantees no message holds a newline (newline framing does)
 
     def fileno(self) -> int: ...
 

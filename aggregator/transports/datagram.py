@@ -37,6 +37,7 @@ def set_receive_buffer(sock: socket.socket, size: int | None) -> int:
 class DatagramEndpoint:
     __slots__ = ("sock", "label", "max_bytes", "draining", "_fd", "_receiver")
     peer_fields = None  # datagram senders are anonymous (no connection to ask)
+    newline_free = False  # a datagram may hold newlines inside its JSON
 
     def __init__(self, sock: socket.socket, label: str, max_bytes: int) -> None:
         sock.setblocking(False)

@@ -42,6 +42,7 @@ def fifo_has_reader(path: str) -> bool:
 
 class FifoEndpoint:
     peer_fields = None  # writers to a FIFO are anonymous
+    newline_free = True
     def __init__(self, read_fd: int, keepalive_fd: int, label: str, max_line_bytes: int) -> None:
         self._fd = read_fd
         self._keepalive_fd: int | None = keepalive_fd

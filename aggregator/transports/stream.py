@@ -28,6 +28,7 @@ MAX_READS_PER_TURN = 4
 
 class StreamConnection:
     __slots__ = ("sock", "label", "peer_fields", "framer", "_fd", "_shutdown_read_on_drain")
+    newline_free = True
 
     def __init__(
         self, sock: socket.socket, label: str, peer_fields: dict | None, max_line_bytes: int, shutdown_read_on_drain: bool
