@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
 import resource
@@ -122,7 +123,9 @@ def main(
             output, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval, transport=name
         )
     except OSError as exc:
-        _fail(f"cannot open output {output}: {exc.strerror}" + (" (a symlink? it is never followed)" if exc.errno == 40 else ""), 1)
+        path = exc.filename or output  # the output or its rejects file, whichever failed
+        hint = " (a symlink? it is never followed)" if exc.errno == errno.ELOOP else ""
+        _fail(f"cannot open output {path}: {exc.strerror}{hint}", 1)
     try:
         binding = t.listen(address, options)
     except TransportError as exc:

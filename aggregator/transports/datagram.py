@@ -12,6 +12,7 @@ Subclasses take their addressing hooks from ``addresses.py``, as stream sockets 
 from __future__ import annotations
 
 import socket
+from typing import ClassVar
 
 from ..framing import DATAGRAM_TRUNCATED, REJECT_PREFIX_BYTES, Reject, frame_datagram
 from .mmsg import MultiReceiver
@@ -35,12 +36,13 @@ def set_receive_buffer(sock: socket.socket, size: int | None) -> int:
 
 
 class DatagramEndpoint:
-    __slots__ = ("sock", "label", "max_bytes", "draining", "_fd", "_receiver")
+    __slots__ = ("sock", "label", "max_bytes", "draining", "_fd", "_receiver", "_shutdown_read_on_drain")
     peer_fields = None  # datagram senders are anonymous (no connection to ask)
     newline_free = False  # a datagram may hold newlines inside its JSON
 
-    def __init__(self, sock: socket.socket, label: str, max_bytes: int) -> None:
+    def __init__(self, sock: socket.socket, label: str, max_bytes: int, shutdown_read_on_drain: bool = False) -> None:
         sock.setblocking(False)
+        self._shutdown_read_on_drain = shutdown_read_on_drain
         self.sock = sock
         self._fd = sock.fileno()
         self.label = label
@@ -85,6 +87,8 @@ class DatagramEndpoint:
         return total, calls, False
 
     def begin_drain(self) -> None:
+        if self._shutdown_read_on_drain:
+            self.sock.shutdown(socket.SHUT_RD)  # senders now get EPIPE: nothing can slip in late
         self.draining = True  # the next read that empties the queue finishes this endpoint
 
     def close(self, rejects: list[Reject]) -> None:
@@ -108,6 +112,10 @@ class DatagramSender:
 
 class DatagramSocketTransport(Transport):
     kind = "datagram"
+    # AF_UNIX: shutdown(SHUT_RD) makes every later send fail with EPIPE, so draining the queue
+    # after it is exact. UDP has no such signal (and refuses shutdown on an unconnected socket):
+    # what arrives after the last read is lost, as UDP may lose anything.
+    shutdown_read_on_drain: ClassVar[bool] = False
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
         family, bind_address = self._bind_address(address, options)
@@ -121,7 +129,7 @@ class DatagramSocketTransport(Transport):
         bound = self._bound_address(sock)
         return Binding(
             address=bound,
-            endpoints=[DatagramEndpoint(sock, bound, options.max_line_bytes)],
+            endpoints=[DatagramEndpoint(sock, bound, options.max_line_bytes, self.shutdown_read_on_drain)],
             info={"effective_rcvbuf": rcvbuf, "requested_rcvbuf": options.rcvbuf},
             cleanup=cleanup,
         )

@@ -1,7 +1,8 @@
 """unixgram: AF_UNIX SOCK_DGRAM. One message per datagram.
 
 Unlike udp, a blocking sender waits when the receiver's queue is full
-(``net.unix.max_dgram_qlen`` datagrams, or the receive buffer), so nothing is dropped.
+(``net.unix.max_dgram_qlen`` datagrams, or the receive buffer), so nothing is dropped. At
+shutdown, ``shutdown(SHUT_RD)`` makes senders' next send fail with EPIPE, so the drain is exact.
 """
 
 from __future__ import annotations
@@ -17,3 +18,4 @@ class UnixDatagramTransport(UnixPathAddressing, DatagramSocketTransport):
     description = "Unix domain datagram socket (AF_UNIX, SOCK_DGRAM): reliable locally, senders block when full"
     socket_type = socket.SOCK_DGRAM
     default_filename = "unixgram.sock"
+    shutdown_read_on_drain = True
