@@ -200,7 +200,8 @@ def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer
         if is_udp:
             m.udp_snmp_before = read_udp_snmp()
         if tracer is not None:
-            tracer.open_window()
+            # Only this run's processes: other logprod/logagg may run on the machine meanwhile.
+            tracer.open_window(pids=[system.pid, *(p.pid for p in producers)])
         agg_before = _snapshot(agg)
         m.window_start_ns = time.time_ns()
         for p in producers:  # the barrier: every producer is connected; go
