@@ -74,7 +74,7 @@ def main(
     output: Path = typer.Option(Path("aggregated_logs.jsonl"), "--output", "-o", help="Output file (appended to)."),
     stats_file: Optional[Path] = typer.Option(None, help="Write counters as JSON here at exit (and every --stats-interval)."),
     stats_interval: Optional[float] = typer.Option(None, min=0.1, help="Seconds between stats-file updates."),
-    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop (and drain) after this many seconds."),
+    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop (and drain) after this many seconds (0: at once)."),
     max_line_bytes: int = typer.Option(65536, min=64, help="Longest accepted message; longer ones are rejected (line_too_long / datagram_truncated)."),
     max_connections: int = typer.Option(1024, min=1, help="Open connections at most (stream sockets); more are refused and counted."),
     drain_timeout: float = typer.Option(5.0, min=0.0, help="At shutdown, wait at most this long for open connections to finish."),
@@ -151,6 +151,7 @@ def main(
         peer_credentials=peer_credentials,
         coalesce_us=coalesce_us,
     )
+    aggregator.install_signal_handlers()  # before anyone is told we are ready
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"
     if counters.effective_rcvbuf is not None:

@@ -85,6 +85,7 @@ class Aggregator:
         self._next_due = 0.0  # when housekeeping must run next (monotonic)
         self._flags_set = False
         self._finished = False
+        self._wake: socket.socket | None = None
         self._connections: set[Endpoint] = set()  # accepted via the listener
         self._endpoints: set[Endpoint] = set()  # every endpoint being read
         self._stop_requested = False
@@ -100,8 +101,14 @@ class Aggregator:
     def request_reopen(self, *_: object) -> None:
         self._reopen_requested = True
 
+    def install_signal_handlers(self) -> None:
+        """Take over SIGTERM/SIGINT/SIGUSR1. Call before announcing readiness: a signal that
+        arrives between "listening" and the loop must still mean a graceful stop."""
+        if self._wake is None:
+            self._wake = self._install_signals()
+
     def _install_signals(self) -> socket.socket:
-        # Handlers only set flags; the wakeup fd makes select() return at once.
+        # Handlers only set flags; the wakeup fd makes poll() return at once.
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -115,8 +122,10 @@ class Aggregator:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> bool:
         """Serve until stopped; return True if everything accepted was written."""
-        wake = self._install_signals()
+        self.install_signal_handlers()
+        wake = self._wake
         self._watch(wake.fileno(), _WAKE, wake)
+        self._flags_set = self._stop_requested or self._reopen_requested  # signals before the loop
         if self.binding.listener is not None:
             self._watch(self.binding.listener.fileno(), _ACCEPT, self.binding.listener)
         for endpoint in self.binding.endpoints:
@@ -124,7 +133,7 @@ class Aggregator:
         if self.sink.torn_at_start:
             self._record_rejects(self.sink.torn_at_start, time.time_ns(), str(self.sink.output))
         start = time.monotonic()
-        self._stop_at = start + self.duration if self.duration else None
+        self._stop_at = start + self.duration if self.duration is not None else None
         self._next_stats = start + self.stats_interval if self.stats_interval else None
         self._drain_deadline: float | None = None
         poll = self._epoll.poll
@@ -274,6 +283,10 @@ class Aggregator:
         if endpoint in self._connections:
             self._connections.discard(endpoint)
             self.counters.connections_closed += 1
+        if self._draining and not self._endpoints:
+            self._next_due = 0.0  # the last one finished: end the drain now, not at its deadline
+        if self._draining and not self._endpoints:
+            self._flags_set = True  # the drain is complete: finish now, not at the drain deadline
 
     # -- shutdown -----------------------------------------------------------------------------
     def _begin_drain(self) -> None:

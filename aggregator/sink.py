@@ -74,6 +74,7 @@ class OutputSink:
         self.fsync_calls = 0
         self.reopens = 0
         self.torn_at_start: list[Reject] = []
+        self._torn_bytes = 0  # bytes of an unfinished line at the file's end after a short write
         self._repair_torn_tail()
         self._fd = _open_append(output)
         self._rejects_fd = _open_append(self.rejects_path)
@@ -155,7 +156,12 @@ class OutputSink:
             self.bytes_written += n
             self.backlog_bytes -= n
             self._dirty = True
-            data = data[n:]  # short write (disk nearly full): the rest goes first, next time
+            if n < len(data):  # short write (disk nearly full): the rest goes first, next time
+                nl = data.rfind(b"\n", 0, n)
+                self._torn_bytes = n - nl - 1 if nl != -1 else self._torn_bytes + n
+            else:
+                self._torn_bytes = 0
+            data = data[n:]
         self._backlog = []
         self._pending_since = None
         if self._error is not None:
@@ -229,8 +235,24 @@ class OutputSink:
         """SIGUSR1: an external rotator moved the file away; start a new one at the path."""
         self.flush()
         old, old_rejects = self._fd, self._rejects_fd
-        self._fd = _open_append(self.output)
-        self._rejects_fd = _open_append(self.rejects_path)
+        try:
+            new = _open_append(self.output)
+            try:
+                new_rejects = _open_append(self.rejects_path)
+            except OSError:
+                os.close(new)
+                raise
+        except OSError as exc:
+            # E.g. a symlink planted at the path (never followed): keep writing to the open files.
+            print(
+                f"aggregator: cannot reopen {self.output}: {exc.strerror}"
+                + (" (a symlink? it is never followed)" if exc.errno == errno.ELOOP else "")
+                + "; still writing to the files already open",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self._fd, self._rejects_fd = new, new_rejects
         for fd in (old, old_rejects):
             try:
                 os.fsync(fd)
@@ -246,6 +268,14 @@ class OutputSink:
                 break
             time.sleep(0.05)
         ok = not self._backlog
+        if self._torn_bytes:
+            # A short write left a line's head in the file and its rest could not follow: cut
+            # the head off so the file holds whole lines only (the loss is reported by the caller).
+            try:
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - self._torn_bytes)
+                self._torn_bytes = 0
+            except OSError as exc:
+                self._report_error(exc)
         self.sync()
         os.close(self._fd)
         os.close(self._rejects_fd)

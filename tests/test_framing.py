@@ -1,0 +1,267 @@
+"""aggregator.framing: LineFramer (stream transports) and frame_datagram (datagram transports)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.framing import (
+    LINE_TOO_LONG,
+    PARTIAL_LINE_AT_CLOSE,
+    REJECT_PREFIX_BYTES,
+    LineFramer,
+    Reject,
+    frame_datagram,
+)
+
+
+def feed_all(framer: LineFramer, chunks) -> tuple[list[bytes], list[Reject]]:
+    lines: list[bytes] = []
+    rejects: list[Reject] = []
+    for chunk in chunks:
+        framer.feed(chunk, lines, rejects)
+    return lines, rejects
+
+
+def assert_bounded_prefix(reject: Reject, line: bytes, max_line: int) -> None:
+    """An over-long line is kept as its first bytes: at most REJECT_PREFIX_BYTES, and at least
+    what the framer had to look at to know the line was too long (how reads split the line
+    decides how much of it was seen at once)."""
+    assert reject.data == line[: len(reject.data)]
+    assert min(REJECT_PREFIX_BYTES, max_line + 1) <= len(reject.data) <= REJECT_PREFIX_BYTES
+
+
+def close(framer: LineFramer) -> list[Reject]:
+    rejects: list[Reject] = []
+    framer.close(rejects)
+    return rejects
+
+
+# -- LineFramer: examples --------------------------------------------------------------------
+
+
+def test_one_line_per_read():
+    framer = LineFramer(100)
+    lines, rejects = feed_all(framer, [b'{"a":1}\n', b'{"b":2}\n'])
+    assert lines == [b'{"a":1}', b'{"b":2}']
+    assert rejects == []
+    assert close(framer) == []
+
+
+def test_line_split_across_reads_is_joined():
+    framer = LineFramer(100)
+    lines, rejects = feed_all(framer, [b'{"a"', b":", b"1", b"}", b"\n"])
+    assert lines == [b'{"a":1}']
+    assert rejects == []
+    assert framer.pending_bytes == 0
+
+
+def test_newline_alone_in_a_read_ends_the_held_line():
+    framer = LineFramer(100)
+    lines, _ = feed_all(framer, [b"abc", b"\n", b"def\n"])
+    assert lines == [b"abc", b"def"]
+
+
+def test_many_lines_per_read():
+    framer = LineFramer(100)
+    data = b"".join(b"line %d\n" % i for i in range(1000))
+    lines, rejects = feed_all(framer, [data])
+    assert lines == [b"line %d" % i for i in range(1000)]
+    assert rejects == []
+
+
+def test_many_lines_with_a_held_head_and_tail():
+    framer = LineFramer(100)
+    lines, rejects = feed_all(framer, [b"he", b"ad\nmid1\nmid2\nta", b"il\n"])
+    assert lines == [b"head", b"mid1", b"mid2", b"tail"]
+    assert rejects == []
+
+
+def test_bytes_after_the_last_newline_are_held_until_the_next_read():
+    framer = LineFramer(100)
+    lines, _ = feed_all(framer, [b"one\ntw"])
+    assert lines == [b"one"]
+    assert framer.pending_bytes == 2
+    framer.feed(b"o\n", lines, [])
+    assert lines == [b"one", b"two"]
+
+
+def test_empty_lines_are_passed_on_as_empty_bytes():
+    framer = LineFramer(100)
+    lines, rejects = feed_all(framer, [b"\n\na\n\n", b"\n"])
+    assert lines == [b"", b"", b"a", b"", b""]
+    assert rejects == []
+
+
+def test_empty_read_changes_nothing():
+    framer = LineFramer(100)
+    lines, rejects = feed_all(framer, [b"ab", b"", b"c\n"])
+    assert lines == [b"abc"]
+    assert rejects == []
+
+
+def test_line_of_exactly_max_line_bytes_is_accepted():
+    framer = LineFramer(10)
+    lines, rejects = feed_all(framer, [b"0123456789\n", b"01234", b"56789", b"\n"])
+    assert lines == [b"0123456789", b"0123456789"]
+    assert rejects == []
+
+
+def test_line_one_byte_over_the_limit_is_rejected():
+    framer = LineFramer(10)
+    lines, rejects = feed_all(framer, [b"0123456789A\nok\n"])
+    assert lines == [b"ok"]
+    assert rejects == [Reject(LINE_TOO_LONG, b"0123456789A", 11)]
+
+
+def test_over_long_line_in_one_read_is_rejected_and_the_next_line_kept():
+    framer = LineFramer(64)
+    long = b"x" * 5000
+    lines, rejects = feed_all(framer, [b"before\n" + long + b"\nafter\n"])
+    assert lines == [b"before", b"after"]
+    assert len(rejects) == 1
+    r = rejects[0]
+    assert r.reason == LINE_TOO_LONG
+    assert r.length == 5000
+    assert r.data == long[:REJECT_PREFIX_BYTES]
+
+
+def test_over_long_line_across_reads_resumes_at_the_next_newline():
+    max_line = 64
+    framer = LineFramer(max_line)
+    long = bytes(range(256)).replace(b"\n", b"") * 40  # 10200 bytes, no newline
+    chunks = [b"good1\n" + long[:30]] + [long[i : i + 100] for i in range(30, len(long), 100)]
+    chunks += [b"\ngood2\ngo", b"od3\n"]
+    lines, rejects = feed_all(framer, [])
+    for chunk in chunks:
+        framer.feed(chunk, lines, rejects)
+        # memory per connection stays bounded while the over-long line streams past
+        assert framer.pending_bytes <= max_line
+    assert lines == [b"good1", b"good2", b"good3"]
+    assert len(rejects) == 1
+    assert rejects[0].reason == LINE_TOO_LONG
+    assert rejects[0].length == len(long)
+    assert_bounded_prefix(rejects[0], long, max_line)
+    assert close(framer) == []
+
+
+def test_over_long_line_whose_newline_starts_the_next_read():
+    framer = LineFramer(8)
+    lines, rejects = feed_all(framer, [b"abcdefghijk", b"\nok\n"])
+    assert lines == [b"ok"]
+    assert rejects == [Reject(LINE_TOO_LONG, b"abcdefghijk", 11)]
+
+
+def test_reject_prefix_is_bounded_even_for_a_huge_line():
+    framer = LineFramer(1024)
+    long = b"y" * 200_000
+    lines, rejects = feed_all(framer, [long[:70_000], long[70_000:], b"\n{}\n"])
+    assert lines == [b"{}"]
+    assert len(rejects) == 1
+    assert len(rejects[0].data) == REJECT_PREFIX_BYTES
+    assert rejects[0].length == 200_000
+
+
+def test_partial_line_at_close_goes_to_rejects():
+    framer = LineFramer(100)
+    lines, rejects = feed_all(framer, [b'{"a":1}\n{"b":'])
+    assert lines == [b'{"a":1}']
+    assert rejects == []
+    assert close(framer) == [Reject(PARTIAL_LINE_AT_CLOSE, b'{"b":', 5)]
+
+
+def test_over_long_partial_line_at_close_is_line_too_long():
+    framer = LineFramer(10)
+    feed_all(framer, [b"z" * 25])
+    assert close(framer) == [Reject(LINE_TOO_LONG, b"z" * 25, 25)]
+
+
+def test_close_after_whole_lines_rejects_nothing():
+    framer = LineFramer(100)
+    feed_all(framer, [b"a\nb\n"])
+    assert close(framer) == []
+
+
+def test_framer_is_reusable_after_close():
+    framer = LineFramer(10)
+    feed_all(framer, [b"x" * 30])
+    close(framer)
+    lines, rejects = feed_all(framer, [b"fresh\n"])
+    assert lines == [b"fresh"]
+    assert rejects == []
+
+
+def test_max_line_bytes_must_be_positive():
+    with pytest.raises(ValueError):
+        LineFramer(0)
+
+
+# -- LineFramer: property ----------------------------------------------------------------------
+
+_line = st.binary(max_size=60).map(lambda b: b.replace(b"\n", b""))
+
+
+@st.composite
+def _chunked(draw):
+    max_line = draw(st.integers(min_value=1, max_value=40))
+    lines = draw(st.lists(_line, max_size=25))
+    tail = draw(st.one_of(st.just(b""), _line))  # bytes after the last newline, if any
+    data = b"".join(line + b"\n" for line in lines) + tail
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(data)), max_size=30)))
+    bounds = [0, *cuts, len(data)]
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return max_line, lines, tail, chunks
+
+
+@settings(max_examples=400, deadline=None)
+@given(_chunked())
+def test_any_chunking_yields_the_original_lines_and_rejects_the_long_ones(case):
+    max_line, lines, tail, chunks = case
+    framer = LineFramer(max_line)
+    got_lines: list[bytes] = []
+    got_rejects: list[Reject] = []
+    for chunk in chunks:
+        framer.feed(chunk, got_lines, got_rejects)
+        assert framer.pending_bytes <= max_line
+    framer.close(got_rejects)
+
+    assert got_lines == [line for line in lines if len(line) <= max_line]
+    rejected = [line for line in lines if len(line) > max_line] + ([tail] if tail else [])
+    expected = [(LINE_TOO_LONG, len(line)) for line in lines if len(line) > max_line]
+    if tail:
+        expected.append((LINE_TOO_LONG if len(tail) > max_line else PARTIAL_LINE_AT_CLOSE, len(tail)))
+    assert [(r.reason, r.length) for r in got_rejects] == expected
+    for reject, line in zip(got_rejects, rejected):
+        if reject.reason == LINE_TOO_LONG:
+            assert_bounded_prefix(reject, line, max_line)
+        else:
+            assert reject.data == line  # a partial line within the limit is kept whole
+
+
+# -- frame_datagram ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b'{"a":1}', b'{"a":1}'),  # a datagram without newline is a whole message
+        (b'{"a":1}\n', b'{"a":1}'),  # one trailing newline is optional and removed
+        (b'{"a":1}\r\n', b'{"a":1}'),
+        (b'{"a":1}\n\n', b'{"a":1}\n'),  # only one
+        (b'{"a":\n1}', b'{"a":\n1}'),  # an embedded newline stays: one datagram, one message
+        (b"\n", b""),
+        (b"", b""),
+    ],
+)
+def test_frame_datagram(payload, message):
+    assert frame_datagram(payload) == message
+
+
+@given(st.binary(max_size=200))
+def test_frame_datagram_removes_at_most_one_line_ending(payload):
+    framed = frame_datagram(payload)
+    assert payload.startswith(framed)
+    assert payload[len(framed) :] in (b"", b"\n", b"\r\n")
+    if not payload.endswith(b"\r"):
+        assert frame_datagram(payload + b"\n") == payload

@@ -1,0 +1,215 @@
+"""aggregator.records.encode_lines: validation and the output form of each message."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
+from aggregator.records import encode_lines
+
+RECEIVED_NS = 1_700_000_000_123_456_789
+TRANSPORT = "unixsock"
+
+
+def encode(lines, transport=TRANSPORT, received_ns=RECEIVED_NS, extra_fields=None):
+    out: list[bytes] = []
+    rejects: list[Reject] = []
+    written, empty = encode_lines(list(lines), received_ns, transport, out, rejects, extra_fields)
+    return out, rejects, written, empty
+
+
+def output_lines(out: list[bytes]) -> list[bytes]:
+    """The encoder's output chunks joined as the sink writes them, split into lines."""
+    data = b"".join(out)
+    assert data == b"" or data.endswith(b"\n")
+    return data.split(b"\n")[:-1]
+
+
+def no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate keys in output record: {keys}"
+    return dict(pairs)
+
+
+def parse_strict(line: bytes) -> dict:
+    return json.loads(line, object_pairs_hook=no_duplicate_keys)
+
+
+def encode_one(line: bytes, **kw) -> dict:
+    out, rejects, written, empty = encode([line], **kw)
+    assert rejects == []
+    assert (written, empty) == (1, 0)
+    lines = output_lines(out)
+    assert len(lines) == 1, lines
+    return parse_strict(lines[0])
+
+
+def with_fields(obj: dict, transport=TRANSPORT, received_ns=RECEIVED_NS) -> dict:
+    return {**obj, "received_ns": received_ns, "transport": transport}
+
+
+# -- valid input -------------------------------------------------------------------------------
+
+
+def test_output_is_the_input_object_plus_received_ns_and_transport():
+    line = b'{"ts_ns":1,"producer":"p0","seq":7,"level":"info","msg":"hello"}'
+    record = encode_one(line)
+    assert record == with_fields(json.loads(line))
+    assert type(record["received_ns"]) is int
+
+
+def test_every_line_of_a_batch_is_encoded_in_order():
+    lines = [b'{"seq":%d}' % i for i in range(100)]
+    out, rejects, written, empty = encode(lines)
+    assert (written, empty, rejects) == (100, 0, [])
+    assert [parse_strict(x) for x in output_lines(out)] == [with_fields({"seq": i}) for i in range(100)]
+
+
+@pytest.mark.parametrize("transport", ["unixsock", "unixgram", "tcp", "udp", "fifo"])
+def test_transport_field_names_the_transport(transport):
+    assert encode_one(b'{"a":1}', transport=transport)["transport"] == transport
+
+
+@pytest.mark.parametrize("line", [b"{}", b"{ }", b" {}  "])
+def test_empty_object(line):
+    assert encode_one(line) == with_fields({})
+
+
+@pytest.mark.parametrize("line", [b'{"a":1} ', b'{"a":1}\t', b'{"a":1}\r', b'  {"a":1}  ', b'{"a":1 }'])
+def test_surrounding_whitespace(line):
+    assert encode_one(line) == with_fields({"a": 1})
+
+
+@pytest.mark.parametrize("line", [b'{"a":\n1}', b'{\n"a":1,\n"b":"x"\n}\n', b'\n{"a":1}'])
+def test_embedded_newline_from_a_datagram_stays_one_output_line(line):
+    record = encode_one(line)
+    assert record == with_fields(json.loads(line))
+
+
+@pytest.mark.parametrize(
+    ("line", "others"),
+    [
+        (b'{"received_ns":5,"a":1}', {"a": 1}),
+        (b'{"a":1,"transport":"forged"}', {"a": 1}),
+        (b'{"transport":"forged","received_ns":"yesterday"}', {}),
+        (b'{"received\\u005fns":5,"a":1}', {"a": 1}),  # the same key, escaped
+    ],
+)
+def test_aggregator_fields_already_present_aggregator_value_wins(line, others):
+    record = encode_one(line)  # parse_strict also refuses duplicate keys
+    assert record == with_fields(others)
+
+
+def test_nested_fields_named_like_aggregator_fields_are_left_alone():
+    record = encode_one(b'{"inner":{"transport":"x","received_ns":1}}')
+    assert record == with_fields({"inner": {"transport": "x", "received_ns": 1}})
+
+
+def test_extra_fields_are_added_to_every_record():
+    extra = {"peer_pid": 42, "peer_uid": 1000, "peer_gid": 1000}
+    record = encode_one(b'{"a":1}', extra_fields=extra)
+    assert record == {"a": 1, **extra, "received_ns": RECEIVED_NS, "transport": TRANSPORT}
+
+
+def test_extra_fields_already_present_appear_once_with_the_aggregator_value():
+    # --peer-credentials: the kernel's word on the peer must not be forgeable by the client, and a
+    # record must not carry the key twice (consumers differ on which duplicate wins).
+    extra = {"peer_pid": 42, "peer_uid": 1000, "peer_gid": 1000}
+    record = encode_one(b'{"peer_pid":1,"peer_uid":0,"a":1}', extra_fields=extra)
+    assert record == {"a": 1, **extra, "received_ns": RECEIVED_NS, "transport": TRANSPORT}
+
+
+def test_escaped_nul_is_valid_and_kept():
+    record = encode_one(b'{"a":"x\\u0000y"}')
+    assert record == with_fields({"a": "x\x00y"})
+
+
+def test_unicode_is_kept():
+    obj = {"msg": "h\u00e9llo \u2603 \U0001f600"}
+    record = encode_one(json.dumps(obj, ensure_ascii=False).encode())
+    assert record == with_fields(obj)
+
+
+# -- rejects -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"[1,2,3]", NOT_AN_OBJECT),
+        (b'"a string"', NOT_AN_OBJECT),
+        (b"42", NOT_AN_OBJECT),
+        (b"null", NOT_AN_OBJECT),
+        (b"true", NOT_AN_OBJECT),
+        (b'{"a":"\xff"}', INVALID_UTF8),
+        (b'{"a":"\xc3\x28"}', INVALID_UTF8),
+        (b"\xff\xfe{}", INVALID_UTF8),
+        (b'{"a":1', INVALID_JSON),
+        (b"not json", INVALID_JSON),
+        (b'{"a":1}{"b":2}', INVALID_JSON),
+        (b'{"a":1}\n{"b":2}', INVALID_JSON),  # two objects in one datagram
+        (b"{'a':1}", INVALID_JSON),
+        (b'{"a":NaN}', INVALID_JSON),
+        (b"   ", INVALID_JSON),  # whitespace is not an empty line
+        (b'{"a":"x\x00y"}', INVALID_JSON),  # raw NUL inside a string
+        (b'{"a":1}\x00', INVALID_JSON),  # NUL after the object
+        (b"\x00", INVALID_JSON),
+    ],
+)
+def test_invalid_lines_are_rejected_with_their_reason(line, reason):
+    out, rejects, written, empty = encode([line])
+    assert out == []
+    assert (written, empty) == (0, 0)
+    assert rejects == [Reject(reason, line, len(line))]
+
+
+def test_empty_line_is_counted_not_rejected():
+    out, rejects, written, empty = encode([b"", b'{"a":1}', b""])
+    assert (written, empty, rejects) == (1, 2, [])
+    assert [parse_strict(x) for x in output_lines(out)] == [with_fields({"a": 1})]
+
+
+def test_rejects_do_not_disturb_the_lines_around_them():
+    lines = [b'{"seq":0}', b"[0]", b'{"seq":1}', b"\xff", b'{"seq":2}', b"{", b'{"seq":3}']
+    out, rejects, written, empty = encode(lines)
+    assert written == 4
+    assert [r.reason for r in rejects] == [NOT_AN_OBJECT, INVALID_UTF8, INVALID_JSON]
+    assert [parse_strict(x)["seq"] for x in output_lines(out)] == [0, 1, 2, 3]
+
+
+def test_reject_data_is_a_bounded_prefix_with_the_full_length():
+    line = b"[" + b"1," * 5000 + b"1]"
+    _, rejects, _, _ = encode([line])
+    assert rejects[0].reason == NOT_AN_OBJECT
+    assert rejects[0].length == len(line)
+    assert line.startswith(rejects[0].data)
+    assert len(rejects[0].data) < len(line)
+
+
+# -- property ----------------------------------------------------------------------------------
+
+_keys = st.text(max_size=12)
+_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+_values = st.recursive(_scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(_keys, kids, max_size=4), max_leaves=12)
+_objects = st.dictionaries(_keys, _values, max_size=8)
+_styles = st.sampled_from(
+    [
+        dict(separators=(",", ":"), ensure_ascii=False),
+        dict(separators=(", ", ": "), ensure_ascii=True),
+        dict(indent=None, ensure_ascii=False),
+        dict(indent=1, ensure_ascii=False),  # newlines inside: only a datagram can carry this
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_objects, _styles, st.sampled_from(["", " ", "\t", "\r"]))
+def test_any_json_object_comes_out_as_itself_plus_the_two_fields(obj, style, trailing):
+    line = (json.dumps(obj, **style) + trailing).encode()
+    record = encode_one(line)
+    expected = with_fields(obj)
+    assert record == expected
