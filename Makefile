@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-system setup-tracing test bench clean
+.PHONY: setup setup-lab setup-system setup-tracing test bench clean
 
 setup: $(STAMP)
 
@@ -25,12 +25,16 @@ $(STAMP): pyproject.toml
 setup-tracing:
 	@bash scripts/setup-tracing.sh
 
-test: setup
-	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-tracing.sh || echo "tracing setup failed; tracing tests will say why they skip"; fi
+# As root, also install what the lab needs from Debian (bpftrace, bcc, headers; syslog-ng). Each
+# script is quick when everything is there, and says why when it cannot install.
+setup-lab: setup
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-tracing.sh || echo "tracing setup failed: tracing will be reported as skipped, with the reason"; fi
+	@bash scripts/setup-peer.sh
+
+test: setup-lab
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: setup
-	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-tracing.sh || echo "tracing setup failed; the report will say tracing was skipped"; fi
+bench: setup-lab
 	bash scripts/bench.sh
 
 clean:

@@ -115,6 +115,8 @@ class Transport(ABC):
     name: ClassVar[str]
     kind: ClassVar[str]  # "stream" or "datagram": how messages are framed
     description: ClassVar[str]
+    # Delivers everything the sender was told was sent, blocking the sender when full (udp: no).
+    reliable: ClassVar[bool] = True
     # Largest single write the transport keeps whole when several writers share it (PIPE_BUF
     # for a FIFO); None when every write is whole by construction (sockets).
     atomic_write_limit: ClassVar[int | None] = None

@@ -12,6 +12,7 @@ Subclasses take their addressing hooks from ``addresses.py``, as stream sockets 
 from __future__ import annotations
 
 import socket
+import struct
 from typing import ClassVar
 
 from ..framing import DATAGRAM_TRUNCATED, REJECT_PREFIX_BYTES, Reject, frame_datagram
@@ -23,6 +24,8 @@ DATAGRAMS_PER_CALL = 64
 MAX_CALLS_PER_TURN = 8
 
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_SO_MEMINFO = 55  # Linux: u32 sk_meminfo[SK_MEMINFO_VARS]; index 8 = SK_MEMINFO_DROPS
+_MEMINFO = struct.Struct("9I")
 
 
 def set_receive_buffer(sock: socket.socket, size: int | None) -> int:
@@ -85,6 +88,14 @@ class DatagramEndpoint:
             if len(lengths) < DATAGRAMS_PER_CALL:  # the queue is empty: no need to ask again
                 return total, calls, self.draining
         return total, calls, False
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped on this socket (receive buffer full): SO_MEMINFO's
+        SK_MEMINFO_DROPS, the same figure as the ``drops`` column of /proc/net/udp."""
+        try:
+            return _MEMINFO.unpack(self.sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size))[8]
+        except OSError:
+            return None
 
     def begin_drain(self) -> None:
         if self._shutdown_read_on_drain:

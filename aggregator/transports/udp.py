@@ -10,3 +10,4 @@ from .datagram import DatagramSocketTransport
 class UdpTransport(InetAddressing, DatagramSocketTransport):
     name = "udp"
     description = "UDP socket (127.0.0.1 by default): unreliable, may drop under load"
+    reliable = False

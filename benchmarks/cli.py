@@ -1,0 +1,140 @@
+"""``loglab``: the lab's command line. ``bench`` measures, ``report`` renders, ``compare`` diffs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from aggregator.transports import TRANSPORT_NAMES
+
+app = typer.Typer(
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="loglab's lab: compare log transports (unixsock, unixgram, tcp, udp, fifo) with evidence.",
+)
+
+
+def _split_transports(text: str) -> tuple[str, ...]:
+    chosen = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in chosen if t not in TRANSPORT_NAMES]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"unknown transport(s) {', '.join(unknown) or text!r}; choose from {', '.join(TRANSPORT_NAMES)}")
+    return chosen
+
+
+@app.command(
+    help=(
+        "Run the transport comparison and write results (JSON, raw samples, environment) to --out, "
+        "then render the report there. Without workload options it runs the standard suite "
+        "(capacity, efficiency, latency, datagram loss); any workload option runs one custom "
+        "scenario instead, and an option given several values (--producers 1,2,4) sweeps it."
+    )
+)
+def bench(
+    transports: str = typer.Option(",".join(TRANSPORT_NAMES), help="Comma-separated transports to run."),
+    scenarios: Optional[str] = typer.Option(None, help="Standard-suite scenarios to run (default: all): capacity,efficiency,latency,loss."),
+    producers: Optional[str] = typer.Option(None, help="Producers per run (list = sweep), e.g. 1,2,4,8."),
+    count: Optional[str] = typer.Option(None, help="Messages per producer (list = sweep)."),
+    size: Optional[str] = typer.Option(None, help="Bytes per message line (list = sweep), e.g. 64,512,4096."),
+    rate: Optional[str] = typer.Option(None, help="Messages/s per producer, 0 = as fast as possible (list = sweep)."),
+    batch: Optional[str] = typer.Option(None, help="Lines per write on stream transports (list = sweep)."),
+    repeat: int = typer.Option(3, min=1, help="Measured repeats per cell."),
+    warmup: int = typer.Option(1, min=0, help="Warm-up runs per cell (kept in the results, flagged, left out of figures)."),
+    peer: str = typer.Option("syslog-ng", help="Run the same workload through this peer too: syslog-ng, or none."),
+    trace: Optional[bool] = typer.Option(
+        None, "--trace/--no-trace", help="One extra traced run per cell with the BCC tracer (default: on when available)."
+    ),
+    rcvbuf: int = typer.Option(4 * 1024 * 1024, min=0, help="Receive buffer for datagram sockets, both systems (bytes)."),
+    out: Optional[Path] = typer.Option(None, help="Results directory (default: results/YYYYmmdd-HHMMSS)."),
+    scale: float = typer.Option(1.0, min=0.0001, help="Multiply the standard suite's message counts (quick looks: 0.1)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Render report.md and report.html at the end."),
+) -> None:
+    from . import bench as bench_mod
+    from .suite import custom_scenario, default_suite, parse_list, restrict
+
+    chosen = _split_transports(transports)
+    try:
+        lists = dict(
+            producers=parse_list(producers, int),
+            count=parse_list(count, int),
+            size=parse_list(size, int),
+            rate=parse_list(rate, float),
+            batch=parse_list(batch, int),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if any(v is not None for v in lists.values()):
+        if scenarios:
+            raise typer.BadParameter("--scenarios selects standard-suite scenarios; it cannot be combined with workload options")
+        suite = [custom_scenario(**lists, transports=chosen)]
+    else:
+        suite = restrict(default_suite(scale), chosen)
+        if scenarios:
+            wanted = {s.strip() for s in scenarios.split(",") if s.strip()}
+            known = {s.name for s in suite}
+            if wanted - known:
+                raise typer.BadParameter(f"unknown scenario(s) {', '.join(sorted(wanted - known))}; choose from {', '.join(sorted(known))}")
+            suite = [s for s in suite if s.name in wanted]
+    out_dir = out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
+    ok = bench_mod.run_bench(
+        suite,
+        out_dir=out_dir,
+        repeat=repeat,
+        warmup=warmup,
+        peer=None if peer in ("", "none") else peer,
+        trace=trace,
+        rcvbuf=rcvbuf or None,
+        argv=sys.argv,
+    )
+    if report:
+        from .report import render
+
+        written = render(out_dir)
+        print(f"report: {written.html} (and {written.md.name}, {len(written.charts)} charts)", file=sys.stderr)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command(help="Render report.md and a self-contained report.html (with PNG charts) from a results directory.")
+def report(results_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A directory written by `loglab bench`.")) -> None:
+    from .report import render
+
+    written = render(results_dir)
+    print(f"{written.md}\n{written.html}")
+
+
+@app.command(
+    help=(
+        "Compare two results (directories or results.json) cell by cell: median [min–max] on each side, the "
+        "change B/A, and whether it is within noise (overlapping ranges). Refuses results from different "
+        "environments (kernel, CPU, Python, orjson, sysctls) unless --force."
+    )
+)
+def compare(
+    a: Path = typer.Argument(..., exists=True, help="Results A (the baseline)."),
+    b: Path = typer.Argument(..., exists=True, help="Results B."),
+    force: bool = typer.Option(False, "--force", help="Compare even if the environments differ (the differences are listed)."),
+) -> None:
+    from .compare import EnvironmentMismatch, format_table
+    from .compare import compare as compare_results
+    from .results import ResultsError
+
+    try:
+        result = compare_results(a, b, force=force)
+    except EnvironmentMismatch as exc:
+        print(f"loglab compare: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except ResultsError as exc:
+        print(f"loglab compare: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(format_table(result))
+
+
+def main() -> None:
+    app()

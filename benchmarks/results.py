@@ -1,0 +1,373 @@
+"""Benchmark results as plain data: dataclasses, the results directory, writer and reader.
+
+Layout of a results directory (written as the run goes, hyperfine style)::
+
+    RESULTS_DIR/results.json            the index: header + one short entry per finished run;
+                                        rewritten atomically (tmp file, fsync, rename) after each run
+    RESULTS_DIR/runs/NNNN-SYSTEM-TRANSPORT-SCENARIO-rR[-warmup].json
+                                        one RunRecord each, written atomically *before* the index
+                                        names it, so a crash keeps every finished run
+
+Reports and ``compare`` read only these files (``load_results``).
+
+results.json (``schema_version`` 1)::
+
+    {"schema_version": 1, "kind": "loglab-bench-results",
+     "created_ns", "updated_ns": int, "complete": bool (True after ResultsWriter.close()),
+     "environment": {...}           environment.collect_environment()
+     "params": {...}                BenchParams: repeats, warmups, systems, transports,
+                                    scenarios [{name, description, transports, points[...]}], argv, extra
+     "peer": {"name", "available", "reason", "version"} | null
+     "tracing": {"enabled", "reason", "tool"} | null
+     "notes": [str],
+     "runs": [{"file": "runs/0001-....json", "system", "transport", "scenario", "repeat",
+               "is_warmup", "status"}]}
+
+Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
+
+    system "loglab"|"syslog-ng", transport, scenario, point {producers, count, size, rate, batch},
+    repeat (0-based, counted separately for warm-ups and measured runs), is_warmup,
+    traced (the extra run per cell with the tracer attached; left out of headline figures),
+    status "ok"|"failed",
+    window_start_ns, window_end_ns, producers_done_ns, expected, sent,
+    seq {expected, received, missing, duplicates, reordered, out_of_range, records, bad_lines,
+         unexpected_producers, first_received_ns, last_received_ns, producers {id: {...}}}
+    latency {summary {count, min_ns, mean_ns, p50_ns, p90_ns, p99_ns, p99_9_ns, max_ns, negative},
+             samples_ns [<= 20,000, evenly subsampled, output order], samples_total,
+             histogram [[low_ns, high_ns, count]], percentile_method} | null
+    aggregator, producers: ProcessStats {cpu_s, user_s, system_s, voluntary_ctx_switches,
+             involuntary_ctx_switches, peak_rss_bytes} | null   (producers: summed; rss: the max)
+    udp_snmp_before, udp_snmp_after: {Udp counter: int} | null    (/proc/net/snmp)
+    socket {"rcvbuf": int, "sndbuf": int, ...} (effective sizes), system_stats {...} (the system's
+    own counters), producer_errors {"EAGAIN": n}, trace {...} | null, trace_skipped str | null,
+    errors [str], notes [str],
+    derived {messages_per_s, mb_per_s, loss_fraction, agg_cpu_us_per_msg, prod_cpu_us_per_msg,
+             udp_rcvbuf_errors, udp_in_errors, window_s}      (RunRecord.compute_derived)
+
+Derived figures: ``window_s = (window_end_ns - window_start_ns) / 1e9``; ``messages_per_s =
+seq.received / window_s``; ``mb_per_s = messages_per_s * point.size / 1e6`` (MB = 10^6 bytes of
+producer message lines); ``agg_cpu_us_per_msg = aggregator.cpu_s / seq.received * 1e6``;
+``prod_cpu_us_per_msg = producers.cpu_s / (sent or expected) * 1e6``; udp counters: after - before.
+
+``trace`` (optional, from the tracer; the report reads these keys and ignores the rest)::
+
+    {"producer":   {"syscalls_per_message": float, "top": [{"syscall", "count", "per_message"}]
+                                                          or {name: count}, ...},
+     "aggregator": {...same...},
+     "overhead": {...} (free form), ...}
+
+``benchmarks.tracing.summarize`` keys its output by comm (``logprod``/``logagg``/``syslog-ng``);
+the report accepts those too (``logprod`` = producer; ``logagg``/``syslog-ng`` = aggregator) and
+``syscalls_per_msg`` as an alias.
+
+History: 1 (2026-11) first version (``traced`` added before any results were published).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import orjson
+
+from . import stats
+from .seqcheck import SeqCheckResult
+
+SCHEMA_VERSION = 1
+KIND = "loglab-bench-results"
+INDEX = "results.json"
+RUNS_DIR = "runs"
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read (missing, not ours, or a newer schema)."""
+
+
+@dataclass
+class SweepPoint:
+    producers: int
+    count: int  # messages per producer
+    size: int  # bytes per message line
+    rate: float  # messages/s per producer; 0 = unbounded
+    batch: int
+
+    @property
+    def offered_rate(self) -> float:
+        return self.rate * self.producers
+
+    def label(self) -> str:
+        rate = "unbounded" if not self.rate else f"{self.rate:,.0f}/s each"
+        return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}"
+
+
+@dataclass
+class ProcessStats:
+    """Cost over the window; same fields as ``measure.ProcessCost`` (``ProcessStats(**asdict(cost))``)."""
+
+    cpu_s: float = 0.0
+    user_s: float = 0.0
+    system_s: float = 0.0
+    voluntary_ctx_switches: int = 0
+    involuntary_ctx_switches: int = 0
+    peak_rss_bytes: int = 0
+
+
+@dataclass
+class LatencyRecord:
+    summary: dict  # stats.latency_summary over every sample
+    samples_ns: list[int]  # at most max_samples, evenly subsampled
+    samples_total: int
+    histogram: list[list[int]]  # stats.histogram over every sample
+    percentile_method: str = stats.PERCENTILE_METHOD
+
+    @classmethod
+    def from_samples(cls, samples_ns, max_samples: int = stats.DEFAULT_MAX_SAMPLES) -> "LatencyRecord":
+        return cls(stats.latency_summary(samples_ns), stats.subsample(samples_ns, max_samples), len(samples_ns), stats.histogram(samples_ns))
+
+
+@dataclass
+class RunRecord:
+    system: str
+    transport: str
+    scenario: str
+    point: SweepPoint
+    repeat: int
+    is_warmup: bool = False
+    traced: bool = False  # the extra run with the tracer attached: syscall figures, never headline ones
+    status: str = "ok"
+    window_start_ns: int = 0
+    window_end_ns: int = 0
+    producers_done_ns: int | None = None
+    expected: int = 0
+    sent: int | None = None
+    seq: SeqCheckResult | None = None
+    latency: LatencyRecord | None = None
+    aggregator: ProcessStats | None = None
+    producers: ProcessStats | None = None
+    udp_snmp_before: dict | None = None
+    udp_snmp_after: dict | None = None
+    socket: dict = field(default_factory=dict)
+    system_stats: dict = field(default_factory=dict)
+    producer_errors: dict = field(default_factory=dict)
+    trace: dict | None = None
+    trace_skipped: str | None = None
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    derived: dict = field(default_factory=dict)
+
+    @property
+    def delivered(self) -> int:
+        return self.seq.received if self.seq else 0
+
+    def compute_derived(self) -> dict:
+        """Fill ``derived`` from the raw fields (see the module docstring) and return it."""
+        d: dict[str, Any] = {}
+        window_s = (self.window_end_ns - self.window_start_ns) / 1e9 if self.window_end_ns > self.window_start_ns else None
+        d["window_s"] = window_s
+        delivered = self.delivered
+        d["messages_per_s"] = delivered / window_s if window_s and self.seq else None
+        d["mb_per_s"] = d["messages_per_s"] * self.point.size / 1e6 if d["messages_per_s"] is not None else None
+        d["loss_fraction"] = self.seq.loss_fraction if self.seq else None
+        d["agg_cpu_us_per_msg"] = self.aggregator.cpu_s / delivered * 1e6 if self.aggregator and delivered else None
+        sent = self.sent if self.sent is not None else self.expected
+        d["prod_cpu_us_per_msg"] = self.producers.cpu_s / sent * 1e6 if self.producers and sent else None
+        for name, key in (("udp_rcvbuf_errors", "RcvbufErrors"), ("udp_in_errors", "InErrors")):
+            b, a = self.udp_snmp_before or {}, self.udp_snmp_after or {}
+            d[name] = a[key] - b[key] if key in a and key in b else None
+        self.derived = d
+        return d
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "seq":
+                v = v.to_dict() if v is not None else None
+            elif f.name in ("point", "latency", "aggregator", "producers") and v is not None:
+                v = asdict(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "RunRecord":
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}  # newer optional fields are ignored
+        d["point"] = SweepPoint(**d["point"])
+        if d.get("seq") is not None:
+            d["seq"] = SeqCheckResult.from_dict(d["seq"])
+        if d.get("latency") is not None:
+            d["latency"] = LatencyRecord(**d["latency"])
+        for role in ("aggregator", "producers"):
+            if d.get(role) is not None:
+                d[role] = ProcessStats(**d[role])
+        return cls(**d)
+
+
+@dataclass
+class BenchParams:
+    """What was asked for: the workload parameters the report prints."""
+
+    repeats: int = 1
+    warmups: int = 0
+    systems: list[str] = field(default_factory=lambda: ["loglab"])
+    transports: list[str] = field(default_factory=list)
+    scenarios: list[dict] = field(default_factory=list)  # {name, description, transports, points: [SweepPoint dicts]}
+    argv: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Results:
+    """A loaded results directory (or bundle)."""
+
+    environment: dict
+    params: dict
+    runs: list[RunRecord]
+    peer: dict | None = None
+    tracing: dict | None = None
+    notes: list[str] = field(default_factory=list)
+    complete: bool = False
+    schema_version: int = SCHEMA_VERSION
+    path: Path | None = None
+
+    def measured(self) -> list[RunRecord]:
+        """The runs every headline figure comes from: no warm-ups, no traced runs."""
+        return [r for r in self.runs if not r.is_warmup and not r.traced]
+
+    def traced(self) -> list[RunRecord]:
+        """The runs made with the tracer attached (syscall figures, tracer overhead)."""
+        return [r for r in self.runs if r.traced and not r.is_warmup]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _dump(obj, indent: bool = True) -> bytes:
+    opts = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    if indent:
+        opts |= orjson.OPT_INDENT_2
+    return orjson.dumps(obj, option=opts) + b"\n"
+
+
+class ResultsWriter:
+    """Persists a benchmark as it runs: ``add_run`` writes the run file, then the index.
+
+    ``ResultsWriter(out_dir, environment, params)``; ``params`` a BenchParams or a dict.
+    """
+
+    def __init__(self, out_dir, environment: dict, params: BenchParams | dict) -> None:
+        self.out_dir = Path(out_dir)
+        (self.out_dir / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        self.header = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": KIND,
+            "created_ns": time.time_ns(),
+            "updated_ns": time.time_ns(),
+            "complete": False,
+            "environment": environment,
+            "params": asdict(params) if isinstance(params, BenchParams) else dict(params),
+            "peer": None,
+            "tracing": None,
+            "notes": [],
+            "runs": [],
+        }
+        self._flush()
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / INDEX
+
+    def set_peer(self, name: str, available: bool, reason: str = "", version: str | None = None) -> None:
+        self.header["peer"] = {"name": name, "available": available, "reason": reason, "version": version}
+        self._flush()
+
+    def set_tracing(self, enabled: bool, reason: str = "", tool: str | None = None) -> None:
+        self.header["tracing"] = {"enabled": enabled, "reason": reason, "tool": tool}
+        self._flush()
+
+    def note(self, text: str) -> None:
+        self.header["notes"].append(text)
+        self._flush()
+
+    def add_run(self, run: RunRecord) -> Path:
+        """Compute ``derived``, write the run file, then the index. Returns the run file's path."""
+        run.compute_derived()
+        n = len(self.header["runs"]) + 1
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{run.system}-{run.transport}-{run.scenario}-r{run.repeat}")
+        name = f"{n:04d}-{slug}{'-warmup' if run.is_warmup else ''}{'-traced' if run.traced else ''}.json"
+        path = self.out_dir / RUNS_DIR / name
+        _atomic_write(path, _dump(run.to_dict(), indent=False))
+        self.header["runs"].append(
+            {"file": f"{RUNS_DIR}/{name}", "system": run.system, "transport": run.transport, "scenario": run.scenario,
+             "repeat": run.repeat, "is_warmup": run.is_warmup, "traced": run.traced, "status": run.status}
+        )  # fmt: skip
+        self._flush()
+        return path
+
+    def close(self) -> None:
+        self.header["complete"] = True
+        self._flush()
+
+    def _flush(self) -> None:
+        self.header["updated_ns"] = time.time_ns()
+        _atomic_write(self.path, _dump(self.header))
+
+
+def load_results(path) -> Results:
+    """Read a results directory, its ``results.json``, or a bundle (runs inline)."""
+    path = Path(path)
+    index = path / INDEX if path.is_dir() else path
+    try:
+        data = orjson.loads(index.read_bytes())
+    except FileNotFoundError:
+        raise ResultsError(f"no results file at {index}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ResultsError(f"{index} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise ResultsError(f"{index} is not a loglab results file")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ResultsError(f"{index} has schema_version {version!r}; this loglab reads up to {SCHEMA_VERSION}")
+    runs = []
+    for entry in data.get("runs", []):
+        if "file" in entry:
+            run_path = index.parent / entry["file"]
+            try:
+                runs.append(RunRecord.from_dict(orjson.loads(run_path.read_bytes())))
+            except (OSError, orjson.JSONDecodeError) as exc:
+                raise ResultsError(f"cannot read run file {run_path}: {exc}") from None
+        else:
+            runs.append(RunRecord.from_dict(entry))
+    return Results(
+        environment=data.get("environment") or {},
+        params=data.get("params") or {},
+        runs=runs,
+        peer=data.get("peer"),
+        tracing=data.get("tracing"),
+        notes=list(data.get("notes") or []),
+        complete=bool(data.get("complete")),
+        schema_version=version,
+        path=index,
+    )
+
+
+def write_bundle(results: Results, path) -> None:
+    """One self-contained JSON file (runs inline) that ``load_results`` reads too."""
+    header = {
+        "schema_version": SCHEMA_VERSION, "kind": KIND, "created_ns": time.time_ns(), "updated_ns": time.time_ns(),
+        "complete": results.complete, "environment": results.environment, "params": results.params,
+        "peer": results.peer, "tracing": results.tracing, "notes": results.notes,
+        "runs": [r.to_dict() for r in results.runs],
+    }  # fmt: skip
+    _atomic_write(Path(path), _dump(header))

@@ -1,0 +1,432 @@
+"""torture: the heavier reliability scenarios of issue #5, each bounded (seconds to a minute),
+printed as one table of what was sent, written, rejected and lost.
+
+USAGE (as a function; ``loglab torture`` wires it):
+    from benchmarks.torture import main
+    rows = main(scenarios=None, scale=1.0, workdir=None, out_json=None)
+
+Each scenario is a plain function ``scenario(workdir: Path, scale: float) -> list[Row]`` returning
+rows with exact expected figures: ``expected_written`` is what must be in the output and ``ok`` says
+whether it was. ``lost`` = sent - written - rejected (rejected counts the lines the producers sent
+that the aggregator refused, e.g. a killed producer's half line). Results are plain data
+(``out_json``: ``{"version": 1, "kind": "loglab-torture", "rows": [...]}``).
+
+The process helpers are shared with the test suite (``tests/faultlib.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from faultlib import (  # noqa: E402
+    Aggregator,
+    Client,
+    can_mount_tmpfs,
+    count_lines,
+    proc_cpu_seconds,
+    proc_status,
+    producer,
+    producer_summary,
+    reap,
+    remount,
+    seqs_of,
+    start_half_line_writer,
+    tmpfs,
+    wait_until,
+    whole_lines,
+)
+
+VERSION = 1
+
+
+@dataclass
+class Row:
+    scenario: str
+    transport: str
+    sent: int = 0
+    written: int = 0
+    rejected: int = 0
+    lost: int = 0
+    expected_written: int | None = None
+    ok: bool = True
+    seconds: float = 0.0
+    notes: str = ""
+    figures: dict = field(default_factory=dict)
+
+
+def _sent(wd: Path, pid_id: str) -> int:
+    """What a producer says it sent; 0 if it never connected (it writes no summary then)."""
+    try:
+        return producer_summary(wd, pid_id)["sent"]
+    except FileNotFoundError:
+        return 0
+
+
+def _n(base: int, scale: float) -> int:
+    return max(1, int(base * scale))
+
+
+def _finish(row: Row, t0: float) -> Row:
+    row.lost = row.sent - row.written - row.rejected
+    row.seconds = round(time.monotonic() - t0, 2)
+    if row.expected_written is not None:
+        row.ok = row.ok and row.written == row.expected_written
+    return row
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+def producer_sigkill(workdir: Path, scale: float) -> list[Row]:
+    """Stream transports: a producer SIGKILLed mid-line next to 4 healthy ones."""
+    rows = []
+    for transport in ("unixsock", "tcp"):
+        t0 = time.monotonic()
+        n, victim_lines = _n(20000, scale), _n(1000, scale)
+        wd = workdir / f"sigkill-{transport}"
+        with Aggregator(transport, wd / "agg") as agg:
+            procs = [producer(transport, agg.address, f"p{i}", n, wd, "--rate", 20000) for i in range(4)]
+            try:
+                victim = start_half_line_writer(transport, agg.address, victim_lines)
+                victim.kill()
+                victim.wait()
+                for p in procs:
+                    p.wait(120)
+            finally:
+                reap(procs)
+            agg.wait_rejects(1)
+            agg.stop()
+            s = agg.stats()
+            recs = agg.records()
+        sent = sum(_sent(wd, f"p{i}") for i in range(4)) + victim_lines + 1
+        row = Row("producer_sigkill_mid_line", transport, sent=sent, written=s["messages_written"],
+                  rejected=s["rejected_total"], expected_written=4 * n + victim_lines)
+        row.ok = seqs_of(recs, "victim") == list(range(victim_lines)) and s["rejected"] == {"partial_line_at_close": 1}
+        row.notes = "half line -> partial_line_at_close"
+        rows.append(_finish(row, t0))
+    return rows
+
+
+def aggregator_sigterm(workdir: Path, scale: float) -> list[Row]:
+    """SIGTERM mid-stream on each reliable transport; what the producers were told was sent is written."""
+    rows = []
+    for transport in ("unixsock", "unixgram", "tcp", "fifo"):
+        t0 = time.monotonic()
+        wd = workdir / f"sigterm-{transport}"
+        # unixsock/unixgram stop the producers (EPIPE/ECONNREFUSED); tcp/fifo are read until the
+        # producers close, so they get a finite count and a drain timeout long enough for it.
+        finite = transport in ("tcp", "fifo")
+        count = _n(20000, scale) if finite else 10_000_000
+        with Aggregator(transport, wd / "agg", "--drain-timeout", 60) as agg:
+            procs = [producer(transport, agg.address, f"p{i}", count, wd, "--rate", 20000) for i in range(4)]
+            try:
+                agg.wait_lines(5000)
+                agg.stop()
+                if transport == "unixgram":  # datagram senders go on (ECONNREFUSED each): interrupt them
+                    for p in procs:
+                        if p.poll() is None:
+                            p.send_signal(signal.SIGINT)
+                for p in procs:
+                    p.wait(120)
+            finally:
+                reap(procs)
+            s = agg.stats()
+            recs = agg.records()
+        sent = sum(_sent(wd, f"p{i}") for i in range(4))
+        row = Row("aggregator_sigterm_mid_stream", transport, sent=sent, written=s["messages_written"],
+                  rejected=s["rejected_total"], expected_written=sent)
+        row.ok = all(set(range(_sent(wd, f"p{i}"))) <= set(seqs_of(recs, f"p{i}")) for i in range(4))
+        row.notes = "producers stopped by the drain" if not finite else "read until producers closed"
+        rows.append(_finish(row, t0))
+    return rows
+
+
+def aggregator_sigkill(workdir: Path, scale: float) -> list[Row]:
+    """SIGKILL mid-stream, restart on the same output: whole lines only, clean append."""
+    t0 = time.monotonic()
+    wd = workdir / "sigkill-agg"
+    wd.mkdir(parents=True, exist_ok=True)
+    out = wd / "out.jsonl"
+    sockdir = Path(tempfile.mkdtemp(prefix="loglab-tt-"))
+    try:
+        first = Aggregator("unixsock", wd / "a1", output=out, sockdir=sockdir)
+        with first:
+            procs = [producer("unixsock", first.address, f"p{i}", 10_000_000, wd, "--rate", 20000) for i in range(4)]
+            try:
+                first.wait_lines(_n(20000, scale))
+                first.proc.send_signal(signal.SIGKILL)
+                first.proc.wait()
+                for p in procs:
+                    p.wait(30)
+            finally:
+                reap(procs)
+        sent = sum(_sent(wd, f"p{i}") for i in range(4))
+        raw = out.read_bytes()
+        torn = not raw.endswith(b"\n")
+        kept = len(whole_lines(out))
+        second = Aggregator("unixsock", wd / "a2", output=out, address=first.address)
+        with second:
+            n2 = _n(5000, scale)
+            procs = [producer("unixsock", second.address, f"q{i}", n2, wd) for i in range(4)]
+            try:
+                for p in procs:
+                    p.wait(60)
+            finally:
+                reap(procs)
+            second.stop()
+            s2 = second.stats()
+        records = [json.loads(line) for line in whole_lines(out)]
+        gapless = all(seqs_of(records, f"p{i}") == list(range(len(seqs_of(records, f"p{i}")))) for i in range(4))
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)
+    row = Row("aggregator_sigkill_then_restart", "unixsock", sent=sent + 4 * n2, written=kept + s2["messages_written"],
+              rejected=s2["rejected"].get("torn_line_at_start", 0), expected_written=None)
+    row.ok = gapless and len(records) == kept + 4 * n2 and out.read_bytes().endswith(b"\n")
+    row.notes = f"lost = unflushed tail at SIGKILL (<= --flush-interval); torn line at kill: {torn}"
+    return [_finish(row, t0)]
+
+
+def udp_overload(workdir: Path, scale: float) -> list[Row]:
+    """udp outrun by producers: loss is counted by the kernel and by the sequence check."""
+    t0 = time.monotonic()
+    wd = workdir / "udp"
+    n = _n(100_000, scale)
+
+    def rcvbuf_errors() -> int:
+        lines = Path("/proc/net/snmp").read_text().splitlines()
+        head, vals = [l.split() for l in lines if l.startswith("Udp:")][:2]
+        return int(vals[head.index("RcvbufErrors")])
+
+    before = rcvbuf_errors()
+    with Aggregator("udp", wd / "agg", "--rcvbuf", 65536) as agg:
+        procs = [producer("udp", agg.address, f"p{i}", n, wd) for i in range(4)]
+        try:
+            for p in procs:
+                p.wait(120)
+        finally:
+            reap(procs)
+        time.sleep(0.5)  # let the aggregator empty its socket before the stop (not a correctness wait)
+        agg.stop()
+        s = agg.stats()
+        recs = agg.records()
+    kernel = rcvbuf_errors() - before
+    sent = sum(_sent(wd, f"p{i}") for i in range(4))
+    missing = sum(n - len(set(seqs_of(recs, f"p{i}"))) for i in range(4))
+    row = Row("udp_overload", "udp", sent=sent, written=s["messages_written"], rejected=s["rejected_total"])
+    # The sequence check and the aggregator's own kernel_drops (SO_MEMINFO) account for every loss.
+    row.ok = missing == sent - s["messages_written"] == s.get("kernel_drops")
+    row.notes = f"aggregator kernel_drops {s.get('kernel_drops')}; seq gaps {missing}; RcvbufErrors +{kernel} (machine-wide)"
+    row.figures = {"kernel_rcvbuf_errors": kernel, "seq_missing": missing, "effective_rcvbuf": s.get("effective_rcvbuf"), "kernel_drops": s.get("kernel_drops")}
+    return [_finish(row, t0)]
+
+
+def disk_full(workdir: Path, scale: float) -> list[Row]:
+    """Output on a 1 MiB tmpfs: producers block, memory bounded, resume when space returns."""
+    why = can_mount_tmpfs()
+    if why:
+        return [Row("disk_full_stall_resume", "-", ok=True, notes=f"skipped: {why}")]
+    rows = []
+    for transport in ("unixsock", "tcp", "fifo", "unixgram"):
+        t0 = time.monotonic()
+        wd = workdir / f"diskfull-{transport}"
+        n = 100_000  # 20 MB: more than socket/pipe buffers hold whatever the scale
+        with tmpfs("1m") as mnt:
+            with Aggregator(transport, wd / "agg", "--max-backlog-bytes", 1 << 20, output=mnt / "out.jsonl", stats_interval=0.2) as agg:
+                base = proc_status(agg.pid)["VmRSS"]
+                p = producer(transport, agg.address, "p", n, wd)
+                try:
+                    agg.wait_stats(lambda s: s["reading_paused"] >= 1, "reading paused", 60)
+                    cpu0, w0 = proc_cpu_seconds(agg.pid), time.monotonic()
+                    time.sleep(1.0)
+                    cpu = (proc_cpu_seconds(agg.pid) - cpu0) / (time.monotonic() - w0)
+                    blocked = p.poll() is None
+                    hwm = proc_status(agg.pid)["VmHWM"]
+                    remount(mnt, "128m")
+                    p.wait(120)
+                finally:
+                    reap([p])
+                agg.wait_lines(n, 60)
+                agg.stop()
+                s = agg.stats()
+        row = Row("disk_full_stall_resume", transport, sent=_sent(wd, "p"), written=s["messages_written"],
+                  rejected=s["rejected_total"], expected_written=n)
+        row.ok = blocked and cpu < 0.5
+        row.figures = {"rss_growth_bytes": hwm - base, "stalled_cpu_fraction": round(cpu, 3),
+                       "write_errors": s["output_write_errors"], "reading_paused": s["reading_paused"]}
+        row.notes = f"producer blocked={blocked}, RSS +{(hwm - base) >> 10} KiB, CPU {cpu:.0%} while stalled"
+        rows.append(_finish(row, t0))
+    return rows
+
+
+def connection_flood(workdir: Path, scale: float) -> list[Row]:
+    """1000 connections against --max-connections 900 (tcp and unixsock)."""
+    rows = []
+    total, limit = 1000, 900
+    for transport in ("unixsock", "tcp"):
+        t0 = time.monotonic()
+        wd = workdir / f"flood-{transport}"
+        with Aggregator(transport, wd / "agg", "--max-connections", limit, stats_interval=0.2) as agg:
+            socks = []
+            try:
+                for _ in range(total):
+                    if transport == "tcp":
+                        host, _, port = agg.address.rpartition(":")
+                        s = socket.create_connection((host, int(port)), timeout=30)
+                    else:
+                        s = socket.socket(socket.AF_UNIX)
+                        s.connect(agg.address)
+                    socks.append(s)
+                agg.wait_stats(lambda st: st["connections_opened"] + st["connections_rejected"] == total, "accepted", 60)
+                for i, s in enumerate(socks):
+                    try:
+                        s.sendall(b'{"producer":"c","seq":%d}\n' % i)
+                    except OSError:
+                        pass
+                agg.wait_lines(limit, 60)
+            finally:
+                for s in socks:
+                    s.close()
+            agg.stop()
+            st = agg.stats()
+        row = Row("connection_flood", transport, sent=total, written=st["messages_written"], rejected=0,
+                  expected_written=limit)
+        row.lost = 0
+        row.ok = st["connections_rejected"] == total - limit
+        row.notes = f"refused and counted: {st['connections_rejected']} (expected {total - limit})"
+        row = _finish(row, t0)
+        row.lost = 0  # the refused connections' lines are refused, not lost: they are counted
+        rows.append(row)
+    return rows
+
+
+def huge_line(workdir: Path, scale: float) -> list[Row]:
+    """100 MB without a newline: bounded memory, one line_too_long reject, service continues."""
+    t0 = time.monotonic()
+    size = 100 * 1024 * 1024
+    wd = workdir / "hugeline"
+    with Aggregator("unixsock", wd / "agg") as agg:
+        base = proc_status(agg.pid)["VmRSS"]
+        with Client("unixsock", agg.address) as c:
+            chunk = b"A" * (1 << 20)
+            for _ in range(size >> 20):
+                c.send(chunk)
+            c.send(b'\n{"ok":1}\n')
+        agg.wait_lines(1)
+        hwm = proc_status(agg.pid)["VmHWM"]
+        agg.stop()
+        s = agg.stats()
+        (rej,) = agg.reject_records()
+    row = Row("no_newline_100MB", "unixsock", sent=2, written=s["messages_written"], rejected=s["rejected_total"],
+              expected_written=1)
+    row.ok = rej["reason"] == "line_too_long" and rej["length"] == size
+    row.figures = {"rss_base_bytes": base, "rss_peak_bytes": hwm, "rss_growth_bytes": hwm - base}
+    row.notes = f"RSS base {base >> 20} MiB, peak {hwm >> 20} MiB (+{(hwm - base) >> 10} KiB)"
+    return [_finish(row, t0)]
+
+
+def fsync_cost(workdir: Path, scale: float) -> list[Row]:
+    """The same workload with --fsync never|interval|always, at full speed (writes are 256 KiB
+    blocks) and at a steady 4 x 2000 msg/s (a write every --flush-interval, 10 ms): messages/s,
+    aggregator CPU per message, fsyncs. Output on the working directory's disk."""
+    rows = []
+    for rate, n in ((0, _n(50_000, scale)), (2000, _n(10_000, scale))):
+        for mode in ("never", "interval", "always"):
+            t0 = time.monotonic()
+            wd = workdir / f"fsync-{mode}-{rate}"
+            with Aggregator("unixsock", wd / "agg", "--fsync", mode, "--fsync-interval", 1.0) as agg:
+                cpu0 = proc_cpu_seconds(agg.pid)
+                w0 = time.monotonic()
+                procs = [producer("unixsock", agg.address, f"p{i}", n, wd, "--rate", rate) for i in range(4)]
+                try:
+                    for p in procs:
+                        p.wait(300)
+                finally:
+                    reap(procs)
+                agg.wait_lines(4 * n, 300)
+                wall = time.monotonic() - w0
+                cpu = proc_cpu_seconds(agg.pid) - cpu0
+                agg.stop()
+                s = agg.stats()
+            load = "max" if not rate else f"4x{rate}/s"
+            row = Row(f"fsync_{mode}_{load}", "unixsock", sent=4 * n, written=s["messages_written"],
+                      rejected=s["rejected_total"], expected_written=4 * n)
+            row.figures = {"load": load, "msgs_per_s": round(4 * n / wall), "cpu_us_per_msg": round(cpu / (4 * n) * 1e6, 2),
+                           "fsync_calls": s["fsync_calls"], "output_write_calls": s["output_write_calls"]}
+            row.notes = (f"{4 * n / wall:,.0f} msg/s, {cpu / (4 * n) * 1e6:.2f} us CPU/msg, "
+                         f"{s['fsync_calls']} fsyncs / {s['output_write_calls']} writes")
+            rows.append(_finish(row, t0))
+    return rows
+
+
+SCENARIOS = {
+    "producer_sigkill": producer_sigkill,
+    "aggregator_sigterm": aggregator_sigterm,
+    "aggregator_sigkill": aggregator_sigkill,
+    "udp_overload": udp_overload,
+    "disk_full": disk_full,
+    "connection_flood": connection_flood,
+    "huge_line": huge_line,
+    "fsync_cost": fsync_cost,
+}
+
+
+def format_table(rows: list[Row]) -> str:
+    head = ("scenario", "transport", "sent", "written", "rejected", "lost", "expected", "ok", "s", "notes")
+    body = [(r.scenario, r.transport, r.sent, r.written, r.rejected, r.lost,
+             "-" if r.expected_written is None else r.expected_written, "yes" if r.ok else "NO", r.seconds, r.notes)
+            for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    fmt = lambda cells: "  ".join(str(c).ljust(w) if i in (0, 1, 9) else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)])
+
+
+def main(scenarios: list[str] | None = None, *, scale: float = 1.0, workdir: Path | None = None,
+         out_json: Path | None = None, echo=print) -> list[Row]:
+    """Run the named scenarios (all by default); print and return the table's rows.
+
+    ``scale`` multiplies message counts (0.2 for a quick run). Files go to ``workdir`` (a temp
+    directory, removed afterwards, by default). Rows are written to ``out_json`` as they complete.
+    """
+    names = scenarios or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenarios {unknown}; choose from {list(SCENARIOS)}")
+    own = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="loglab-torture-")) if own else workdir
+    rows: list[Row] = []
+    try:
+        for name in names:
+            try:
+                got = SCENARIOS[name](workdir / name, scale)
+            except Exception as exc:  # a failed scenario is a row, not the end of the run
+                got = [Row(name, "-", ok=False, notes=f"error: {type(exc).__name__}: {str(exc)[:200]}")]
+            rows.extend(got)
+            for r in got:
+                echo(f"torture: {r.scenario} {r.transport}: {'ok' if r.ok else 'FAILED'} {r.notes}")
+            if out_json is not None:
+                out_json.write_text(json.dumps({"version": VERSION, "kind": "loglab-torture",
+                                                "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
+    echo(format_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    scale = 1.0
+    if args and args[0].startswith("--scale="):
+        scale = float(args.pop(0).split("=", 1)[1])
+    result = main(args or None, scale=scale)
+    sys.exit(0 if all(r.ok for r in result) else 1)

@@ -1,0 +1,81 @@
+"""benchmarks.report.render from the stored fixture tests/data/bench_results (make_bench_fixture.py)."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report import render, trace_side
+from benchmarks.results import ResultsWriter
+
+FIXTURE = Path(__file__).parent / "data" / "bench_results"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_MAGIC
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture
+def rendered(tmp_path):
+    return render(FIXTURE, tmp_path)
+
+
+def test_report_files_and_charts_exist(rendered, tmp_path):
+    assert rendered.md.exists() and rendered.html.exists()
+    names = {p.stem for p in rendered.charts}
+    assert {"throughput", "latency_percentiles", "latency_cdf", "cpu_per_message", "loss", "peer_ratio", "syscalls"} <= names
+    for p in rendered.charts:
+        assert p.parent == tmp_path
+        w, h = png_size(p.read_bytes())
+        assert w > 200 and h > 200 and p.stat().st_size > 5000
+
+
+def test_html_is_self_contained_with_every_chart_embedded(rendered):
+    html = rendered.html.read_text()
+    assert html.count("data:image/png;base64,") == len(rendered.charts)
+    assert "<img alt='Throughput per transport' src='data:" in html
+    assert 'src="' not in html and ".png'" not in html
+
+
+def test_markdown_has_verdict_tables_captions_environment(rendered):
+    md = rendered.md.read_text()
+    for heading in ("## Verdict", "## Charts", "## Results per scenario", "## Workload parameters", "## Environment", "## Tracing"):
+        assert heading in md
+    assert "unixsock: loglab" in md and "x syslog-ng messages/s (range" in md
+    assert "![Throughput per transport](throughput.png)" in md
+    assert md.count("\n*") >= len(rendered.charts)  # a caption line under each chart
+    assert "Fixture CPU" in md
+    assert "14 warm-up runs" in md
+    assert "14 traced runs" in md  # one per cell and system, kept out of the headline figures
+    assert "tracing skipped in 7 run(s): fixture: peer not traced" in md  # the peer's 7 traced runs
+    assert "Tracer overhead" in md
+
+
+def test_report_notes_unavailable_peer_and_skipped_tracing(tmp_path):
+    w = ResultsWriter(tmp_path, {"kernel": "k"}, {})
+    w.set_peer("syslog-ng", False, "syslog-ng not installed")
+    w.set_tracing(False, "not root")
+    files = render(tmp_path)
+    md = files.md.read_text()
+    assert "Peer syslog-ng unavailable: syslog-ng not installed" in md
+    assert "Tracing skipped: not root" in md
+    assert "INCOMPLETE" in md
+
+
+def test_trace_side_accepts_roles_and_comm_names():
+    assert trace_side({"producer": {"a": 1}}, "producer") == {"a": 1}
+    assert trace_side({"logagg": {"b": 2}}, "aggregator") == {"b": 2}
+    assert trace_side(None, "producer") is None
+
+
+def test_render_defaults_to_results_dir(tmp_path):
+    copy = tmp_path / "r"
+    shutil.copytree(FIXTURE, copy)
+    files = render(copy)
+    assert files.md.parent == copy
