@@ -37,6 +37,7 @@ class Counters:
     started_unix_ns: int = 0
     stopped_unix_ns: int = 0
     effective_rcvbuf: int | None = None  # datagram sockets: what the kernel granted
+    kernel_drops: int | None = None  # datagram sockets: datagrams the kernel dropped (buffer full)
     effective_pipe_size: int | None = None  # fifo: what the kernel granted
 
     def reject(self, reason: str, n: int = 1) -> None:
@@ -66,4 +67,5 @@ class Counters:
             f"{self.rejected_total} rejected ({rejected}), {self.empty_lines} empty lines, "
             f"{self.bytes_received} bytes in; connections {self.connections_opened} opened, "
             f"{self.connections_closed} closed, {self.connections_rejected} refused"
+            + (f"; {self.kernel_drops} datagrams dropped by the kernel" if self.kernel_drops else "")
         )

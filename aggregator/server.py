@@ -211,6 +211,8 @@ class Aggregator:
                     pass
         if out:
             self.sink.add(out)
+            if self.sink.backlog_bytes > self.max_backlog_bytes and not self._paused:
+                self._check_backpressure()  # now, not at the next housekeeping: the bound holds
             flush_due = self.sink.flush_due
             if flush_due is not None and flush_due < self._next_due:
                 self._next_due = flush_due
@@ -270,9 +272,16 @@ class Aggregator:
         if not self._paused:
             self._watch(endpoint.fileno(), _READ, endpoint)
 
+    def _note_kernel_drops(self, endpoint) -> None:
+        kernel_drops = getattr(endpoint, "kernel_drops", None)  # datagram sockets only
+        drops = kernel_drops() if kernel_drops is not None else None
+        if drops is not None:
+            self.counters.kernel_drops = drops
+
     def _close_endpoint(self, endpoint: Endpoint, rejects: list[Reject] | None = None) -> None:
         if endpoint not in self._endpoints:
             return
+        self._note_kernel_drops(endpoint)
         self._endpoints.discard(endpoint)
         if not self._paused:
             self._unwatch(endpoint.fileno())
@@ -347,6 +356,8 @@ class Aggregator:
         c.output_bytes = s.bytes_written
         c.output_write_errors = s.write_errors
         c.fsync_calls = s.fsync_calls
+        for endpoint in self._endpoints:
+            self._note_kernel_drops(endpoint)
         if self.stats_file is not None:
             try:
                 c.write(self.stats_file)

@@ -118,8 +118,8 @@ class OutputSink:
         self.backlog_bytes += len(block)
         if self._pending_since is None:
             self._pending_since = time.monotonic()
-        if self.backlog_bytes >= FLUSH_BYTES or self.flush_interval <= 0:
-            self.flush()
+        if (self.backlog_bytes >= FLUSH_BYTES or self.flush_interval <= 0) and self._error is None:
+            self.flush()  # while failing, retries wait for RETRY_INTERVAL_S (flush_due), not every add
 
     def write(self, chunks: list[bytes]) -> None:
         """Queue whole lines and write at once."""

@@ -410,6 +410,31 @@ def _overhead_rows(measured: list[RunRecord], traced: list[RunRecord]) -> list[l
     return rows
 
 
+def _soak_blocks(res: Results, charts: list) -> list:
+    """A soak (``loglab soak --out RESULTS_DIR``) stored beside the results: its chart and table."""
+    path = res.path.parent / "soak.json" if res.path else None
+    if path is None or not path.exists():
+        return []
+    import json
+
+    from .soak import plot_soak
+
+    soak = json.loads(path.read_text())
+    tmp = path.with_name(".soak-chart.png")
+    plot_soak(soak, tmp)
+    png = tmp.read_bytes()
+    tmp.unlink()
+    chart = Chart("soak", "Soak: memory, file descriptors and delivery over time",
+                  "Top: the aggregator's resident memory; middle: its open file descriptors; bottom: messages sent but "
+                  "not yet written (in flight; returns to 0 on reliable transports). Flat lines mean no growth.", png)  # fmt: skip
+    charts.append(chart)
+    rows = [[t, e["sent"], e["written"], e["lost"], f"{e['rss_first_bytes'] / 2**20:.1f} → {e['rss_last_bytes'] / 2**20:.1f}",
+             f"{e['fds_first']} → {e['fds_last']}", e["verdict"]["no_growth"], e["verdict"]["no_loss"]]
+            for t, e in soak["transports"].items()]  # fmt: skip
+    return [("h2", "Soak"), ("chart", chart),
+            ("table", ["transport", "sent", "written", "lost", "RSS MiB first → last", "fds first → last", "no growth", "no loss"], rows)]  # fmt: skip
+
+
 def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     measured = res.measured()
     traced = res.traced()
@@ -490,6 +515,8 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
                          "(negative: the traced run was slower / used more CPU). Within the untraced min–max range means "
                          "the overhead is not distinguishable from noise.")]  # fmt: skip
         blocks.append(("table", ["scenario", "transport", "system", "msg/s traced vs untraced", "agg CPU/msg traced vs untraced"], _overhead_rows(measured, traced)))
+    soak = _soak_blocks(res, charts)
+    blocks += soak
     blocks += [("h2", "Workload parameters"), ("table", ["parameter", "value"], [[k, _short(v)] for k, v in res.params.items()])]
     env_rows = []
     for k, v in res.environment.items():

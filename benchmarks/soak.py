@@ -39,9 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from faultlib import RELIABLE, TRANSPORTS, Aggregator, producer, producer_summary, proc_status, reap  # noqa: E402
+from .faultlib import RELIABLE, TRANSPORTS, Aggregator, producer, producer_summary, proc_status, reap
 
 VERSION = 1
 MIB = 1 << 20

@@ -11,7 +11,7 @@ whether it was. ``lost`` = sent - written - rejected (rejected counts the lines 
 that the aggregator refused, e.g. a killed producer's half line). Results are plain data
 (``out_json``: ``{"version": 1, "kind": "loglab-torture", "rows": [...]}``).
 
-The process helpers are shared with the test suite (``tests/faultlib.py``).
+The process helpers are shared with the test suite (``benchmarks/faultlib.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from faultlib import (  # noqa: E402
+from .faultlib import (
     Aggregator,
     Client,
     can_mount_tmpfs,

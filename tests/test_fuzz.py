@@ -1,0 +1,128 @@
+"""Fuzzing the framing and validation path (hypothesis, bounded budget; derandomized so the suite
+is reproducible). Invariants for any input bytes cut into any reads:
+
+* nothing raises;
+* every framed line is either written (exactly one output line, a JSON object holding the two
+  added fields), rejected with a known reason and a bounded prefix, or counted as empty;
+* bytes are conserved: framed lines + rejected lengths + newlines = bytes in (stream framing).
+
+A last test throws seeded random garbage at a live aggregator and checks its counters add up.
+"""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aggregator.framing import REJECT_PREFIX_BYTES, REJECT_REASONS, LineFramer, frame_datagram
+from aggregator.records import encode_lines
+from benchmarks.faultlib import DATAGRAM, Aggregator, Client, count_lines
+
+BUDGET = settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=20)
+
+
+@st.composite
+def hostile_lines(draw) -> bytes:
+    """Mostly JSON-shaped bytes, then mutated: the inputs most likely to reach deep into the path."""
+    kind = draw(st.sampled_from(["raw", "json", "mutated"]))
+    if kind == "raw":
+        return draw(st.binary(max_size=300))
+    data = orjson.dumps(draw(json_values))
+    if kind == "mutated" and data:
+        data = bytearray(data)
+        for _ in range(draw(st.integers(1, 4))):
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] = draw(st.integers(0, 255))
+        data = bytes(data)
+    return data
+
+
+def _check_encoded(lines: list[bytes], rejects: list, transport: str) -> int:
+    out: list[bytes] = []
+    extra = {"peer_pid": 1, "peer_uid": 2, "peer_gid": 3}
+    written, empty = encode_lines(lines, 123, transport, out, rejects, extra)
+    text = b"".join(out)
+    produced = text.split(b"\n")
+    assert produced.pop() == b""  # ends with a newline
+    assert len(produced) == written
+    for line in produced:
+        obj = orjson.loads(line)
+        assert type(obj) is dict and obj["received_ns"] == 123 and obj["transport"] == transport
+        assert obj["peer_uid"] == 2
+    for r in rejects:
+        assert r.reason in REJECT_REASONS and len(r.data) <= REJECT_PREFIX_BYTES and r.length >= len(r.data)
+    return written + empty
+
+
+@BUDGET
+@given(parts=st.lists(hostile_lines(), max_size=12), cuts=st.lists(st.integers(0, 4000), max_size=8),
+       max_line=st.integers(1, 400), trailing=st.booleans())
+def test_any_bytes_in_any_reads_are_written_rejected_or_empty_and_bytes_are_conserved(parts, cuts, max_line, trailing):
+    stream = b"\n".join(parts) + (b"\n" if trailing else b"")
+    framer = LineFramer(max_line)
+    lines: list[bytes] = []
+    framing_rejects: list = []
+    start = 0
+    for cut in sorted(c % (len(stream) + 1) for c in cuts) + [len(stream)]:
+        framer.feed(stream[start:cut], lines, framing_rejects)
+        start = max(start, cut)
+    framer.close(framing_rejects)
+    assert all(len(line) <= max_line and b"\n" not in line for line in lines)
+    newlines = stream.count(b"\n")
+    assert sum(map(len, lines)) + sum(r.length for r in framing_rejects) + newlines == len(stream)
+    content_rejects: list = []
+    accounted = _check_encoded(lines, content_rejects, "unixsock")
+    assert accounted + len(content_rejects) == len(lines)
+
+
+@BUDGET
+@given(payload=hostile_lines() | st.binary(max_size=200), newline=st.sampled_from([b"", b"\n", b"\r\n"]))
+def test_any_datagram_is_written_rejected_or_empty(payload, newline):
+    line = frame_datagram(payload + newline)
+    rejects: list = []
+    accounted = _check_encoded([line], rejects, "udp")
+    assert accounted + len(rejects) == 1
+
+
+@BUDGET
+@given(obj=st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+def test_any_object_is_written_as_itself_plus_the_added_fields(obj):
+    out: list[bytes] = []
+    rejects: list = []
+    written, _ = encode_lines([orjson.dumps(obj)], 7, "tcp", out, rejects)
+    assert (written, rejects) == (1, [])
+    got = orjson.loads(b"".join(out))
+    assert got == {**obj, "received_ns": 7, "transport": "tcp"}
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("transport", ["unixsock", "unixgram"])
+def test_live_aggregator_survives_seeded_garbage_and_its_counters_add_up(tmp_path, transport):
+    rng = random.Random(20261121)
+    payloads = []
+    for _ in range(500):
+        n = rng.randrange(0, 600)
+        b = bytes(rng.randrange(256) for _ in range(n))
+        if rng.random() < 0.3:
+            b = b'{"k":' + b + b"}"
+        payloads.append(b.replace(b"\n", b"") if transport not in DATAGRAM else b)
+    with Aggregator(transport, tmp_path / "agg", "--max-line-bytes", 256) as agg:
+        with Client(transport, agg.address) as c:
+            for p in payloads:
+                c.send(p + b"\n")
+            c.send(b'{"last":true}\n')
+        agg.wait_lines(1)
+        assert agg.stop() == 0, agg.stderr()
+        s = agg.stats()
+        assert s["messages_received"] == s["messages_written"] + s["rejected_total"]
+        assert s["messages_written"] == count_lines(agg.output)
+        assert s["rejected_total"] == count_lines(agg.rejects)
+        assert s["messages_received"] + s["empty_lines"] == len(payloads) + 1
+        assert agg.records()[-1]["last"] is True
