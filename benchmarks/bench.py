@@ -24,7 +24,7 @@ from aggregator.transports import TRANSPORTS
 
 from .environment import collect_environment
 from .measure import Measurement, Workload, run_measurement
-from .results import BenchParams, LatencyRecord, ProcessStats, ResultsWriter, RunRecord, SweepPoint
+from .results import BenchParams, LatencyRecord, ResultsWriter, RunRecord, SweepPoint
 from .seqcheck import analyze_output, expected_counts
 from .suite import Point, Scenario
 from .systems import LoglabSystem
@@ -116,8 +116,8 @@ def _record(spec: RunSpec, m: Measurement, seq) -> RunRecord:
         sent=sent,
         seq=seq,
         latency=LatencyRecord.from_samples(seq.latencies_ns) if seq.latencies_ns else None,
-        aggregator=ProcessStats(**asdict(m.aggregator)),
-        producers=ProcessStats(**asdict(m.producers)),
+        aggregator=m.aggregator,
+        producers=m.producers,
         udp_snmp_before=m.udp_snmp_before,
         udp_snmp_after=m.udp_snmp_after,
         socket={k: m.system_stats.get(k) for k in ("effective_rcvbuf", "effective_pipe_size") if m.system_stats.get(k) is not None},

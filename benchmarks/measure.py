@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from .results import ProcessStats
 from .systems import System, command, read_line
 
 QUIET_PERIOD_S = 0.3  # output unchanged this long = the system has written all it will
@@ -74,32 +75,14 @@ class Workload:
 
 
 @dataclass
-class ProcessCost:
-    """CPU and scheduling cost of a process (or a sum of processes) over the window.
-
-    ``cpu_s`` is the precise on-CPU time (ns-resolution ``/proc/PID/task/*/schedstat`` for live
-    processes, µs-resolution rusage for reaped ones); ``user_s``/``system_s`` are the kernel's
-    tick-sampled split (10 ms ticks), so they are coarse on short windows and need not add up to
-    exactly ``cpu_s``.
-    """
-
-    cpu_s: float = 0.0
-    user_s: float = 0.0
-    system_s: float = 0.0
-    voluntary_ctx_switches: int = 0
-    involuntary_ctx_switches: int = 0
-    peak_rss_bytes: int = 0
-
-
-@dataclass
 class Measurement:
     system: str
     workload: Workload
     window_start_ns: int = 0
     producers_done_ns: int = 0
     window_end_ns: int = 0
-    aggregator: ProcessCost = field(default_factory=ProcessCost)
-    producers: ProcessCost = field(default_factory=ProcessCost)
+    aggregator: ProcessStats = field(default_factory=ProcessStats)
+    producers: ProcessStats = field(default_factory=ProcessStats)
     producer_exit_codes: list[int] = field(default_factory=list)
     producer_summaries: list[dict] = field(default_factory=list)
     udp_snmp_before: dict | None = None
@@ -145,15 +128,15 @@ def _schedstat_cpu_s(pid: int) -> float:
     return total / 1e9
 
 
-def _snapshot(proc: psutil.Process) -> ProcessCost:
+def _snapshot(proc: psutil.Process) -> ProcessStats:
     with proc.oneshot():
         cpu = proc.cpu_times()
         ctx = proc.num_ctx_switches()
-    return ProcessCost(_schedstat_cpu_s(proc.pid), cpu.user, cpu.system, ctx.voluntary, ctx.involuntary, _peak_rss(proc.pid))
+    return ProcessStats(_schedstat_cpu_s(proc.pid), cpu.user, cpu.system, ctx.voluntary, ctx.involuntary, _peak_rss(proc.pid))
 
 
-def _delta(after: ProcessCost, before: ProcessCost) -> ProcessCost:
-    return ProcessCost(
+def _delta(after: ProcessStats, before: ProcessStats) -> ProcessStats:
+    return ProcessStats(
         after.cpu_s - before.cpu_s,
         after.user_s - before.user_s,
         after.system_s - before.system_s,
@@ -190,7 +173,7 @@ def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer
             producers.append(
                 subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(workdir / f"producer-{i}.stderr", "wb"))
             )
-        ready_before: list[ProcessCost] = []
+        ready_before: list[ProcessStats] = []
         for p in producers:
             line = read_line(p.stdout, 30.0)
             if line != "ready":
@@ -208,7 +191,7 @@ def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer
             p.stdin.write(b"go\n")
             p.stdin.close()
         deadline = time.monotonic() + timeout
-        producer_total = ProcessCost()
+        producer_total = ProcessStats()
         for p, before in zip(producers, ready_before):
             status, usage = _wait4(p, deadline)
             p.returncode = os.waitstatus_to_exitcode(status)

@@ -106,7 +106,13 @@ class SweepPoint:
 
 @dataclass
 class ProcessStats:
-    """Cost over the window; same fields as ``measure.ProcessCost`` (``ProcessStats(**asdict(cost))``)."""
+    """CPU and scheduling cost of a process (or a sum of processes) over the window.
+
+    ``cpu_s`` is the precise on-CPU time (ns-resolution ``/proc/PID/task/*/schedstat`` for live
+    processes, µs-resolution rusage for reaped ones); ``user_s``/``system_s`` are the kernel's
+    tick-sampled split (10 ms ticks), so they are coarse on short windows and need not add up to
+    exactly ``cpu_s``. Peak RSS: VmHWM (the max over producers when summed).
+    """
 
     cpu_s: float = 0.0
     user_s: float = 0.0

@@ -29,6 +29,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.faultlib import Client
+
 BIN_DIR = Path(sys.executable).parent
 AGGREGATOR = str(BIN_DIR / "aggregator") if (BIN_DIR / "aggregator").exists() else (shutil.which("aggregator") or "aggregator")
 PRODUCER = str(BIN_DIR / "producer") if (BIN_DIR / "producer").exists() else (shutil.which("producer") or "producer")
@@ -315,46 +317,12 @@ class ProducerProcess:
                     f.close()
 
 
-class RawClient:
-    """A client of the aggregator driven by the test itself: exact bytes, one connection."""
+class RawClient(Client):
+    """A client of the aggregator driven by the test itself: exact bytes, one connection (the
+    raw client of ``benchmarks.faultlib``, with this suite's default deadline)."""
 
     def __init__(self, transport: str, address: str) -> None:
-        self.transport = transport
-        self.sock: socket.socket | None = None
-        self.fd: int | None = None
-        if transport == "fifo":
-            fd = os.open(address, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            os.set_blocking(fd, True)
-            self.fd = fd
-            return
-        if transport in PATH_TRANSPORTS:
-            family, target = socket.AF_UNIX, address
-        else:
-            host, _, port = address.rpartition(":")
-            family, target = socket.AF_INET, (host, int(port))
-        kind = socket.SOCK_DGRAM if transport in DATAGRAM_TRANSPORTS else socket.SOCK_STREAM
-        self.sock = socket.socket(family, kind)
-        self.sock.settimeout(WAIT_TIMEOUT)
-        self.sock.connect(target)
-
-    def send(self, data: bytes) -> None:
-        """Stream: write all of ``data``. Datagram: ``data`` is one datagram."""
-        if self.fd is not None:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view) :]
-        elif self.transport in DATAGRAM_TRANSPORTS:
-            assert self.sock.send(data) == len(data)
-        else:
-            self.sock.sendall(data)
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        super().__init__(transport, address, timeout=WAIT_TIMEOUT)
 
 
 class Lab:
