@@ -27,6 +27,8 @@ from pathlib import Path
 
 import orjson
 
+from aggregator.sink import rejects_path_for as rejects_path  # the product's own rule, not a copy
+
 BIN = Path(sys.executable).parent
 AGGREGATOR = str(BIN / "aggregator") if (BIN / "aggregator").exists() else (shutil.which("aggregator") or "aggregator")
 PRODUCER = str(BIN / "producer") if (BIN / "producer").exists() else (shutil.which("producer") or "producer")
@@ -50,12 +52,6 @@ def wait_until(predicate, what: str, timeout: float = DEADLINE, interval: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
         time.sleep(interval)
-
-
-def rejects_path(output: Path) -> Path:
-    name = output.name
-    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
-    return output.with_name(stem + ".rejects.jsonl")
 
 
 def whole_lines(path: Path) -> list[bytes]:

@@ -29,7 +29,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.faultlib import Client
+from aggregator.sink import rejects_path_for as rejects_path  # noqa: F401 - used by the tests
+from benchmarks.faultlib import Client, count_lines  # noqa: F401 - used by the tests
+from benchmarks.faultlib import whole_lines as read_lines  # whole lines, each without its newline
 
 BIN_DIR = Path(sys.executable).parent
 AGGREGATOR = str(BIN_DIR / "aggregator") if (BIN_DIR / "aggregator").exists() else (shutil.which("aggregator") or "aggregator")
@@ -48,12 +50,6 @@ WAIT_TIMEOUT = 30.0  # default deadline of wait_until and of process exits
 _PATH_NAMES = {"unixsock": "agg.sock", "unixgram": "agg.dgram", "fifo": "agg.fifo"}
 
 
-def rejects_path(output: Path) -> Path:
-    name = output.name
-    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
-    return output.with_name(stem + ".rejects.jsonl")
-
-
 def wait_until(predicate, what: str, timeout: float = WAIT_TIMEOUT, interval: float = 0.01):
     """Poll ``predicate`` until it returns a truthy value (returned); fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -64,24 +60,6 @@ def wait_until(predicate, what: str, timeout: float = WAIT_TIMEOUT, interval: fl
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
         time.sleep(interval)
-
-
-def read_lines(path: Path) -> list[bytes]:
-    """Whole lines of a file (each without its newline); a missing file has none."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    lines = data.split(b"\n")
-    lines.pop()  # after the last newline: b"" for a file ending in a newline, else a torn line
-    return lines
-
-
-def count_lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
 
 
 def read_jsonl(path: Path) -> list[dict]:
