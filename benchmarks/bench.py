@@ -89,12 +89,12 @@ def execute(spec: RunSpec, *, rcvbuf: int | None, tracer=None) -> RunRecord:
         workload = spec.workload
         m: Measurement = run_measurement(system, workload, workdir, tracer=tracer if spec.traced else None)
         seq = analyze_output(system.read_records(), expected_counts(workload.producers, workload.count))
-        return _record(spec, m, seq)
+        return _record(spec, m, seq, system.comm)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _record(spec: RunSpec, m: Measurement, seq) -> RunRecord:
+def _record(spec: RunSpec, m: Measurement, seq, receiver_comm: str) -> RunRecord:
     w = spec.workload
     sent = sum(s.get("sent", 0) for s in m.producer_summaries)
     errors: dict[str, int] = {}
@@ -125,7 +125,9 @@ def _record(spec: RunSpec, m: Measurement, seq) -> RunRecord:
         producer_errors=errors,
     )
     if m.trace is not None:
-        record.trace = summarize(m.trace, {"logprod": sent, "logagg": seq.received, "syslog-ng": seq.received})
+        # The tracer counts every comm it was given; keep the two sides of this run only.
+        per_comm = summarize(m.trace, {"logprod": sent, receiver_comm: seq.received})
+        record.trace = {"producer": per_comm.get("logprod"), "aggregator": per_comm.get(receiver_comm)}
     if any(code != 0 for code in m.producer_exit_codes):
         record.notes.append(f"producer exit codes {m.producer_exit_codes}")
     if m.system_stats.get("exit_code") not in (0, None):

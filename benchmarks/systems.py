@@ -30,6 +30,7 @@ def command(name: str) -> str:
 
 class System(Protocol):
     name: str
+    comm: str  # the receiving process's name, as tracers see it
     pid: int
     output_path: Path
 
@@ -65,6 +66,7 @@ def read_line(pipe, timeout: float) -> str:
 
 class LoglabSystem:
     name = "loglab"
+    comm = "logagg"
 
     def __init__(self, transport: str, workdir: Path, *, rcvbuf: int | None = None, extra_args: list[str] | None = None) -> None:
         self.transport = transport

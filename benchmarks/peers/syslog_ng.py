@@ -232,6 +232,7 @@ class SyslogNgPeer:
     """One syslog-ng instance listening on one loglab transport; see the module docstring."""
 
     name = "syslog-ng"
+    comm = "syslog-ng"  # what tracers see (every thread keeps the name)
 
     def __init__(
         self,
