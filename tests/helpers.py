@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 from aggregator.sink import rejects_path_for as rejects_path  # noqa: F401 - used by the tests
-from benchmarks.faultlib import Client, count_lines  # noqa: F401 - used by the tests
+from benchmarks.faultlib import DEADLINE, Client, count_lines, wait_until  # noqa: F401 - used by the tests
 from benchmarks.faultlib import whole_lines as read_lines  # whole lines, each without its newline
 
 BIN_DIR = Path(sys.executable).parent
@@ -45,21 +45,9 @@ PATH_TRANSPORTS = ("unixsock", "unixgram", "fifo")
 INET_TRANSPORTS = ("tcp", "udp")
 
 START_TIMEOUT = 20.0  # seconds to wait for "listening on" (generous: the machine is shared)
-WAIT_TIMEOUT = 30.0  # default deadline of wait_until and of process exits
+WAIT_TIMEOUT = DEADLINE  # default deadline of wait_until and of process exits
 
 _PATH_NAMES = {"unixsock": "agg.sock", "unixgram": "agg.dgram", "fifo": "agg.fifo"}
-
-
-def wait_until(predicate, what: str, timeout: float = WAIT_TIMEOUT, interval: float = 0.01):
-    """Poll ``predicate`` until it returns a truthy value (returned); fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
-        time.sleep(interval)
 
 
 def read_jsonl(path: Path) -> list[dict]:
