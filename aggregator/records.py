@@ -3,16 +3,34 @@
 A valid message is a UTF-8 JSON object. The aggregator adds two fields, ``received_ns`` (wall-clock
 ns of the read that returned the message) and ``transport``, and writes one line per message.
 
-Hot path: the producer's bytes are validated with ``orjson.loads`` and then written as they came,
-with the added fields spliced in before the closing brace. That avoids
-re-serialising every message, which would cost about as much again as parsing it. The slow path (re-serialise with
-orjson) is taken only when splicing would be wrong: an empty object, trailing whitespace, an
-embedded newline (only possible in a datagram) or a field the aggregator itself sets (the
-aggregator's value wins).
+Hot path, per line (about 0.35 us for a 200-byte line, against 0.8 us when every line was parsed
+into a dict with orjson):
+
+1. ``msgspec`` checks the JSON grammar (RFC 8259: every value, escape and number, at any depth)
+   while decoding into a *probe*: a struct whose only fields are the ones the aggregator sets.
+   Other fields are checked and skipped, never turned into Python objects; that allocation was
+   most of the cost of validating with ``orjson.loads``.
+2. UTF-8: msgspec does not check the bytes of strings it skips, so a line that is not pure ASCII
+   is decoded once with Python's strict UTF-8 codec (which refuses overlongs and surrogates, as
+   orjson does).
+3. The producer's bytes are written as they came, with the added fields spliced in before the
+   closing brace. Re-serialising every message would cost about as much again as parsing it.
+
+Only a record that already holds a field the aggregator sets (the probe saw it) is re-serialised,
+with orjson, so the aggregator's value replaces it and no key appears twice. Lines the fast
+validator refuses go through orjson too, which gives the reject its reason (bad UTF-8, bad JSON,
+not an object) and counts empty lines.
+
+Numbers are passed through as written. The one place this shows: a number beyond a double's range
+(``1e999``) is valid JSON and kept, unless the record must be re-serialised, where orjson cannot
+represent it and the line is rejected as invalid JSON.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import msgspec
 import orjson
 
 from .framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
@@ -20,6 +38,23 @@ from .framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
 _loads = orjson.loads
 _dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
+_ProbeError = msgspec.DecodeError  # also raised (as its ValidationError subclass) for non-objects
+_JSON_WHITESPACE = b" \t\r\n"
+_NEWLINE = 10
+_CLOSE_BRACE = 125  # ord("}")
+_NEEDS_CARE = frozenset(b" \t\r\n{")  # before the closing brace: whitespace, or "{}" (no field)
+ADDED_FIELDS = ("received_ns", "transport")
+
+
+@lru_cache(maxsize=16)
+def _probe_for(fields: tuple[str, ...]):
+    """A decoder that validates a whole line but keeps only ``fields`` (raw, if present), and the
+    probe value that means "none of them present"."""
+    names = [f"f{i}" for i in range(len(fields))]  # JSON keys need not be identifiers: rename
+    probe = msgspec.defstruct(
+        "FieldProbe", [(n, msgspec.Raw, msgspec.UNSET) for n in names], rename=dict(zip(names, fields))
+    )
+    return msgspec.json.Decoder(probe).decode, probe()
 
 
 def classify_invalid(line: bytes) -> str:
@@ -49,9 +84,7 @@ def encode_lines(
     empty (skipped, counted by the caller, not rejects). Invalid lines go to ``rejects``.
     """
     extra = b"," + _dumps(extra_fields)[1:-1] if extra_fields else b""
-    # Fields the aggregator sets: an object that already has one takes the slow path, where the
-    # aggregator's value replaces it (splicing would duplicate the key).
-    added = frozenset(("received_ns", "transport", *extra_fields)) if extra_fields else None
+    probe, none_present = _probe_for((*ADDED_FIELDS, *extra_fields) if extra_fields else ADDED_FIELDS)
     suffix = extra + b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode())
 
     append = out.append
@@ -59,29 +92,61 @@ def encode_lines(
     empty = 0
     for line in lines:
         try:
-            obj = _loads(line)
-        except _JSONDecodeError:
+            seen = probe(line)
+        except _ProbeError:
             if not line:
                 empty += 1
-            else:
-                rejects.append(Reject.of(classify_invalid(line), line))
-            continue
-        if type(obj) is not dict:
-            rejects.append(Reject.of(NOT_AN_OBJECT, line))
-            continue
-        if (
-            line[-1] == 125  # ord("}"): no trailing whitespace to step over
-            and obj  # "{}" has no field to put a comma after
-            and (newline_free or 10 not in line)  # a datagram may hold a newline: re-serialise
-            and ("received_ns" not in obj and "transport" not in obj if added is None else added.isdisjoint(obj))
-        ):
-            # One piece per message: fewer, larger pieces make the sink's join much cheaper.
-            append(line[:-1] + suffix)
+                continue
+            seen = None  # orjson decides, and names the reason if it refuses too
         else:
-            if extra_fields:
-                obj.update(extra_fields)
-            obj["received_ns"] = received_ns
-            obj["transport"] = transport
-            append(_dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+            if not line.isascii():
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    rejects.append(Reject.of(INVALID_UTF8, line))
+                    continue
+        if seen == none_present:
+            if line[-1] == _CLOSE_BRACE and line[-2] not in _NEEDS_CARE and (newline_free or _NEWLINE not in line):
+                # One piece per message: fewer, larger pieces make the sink's join much cheaper.
+                append(line[:-1] + suffix)
+            else:
+                append(_splice_with_care(line, suffix))
+        else:
+            encoded = _reserialise(line, extra_fields, received_ns, transport)
+            if type(encoded) is str:
+                rejects.append(Reject.of(encoded, line))
+                continue
+            append(encoded)
         written += 1
     return written, empty
+
+
+def _splice_with_care(line: bytes, suffix: bytes) -> bytes:
+    """The splice for a valid object with surrounding whitespace, no field ("{}"), or newlines
+    (only a datagram can hold one; in valid JSON it can only be whitespace, so it becomes a space)."""
+    body = line.strip(_JSON_WHITESPACE)
+    if _NEWLINE in body:
+        body = body.replace(b"\n", b" ")
+    inner = body[:-1].rstrip(_JSON_WHITESPACE)
+    # A non-empty object's last value ends in '"', a digit, 'e', 'l', ']' or '}'; never in '{'.
+    return inner + suffix[1:] if inner.endswith(b"{") else inner + suffix
+
+
+def _reserialise(line: bytes, extra_fields: dict | None, received_ns: int, transport: str) -> bytes | str:
+    """orjson's way: the output line, or the reject reason.
+
+    Taken when the record already has a field the aggregator sets (the aggregator's value replaces
+    it) and for lines the fast validator refused (orjson tells bad UTF-8 from bad JSON from "not
+    an object"; should the two validators ever disagree, orjson's accepting wins).
+    """
+    try:
+        obj = _loads(line)
+    except _JSONDecodeError:
+        return classify_invalid(line)  # or a number beyond a double: see the module doc
+    if type(obj) is not dict:
+        return NOT_AN_OBJECT
+    if extra_fields:
+        obj.update(extra_fields)
+    obj["received_ns"] = received_ns
+    obj["transport"] = transport
+    return _dumps(obj, option=orjson.OPT_APPEND_NEWLINE)

@@ -6,8 +6,8 @@ optional listener that yields endpoints, and endpoints that yield framed message
     epoll.poll() -> for each ready endpoint: read (large reads, framing) -> validate + encode
                  -> hand the encoded lines to the sink, which writes them in large blocks
 
-Work per message is one ``orjson.loads`` and a splice (see ``records.py``); syscalls are per read
-and per turn, not per message. The output is written when 256 KiB are pending or
+Work per message is one validation (msgspec) and a splice (see ``records.py``); syscalls are per
+read and per turn, not per message. The output is written when 256 KiB are pending or
 ``--flush-interval`` has passed since the oldest pending line (``received_ns`` is taken at read
 time, so this costs no measured latency; a crash can lose at most that interval of output, which
 a clean stop never does). After a turn with few messages the loop pauses ``--coalesce-us`` so the

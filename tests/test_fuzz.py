@@ -11,6 +11,8 @@ A last test throws seeded random garbage at a live aggregator and checks its cou
 
 from __future__ import annotations
 
+import json
+import math
 import random
 
 import orjson
@@ -100,6 +102,69 @@ def test_any_object_is_written_as_itself_plus_the_added_fields(obj):
     assert (written, rejects) == (1, [])
     got = orjson.loads(b"".join(out))
     assert got == {**obj, "received_ns": 7, "transport": "tcp"}
+
+
+def _orjson_verdict(line: bytes):
+    """The reference: what orjson alone says of a line (the validator before msgspec)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if type(obj) is dict else None
+
+
+def _holds_number_beyond_a_double(line: bytes) -> bool:
+    """The one documented difference: valid JSON whose number orjson cannot hold (1e999)."""
+    def walk(v):
+        if isinstance(v, float):
+            return math.isinf(v)
+        if isinstance(v, dict):
+            return any(map(walk, v.values()))
+        return isinstance(v, list) and any(map(walk, v))
+    try:
+        return walk(json.loads(line))
+    except ValueError:
+        return False
+
+
+@BUDGET
+@given(line=hostile_lines(), wrap=st.sampled_from(["", "obj", "ws"]))
+def test_fast_validator_accepts_exactly_what_orjson_accepts(line, wrap):
+    # The hot path validates with msgspec plus a UTF-8 check; orjson is the reference. Wrapping puts
+    # the (mutated) value inside an object, where msgspec skips it without building it.
+    if wrap == "obj":
+        line = b'{"k":' + line + b',"z":1}'
+    elif wrap == "ws":
+        line = b" " + line + b"\t"
+    reference = _orjson_verdict(line)
+    out: list[bytes] = []
+    rejects: list = []
+    written, empty = encode_lines([line], 5, "udp", out, rejects)
+    if reference is None:
+        assert written == 0 or _holds_number_beyond_a_double(line), f"accepted what orjson refuses: {line!r}"
+    else:
+        assert (written, rejects) == (1, []), f"refused what orjson accepts: {line!r}"
+        assert orjson.loads(b"".join(out)) == {**reference, "received_ns": 5, "transport": "udp"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"a":"\xff"}', b'{"\xc0\xaf":1}', b'{"a":"\xed\xa0\x80"}', b'{"a":"\xf4\x90\x80\x80"}', b'{"a":["\xc3"]}'],
+)
+def test_bad_utf8_inside_a_skipped_value_is_rejected(line):
+    # msgspec does not look at the bytes of strings it skips: the UTF-8 check must catch these.
+    rejects: list = []
+    assert encode_lines([line], 5, "udp", [], rejects) == (0, 0)
+    assert [r.reason for r in rejects] == ["invalid_utf8"]
+
+
+def test_number_beyond_a_double_is_kept_as_written_unless_the_record_is_reserialised():
+    # The documented difference from orjson (see aggregator/records.py).
+    out: list[bytes] = []
+    rejects: list = []
+    assert encode_lines([b'{"a":1e999}', b'{"a":1e999,"transport":"x"}'], 5, "udp", out, rejects) == (1, 0)
+    assert b"".join(out) == b'{"a":1e999,"received_ns":5,"transport":"udp"}\n'
+    assert [r.reason for r in rejects] == ["invalid_json"]
 
 
 @pytest.mark.timeout(90)
