@@ -1,0 +1,50 @@
+"""producers.messages: the batch path renders exactly what build() renders, line for line."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from producers.messages import MessageFactory
+
+
+def built(factory: MessageFactory, first: int, n: int, ts_ns: int) -> bytes:
+    return b"".join(factory.build(seq, ts_ns, ts_ns) for seq in range(first, first + n))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    producer_id=st.text(min_size=1, max_size=8),  # "%" and non-ASCII included: the template escapes
+    size=st.integers(120, 600),
+    seed=st.integers(0, 3),
+    first=st.integers(0, 10**7) | st.sampled_from([0, 9, 95, 9990, 99_999, 4090]),
+    n=st.integers(1, 70),
+    ts_ns=st.integers(0, 10**20),
+)
+def test_batch_is_the_built_lines_joined(producer_id, size, seed, first, n, ts_ns):
+    factory = MessageFactory(producer_id, 4242, size, seed)
+    if size < factory.min_size(first + n):
+        return
+    expected = built(factory, first, n, ts_ns)
+    assert factory.batch(first, n, ts_ns) == expected
+    assert factory.batch(first, n, ts_ns) == expected  # again, from the cached template
+
+
+def test_a_cached_template_serves_later_batches_of_the_same_shape():
+    factory = MessageFactory("p0", 1, 200, 0)
+    for start in range(100_000, 100_000 + 64 * 200, 64):  # 200 batches, 64 shapes
+        assert factory.batch(start, 64, 1_795_000_000_000_000_000 + start) == built(
+            factory, start, 64, 1_795_000_000_000_000_000 + start
+        )
+    assert len(factory._templates) == 64
+
+
+def test_batch_lines_are_exact_size_json_with_consecutive_seqs():
+    factory = MessageFactory("p7", 99, 200, 1)
+    lines = factory.batch(500, 64, 1_795_000_000_000_000_000).split(b"\n")
+    assert lines.pop() == b""
+    assert all(len(line) + 1 == 200 for line in lines)
+    records = [orjson.loads(line) for line in lines]
+    assert [r["seq"] for r in records] == list(range(500, 564))
+    assert {r["ts_ns"] for r in records} == {r["intended_ns"] for r in records} == {1_795_000_000_000_000_000}
