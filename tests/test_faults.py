@@ -209,7 +209,7 @@ def test_full_disk_blocks_producers_bounds_memory_and_resumes_without_loss(tmp_p
                 busy = (proc_cpu_seconds(agg.pid) - cpu0) / (time.monotonic() - t0)
                 assert busy < 0.5, f"the stalled aggregator spins: {busy:.0%} CPU"
                 grown = proc_status(agg.pid)["VmHWM"] - base_rss
-                # Bound: --max-backlog-bytes plus one turn of reads (4 x 256 KiB per ready
+                # Bound: --max-backlog-bytes plus one turn of reads (4 x 64 KiB per ready
                 # connection) and their copies; measured ~2 MiB over the idle RSS.
                 assert grown < 8 * 1024 * 1024, f"memory grew {grown} bytes while stalled"
                 err = agg.stderr()

@@ -93,7 +93,7 @@ def test_100_mb_without_a_newline_costs_bounded_memory_and_one_reject(tmp_path, 
     assert reject["length"] == size and reject["truncated"] is True and len(reject["data"]) == 512
     assert [r["seq"] for r in agg.records()] == [1]
     assert stats["bytes_received"] == size + 1 + len(GOOD % 1) + 1
-    # Bound: --max-line-bytes (64 KiB) of partial line + one 256 KiB read buffer; allow 16 MiB of
+    # Bound: --max-line-bytes (64 KiB) of partial line + one 64 KiB read buffer; allow 16 MiB of
     # interpreter slack. 100 MB buffered would show here as ~100 MB.
     assert hwm - base < 16 * 1024 * 1024, f"peak RSS grew by {hwm - base} bytes"
     print(f"100 MB no-newline client: aggregator RSS base {base} B, peak {hwm} B, growth {hwm - base} B")
