@@ -23,7 +23,8 @@ not an object) and counts empty lines.
 
 Numbers are passed through as written. The one place this shows: a number beyond a double's range
 (``1e999``) is valid JSON and kept, unless the record must be re-serialised, where orjson cannot
-represent it and the line is rejected as invalid JSON.
+represent it and the line is rejected as invalid JSON; so is a record nested deeper than orjson
+writes (254 levels) that must be re-serialised.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from .framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
 _loads = orjson.loads
 _dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
-_ProbeError = msgspec.DecodeError  # also raised (as its ValidationError subclass) for non-objects
+# DecodeError (and its ValidationError subclass, for non-objects); RecursionError past msgspec's
+# nesting limit, which is lower than orjson's: orjson then decides.
+_ProbeErrors = (msgspec.DecodeError, RecursionError)
 _JSON_WHITESPACE = b" \t\r\n"
 _NEWLINE = 10
 _CLOSE_BRACE = 125  # ord("}")
@@ -84,7 +87,8 @@ def encode_lines(
     empty (skipped, counted by the caller, not rejects). Invalid lines go to ``rejects``.
     """
     extra = b"," + _dumps(extra_fields)[1:-1] if extra_fields else b""
-    probe, none_present = _probe_for((*ADDED_FIELDS, *extra_fields) if extra_fields else ADDED_FIELDS)
+    added = (*ADDED_FIELDS, *extra_fields) if extra_fields else ADDED_FIELDS
+    probe, none_present = _probe_for(added)
     suffix = extra + b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode())
 
     append = out.append
@@ -93,7 +97,7 @@ def encode_lines(
     for line in lines:
         try:
             seen = probe(line)
-        except _ProbeError:
+        except _ProbeErrors:
             if not line:
                 empty += 1
                 continue
@@ -112,7 +116,7 @@ def encode_lines(
             else:
                 append(_splice_with_care(line, suffix))
         else:
-            encoded = _reserialise(line, extra_fields, received_ns, transport)
+            encoded = _reserialise(line, added, extra_fields, received_ns, transport, suffix)
             if type(encoded) is str:
                 rejects.append(Reject.of(encoded, line))
                 continue
@@ -132,12 +136,15 @@ def _splice_with_care(line: bytes, suffix: bytes) -> bytes:
     return inner + suffix[1:] if inner.endswith(b"{") else inner + suffix
 
 
-def _reserialise(line: bytes, extra_fields: dict | None, received_ns: int, transport: str) -> bytes | str:
+def _reserialise(
+    line: bytes, added: tuple[str, ...], extra_fields: dict | None, received_ns: int, transport: str, suffix: bytes
+) -> bytes | str:
     """orjson's way: the output line, or the reject reason.
 
     Taken when the record already has a field the aggregator sets (the aggregator's value replaces
     it) and for lines the fast validator refused (orjson tells bad UTF-8 from bad JSON from "not
-    an object"; should the two validators ever disagree, orjson's accepting wins).
+    an object"; should the two validators disagree, as past msgspec's nesting limit, orjson's
+    accepting wins and the line is spliced as usual).
     """
     try:
         obj = _loads(line)
@@ -145,8 +152,13 @@ def _reserialise(line: bytes, extra_fields: dict | None, received_ns: int, trans
         return classify_invalid(line)  # or a number beyond a double: see the module doc
     if type(obj) is not dict:
         return NOT_AN_OBJECT
+    if not any(name in obj for name in added):
+        return _splice_with_care(line, suffix)
     if extra_fields:
         obj.update(extra_fields)
     obj["received_ns"] = received_ns
     obj["transport"] = transport
-    return _dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    try:
+        return _dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return INVALID_JSON  # nested deeper than orjson writes (254 levels): cannot be re-serialised

@@ -72,8 +72,15 @@ def count_lines(path: Path) -> int:
 
 
 def jsonl(path: Path) -> list[dict]:
-    # orjson, as the aggregator: the stdlib's recursion limit is below the accepted depth (1024).
-    return [orjson.loads(line) for line in whole_lines(path)]
+    # orjson: the stdlib's recursion limit is below the accepted depth (1024); the stdlib for what
+    # orjson refuses but the aggregator keeps (a number beyond a double, such as 1e400).
+    records = []
+    for line in whole_lines(path):
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            records.append(json.loads(line))
+    return records
 
 
 def seqs_of(records: list[dict], producer: str) -> list[int]:

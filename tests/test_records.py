@@ -167,6 +167,21 @@ def test_invalid_lines_are_rejected_with_their_reason(line, reason):
     assert rejects == [Reject(reason, line, len(line))]
 
 
+@pytest.mark.parametrize(("depth", "accepted"), [(900, True), (1000, True), (5000, False)])
+def test_deep_nesting_never_crashes_and_follows_orjson(depth, accepted):
+    # msgspec stops at a lower depth (RecursionError) than orjson: such lines go to orjson.
+    line = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+    out, rejects, written, _ = encode([line])
+    assert written == (1 if accepted else 0)
+    assert [r.reason for r in rejects] == ([] if accepted else [INVALID_JSON])
+
+
+def test_a_record_too_deep_to_reserialise_is_rejected_not_crashed_on():
+    line = b'{"transport":"forged","a":' + b"[" * 300 + b"]" * 300 + b"}"  # must be re-serialised
+    out, rejects, written, _ = encode([line, b'{"ok":1}'])
+    assert written == 1 and [r.reason for r in rejects] == [INVALID_JSON]
+
+
 def test_empty_line_is_counted_not_rejected():
     out, rejects, written, empty = encode([b"", b'{"a":1}', b""])
     assert (written, empty, rejects) == (1, 2, [])
