@@ -19,6 +19,7 @@ from .procname import set_process_name
 from .server import DEFAULT_COALESCE_US, DEFAULT_MAX_BACKLOG_BYTES, Aggregator
 from .sink import DEFAULT_FLUSH_INTERVAL_S, FSYNC_MODES, OutputSink, rejects_path_for
 from .transports import TRANSPORTS, ListenOptions, TransportError
+from .workers import Supervisor, effective_workers
 
 TransportName = enum.Enum("TransportName", {name: name for name in TRANSPORTS}, type=str)
 FsyncMode = enum.Enum("FsyncMode", {m: m for m in FSYNC_MODES}, type=str)
@@ -110,9 +111,20 @@ def main(
         help="unixsock: add the connecting process's peer_pid, peer_uid, peer_gid (SO_PEERCRED) to every record.",
     ),
     ready_file: Optional[Path] = typer.Option(None, help="When listening, write {transport, address, pid, ...} as JSON here (atomically)."),
+    workers: int = typer.Option(
+        1,
+        min=0,
+        help="Receiving processes (0 = one per CPU). Stream sockets: connections are handed to the "
+        "workers in turn; datagram sockets: all read the one socket; fifo: 1 only. More than one uses "
+        "more cores; see README 'Workers' for what changes (datagram order across workers, a torn "
+        "line possible after a full disk).",
+    ),
 ) -> None:
     name = transport.value
     t = TRANSPORTS[name]
+    workers, workers_error = effective_workers(workers, t)
+    if workers_error:
+        _fail(workers_error, 2)
     mode = _octal(socket_mode)
     options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None)
     set_process_name("logagg")
@@ -134,37 +146,87 @@ def main(
     except OSError as exc:
         sink.close()
         _fail(f"cannot listen on {address}: {exc.strerror or exc}", 1)
-    counters = Counters(transport=name, address=binding.address, started_unix_ns=time.time_ns())
-    counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
-    counters.effective_pipe_size = binding.info.get("effective_pipe_size")
-    aggregator = Aggregator(
-        binding,
-        sink,
-        counters,
-        transport_name=name,
-        max_connections=max_connections,
-        drain_timeout=drain_timeout,
-        stats_file=stats_file,
-        stats_interval=stats_interval,
-        duration=duration,
-        max_backlog_bytes=max_backlog_bytes,
-        peer_credentials=peer_credentials,
-        coalesce_us=coalesce_us,
-    )
+
+    def make_aggregator(worker_binding, worker_stats_file, per_worker_connections, worker_duration) -> Aggregator:
+        counters = Counters(transport=name, address=binding.address, started_unix_ns=time.time_ns())
+        counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
+        counters.effective_pipe_size = binding.info.get("effective_pipe_size")
+        return Aggregator(
+            worker_binding,
+            sink,
+            counters,
+            transport_name=name,
+            max_connections=per_worker_connections,
+            drain_timeout=drain_timeout,
+            stats_file=worker_stats_file,
+            stats_interval=stats_interval,
+            duration=worker_duration,
+            max_backlog_bytes=max_backlog_bytes,
+            peer_credentials=peer_credentials,
+            coalesce_us=coalesce_us,
+        )
+
+    if workers > 1:
+        _run_supervisor(
+            workers, t, binding, options, sink, make_aggregator,
+            max_connections=max_connections, drain_timeout=drain_timeout, stats_file=stats_file,
+            stats_interval=stats_interval, duration=duration, ready_file=ready_file, output=output, rcvbuf=rcvbuf,
+        )
+        return
+    aggregator = make_aggregator(binding, stats_file, max_connections, duration)
+    counters = aggregator.counters
     aggregator.install_signal_handlers()  # before anyone is told we are ready
+    _announce(name, binding, output, counters, rcvbuf, ready_file, os.getpid())
+    ok = aggregator.run()
+    print(counters.summary(), file=sys.stderr, flush=True)
+    if not ok:
+        _fail(f"could not write everything to {output} before exit", 1)
+
+
+def _announce(name: str, binding, output: Path, counters: Counters, rcvbuf, ready_file: Path | None, pid: int, workers: int = 1) -> None:
+    """Readiness: "listening on ADDRESS" on stdout (what scripts wait for), details on stderr."""
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"
     if counters.effective_rcvbuf is not None:
         info += f" rcvbuf requested={rcvbuf or 'default'} effective={counters.effective_rcvbuf}"
     if counters.effective_pipe_size is not None:
         info += f" pipe_size={counters.effective_pipe_size}"
+    if workers > 1:
+        info += f" workers={workers}"
     print(info, file=sys.stderr, flush=True)
     if ready_file is not None:
-        _write_ready_file(ready_file, {"transport": name, "address": binding.address, "pid": os.getpid(), **binding.info})
-    ok = aggregator.run()
-    print(counters.summary(), file=sys.stderr, flush=True)
-    if not ok:
-        _fail(f"could not write everything to {output} before exit", 1)
+        _write_ready_file(ready_file, {"transport": name, "address": binding.address, "pid": pid, "workers": workers, **binding.info})
+
+
+def _run_supervisor(workers, t, binding, options, sink, make_aggregator, *, max_connections, drain_timeout, stats_file,
+                    stats_interval, duration, ready_file, output, rcvbuf) -> None:
+    """--workers N > 1: fork N aggregators behind this one address (see aggregator/workers.py)."""
+    per_worker_connections = -(-max_connections // workers)  # the limit is shared out evenly
+
+    def make_worker(index: int, worker_binding, worker_stats_file: Path) -> Aggregator:
+        if index:
+            sink.torn_at_start = []  # repaired once, recorded once (by worker 0)
+        # The supervisor stops the workers at --duration: they must not stop on their own first.
+        return make_aggregator(worker_binding, worker_stats_file, per_worker_connections, None)
+
+    supervisor = Supervisor(
+        workers, t, binding, make_worker, listen_options=options, release_parent_sink=sink.release,
+        drain_timeout=drain_timeout, stats_file=stats_file, stats_interval=stats_interval, duration=duration,
+    )
+    try:
+        supervisor.start()
+        counters = Counters(transport=t.name, address=binding.address)
+        counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
+        counters.effective_pipe_size = binding.info.get("effective_pipe_size")
+        _announce(t.name, binding, output, counters, rcvbuf, ready_file, os.getpid(), workers)
+        code = supervisor.run()
+        merged, _ = supervisor.merged_counters()
+        merged.transport = t.name
+        print(merged.summary(), file=sys.stderr, flush=True)
+    finally:
+        supervisor.cleanup()
+    if code:
+        _fail(f"a worker failed or could not write everything to {output}; see above", 1)
 
 
 def _fail(message: str, code: int) -> None:

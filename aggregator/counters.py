@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
@@ -53,10 +53,10 @@ class Counters:
         d["written_at_unix_ns"] = time.time_ns()
         return d
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, extra: dict | None = None) -> None:
         """Write atomically (temp file + rename) so a reader never sees half a file."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps({**self.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
 
     def summary(self) -> str:
@@ -69,3 +69,36 @@ class Counters:
             f"{self.connections_closed} closed, {self.connections_rejected} refused"
             + (f"; {self.kernel_drops} datagrams dropped by the kernel" if self.kernel_drops else "")
         )
+
+
+# How per-worker counters combine (--workers): most are sums; these are not.
+_EARLIEST = {"started_unix_ns"}
+_LATEST = {"stopped_unix_ns"}
+# One socket read by every worker reports the same figures to each: not summed.
+_SAME_FOR_ALL = {"effective_rcvbuf", "effective_pipe_size", "kernel_drops", "transport", "address"}
+
+
+def merge_counters(parts: list[dict]) -> Counters:
+    """One Counters from the stats files of several workers. ``connections_open_peak`` becomes
+    the sum of the workers' peaks: an upper bound of the peak they reached together."""
+    merged = Counters()
+    names = [f.name for f in fields(Counters)]
+    for name in names:
+        values = [p[name] for p in parts if p.get(name) is not None]
+        if not values:
+            continue
+        if name == "rejected":
+            total: dict[str, int] = {}
+            for v in values:
+                for reason, n in v.items():
+                    total[reason] = total.get(reason, 0) + n
+            setattr(merged, name, total)
+        elif name in _EARLIEST:
+            setattr(merged, name, min(values))
+        elif name in _LATEST:
+            setattr(merged, name, max(values))
+        elif name in _SAME_FOR_ALL:
+            setattr(merged, name, max(values) if name == "kernel_drops" else values[0])
+        else:
+            setattr(merged, name, sum(values))
+    return merged

@@ -305,6 +305,10 @@ class Aggregator:
         listener = self.binding.listener
         if listener is not None:
             self._unwatch(listener.fileno())
+            if not self._paused:
+                # Connections already established (in the backlog, or handed over by a --workers
+                # supervisor) have sent data the kernel accepted: take them in and drain them too.
+                self._accept(listener)
             listener.close()  # new connections are refused from here on
         out: list[bytes] = []
         for endpoint in list(self._endpoints):

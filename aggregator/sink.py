@@ -261,6 +261,14 @@ class OutputSink:
             os.close(fd)
         self.reopens += 1
 
+    def release(self) -> None:
+        """Close this process's descriptors without writing: ``--workers``' supervisor, whose
+        workers (forked with the same open files) do all the writing."""
+        if self._backlog:
+            raise RuntimeError("release() with output pending: it would be lost")
+        os.close(self._fd)
+        os.close(self._rejects_fd)
+
     def close(self, deadline: float | None = None) -> bool:
         """Flush (retrying until ``deadline``), fsync, close. True if nothing was left unwritten."""
         while not self.flush():

@@ -70,9 +70,9 @@ def plan_runs(scenarios: list[Scenario], systems: list[str], repeat: int, warmup
     return runs
 
 
-def make_system(name: str, transport: str, workdir: Path, rcvbuf: int | None):
+def make_system(name: str, transport: str, workdir: Path, rcvbuf: int | None, workers: int = 1):
     if name == "loglab":
-        return LoglabSystem(transport, workdir, rcvbuf=rcvbuf)
+        return LoglabSystem(transport, workdir, rcvbuf=rcvbuf, workers=workers)
     if name == "syslog-ng":
         from .peers.syslog_ng import SyslogNgPeer
 
@@ -80,12 +80,12 @@ def make_system(name: str, transport: str, workdir: Path, rcvbuf: int | None):
     raise ValueError(f"unknown system {name!r}")
 
 
-def execute(spec: RunSpec, *, rcvbuf: int | None, tracer=None) -> RunRecord:
+def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None) -> RunRecord:
     """One run, measured and checked, as a RunRecord. Its files live in a short-lived directory
     under /tmp (a Unix socket path must stay under 108 bytes), removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="loglab-run-"))
     try:
-        system = make_system(spec.system, spec.transport, workdir, rcvbuf)
+        system = make_system(spec.system, spec.transport, workdir, rcvbuf, workers)
         workload = spec.workload
         m: Measurement = run_measurement(system, workload, workdir, tracer=tracer if spec.traced else None)
         seq = analyze_output(system.read_records(), expected_counts(workload.producers, workload.count))
@@ -147,6 +147,7 @@ def run_bench(
     trace: bool | None,
     rcvbuf: int | None,
     argv: list[str],
+    workers: int = 1,
 ) -> bool:
     """Run ``suite``; persist every run as it finishes. False if any run failed or lost messages
     on a reliable transport."""
@@ -185,7 +186,7 @@ def run_bench(
             for s in suite
         ],
         argv=list(argv),
-        extra={"rcvbuf": rcvbuf},
+        extra={"rcvbuf": rcvbuf, "loglab_workers": workers},
     )
     writer = ResultsWriter(out_dir, environment, params)
     if peer_info:
@@ -202,7 +203,7 @@ def run_bench(
         for spec in runs:
             progress.start(spec)
             try:
-                record = execute(spec, rcvbuf=rcvbuf, tracer=tracer)
+                record = execute(spec, rcvbuf=rcvbuf, workers=workers, tracer=tracer)
             except Exception as exc:  # one broken run must not lose the others
                 record = RunRecord(
                     system=spec.system, transport=spec.transport, scenario=spec.scenario,

@@ -51,6 +51,12 @@ def bench(
         None, "--trace/--no-trace", help="One extra traced run per cell with the BCC tracer (default: on when available)."
     ),
     rcvbuf: int = typer.Option(4 * 1024 * 1024, min=0, help="Receive buffer for datagram sockets, both systems (bytes)."),
+    workers: int = typer.Option(
+        0,
+        min=0,
+        help="loglab's --workers: receiving processes (0 = one per CPU, as syslog-ng runs a thread per "
+        "connection; a FIFO always has one reader). 1 = the single-process aggregator.",
+    ),
     out: Optional[Path] = typer.Option(None, help="Results directory (default: results/YYYYmmdd-HHMMSS)."),
     scale: float = typer.Option(1.0, min=0.0001, help="Multiply the standard suite's message counts (quick looks: 0.1)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.md and report.html at the end."),
@@ -91,6 +97,7 @@ def bench(
         trace=trace,
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
+        workers=workers,
     )
     if report:
         from .report import render

@@ -129,10 +129,36 @@ def _schedstat_cpu_s(pid: int) -> float:
 
 
 def _snapshot(proc: psutil.Process) -> ProcessStats:
-    with proc.oneshot():
-        cpu = proc.cpu_times()
-        ctx = proc.num_ctx_switches()
-    return ProcessStats(_schedstat_cpu_s(proc.pid), cpu.user, cpu.system, ctx.voluntary, ctx.involuntary, _peak_rss(proc.pid))
+    """The process and its descendants (loglab's --workers are child processes; syslog-ng's
+    threads are counted per thread by schedstat). Peak RSS is the sum of each process's own
+    peak, so pages shared after fork count once per process: an upper bound."""
+    total = ProcessStats()
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        tree = [proc]
+    for p in tree:
+        try:
+            with p.oneshot():
+                cpu = p.cpu_times()
+                ctx = p.num_ctx_switches()
+        except psutil.Error:
+            continue  # exited meanwhile
+        total.cpu_s += _schedstat_cpu_s(p.pid)
+        total.user_s += cpu.user
+        total.system_s += cpu.system
+        total.voluntary_ctx_switches += ctx.voluntary
+        total.involuntary_ctx_switches += ctx.involuntary
+        total.peak_rss_bytes += _peak_rss(p.pid)
+    return total
+
+
+def process_tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants: what a tracer must follow for one system."""
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return [pid]
 
 
 def _delta(after: ProcessStats, before: ProcessStats) -> ProcessStats:
@@ -184,7 +210,7 @@ def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer
             m.udp_snmp_before = read_udp_snmp()
         if tracer is not None:
             # Only this run's processes: other logprod/logagg may run on the machine meanwhile.
-            tracer.open_window(pids=[system.pid, *(p.pid for p in producers)])
+            tracer.open_window(pids=[*process_tree_pids(system.pid), *(p.pid for p in producers)])
         agg_before = _snapshot(agg)
         m.window_start_ns = time.time_ns()
         for p in producers:  # the barrier: every producer is connected; go

@@ -19,6 +19,8 @@ from typing import Iterator, Protocol
 
 import orjson
 
+from aggregator.transports import TRANSPORTS
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -68,8 +70,11 @@ class LoglabSystem:
     name = "loglab"
     comm = "logagg"
 
-    def __init__(self, transport: str, workdir: Path, *, rcvbuf: int | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int = 1, extra_args: list[str] | None = None
+    ) -> None:
         self.transport = transport
+        self.workers = workers  # --workers (0 = one per CPU; a FIFO always has one reader)
         self.workdir = workdir
         self.output_path = workdir / "aggregated_logs.jsonl"
         self.stats_path = workdir / "aggregator.stats.json"
@@ -94,6 +99,8 @@ class LoglabSystem:
         ]
         if self.rcvbuf is not None:
             args += ["--rcvbuf", str(self.rcvbuf)]
+        if self.workers != 1 and TRANSPORTS[self.transport].parallel is not None:
+            args += ["--workers", str(self.workers)]
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid

@@ -120,6 +120,11 @@ class Transport(ABC):
     # Largest single write the transport keeps whole when several writers share it (PIPE_BUF
     # for a FIFO); None when every write is whole by construction (sockets).
     atomic_write_limit: ClassVar[int | None] = None
+    # How --workers shares the transport among receiving processes (aggregator/workers.py):
+    # "handoff": the supervisor accepts and hands each connection to one worker (stream sockets);
+    # "shared": every worker reads the one socket (datagrams: each is whole, whoever reads it);
+    # None: one reader only (a FIFO: a line can straddle two reads).
+    parallel: ClassVar[str | None] = None
 
     @abstractmethod
     def default_address(self) -> str: ...

@@ -123,6 +123,7 @@ class DatagramSender:
 
 class DatagramSocketTransport(Transport):
     kind = "datagram"
+    parallel = "shared"
     # AF_UNIX: shutdown(SHUT_RD) makes every later send fail with EPIPE, so draining the queue
     # after it is exact. UDP has no such signal (and refuses shutdown on an unconnected socket):
     # what arrives after the last read is lost, as UDP may lose anything.

@@ -94,22 +94,49 @@ class StreamListener:
                 return accepted
             except OSError:  # e.g. EMFILE: try again on the next turn
                 return accepted
-            label, peer_fields = self.transport._peer(conn, addr)
-            accepted.append(
-                StreamConnection(
-                    conn,
-                    label,
-                    peer_fields,
-                    self.options.max_line_bytes,
-                    self.transport.shutdown_read_on_drain,
-                )
-            )
+            accepted.append(self.transport.adopt(conn, addr, self.options))
 
     def refuse(self, endpoint: StreamConnection) -> None:
         endpoint.sock.close()
 
     def close(self) -> None:
         self.sock.close()
+
+
+class HandoffListener:
+    """A worker's listener under ``--workers``: connections accepted by the supervisor arrive as
+    file descriptors (SCM_RIGHTS) on ``channel``, one per message. See ``aggregator/workers.py``."""
+
+    def __init__(self, channel: socket.socket, transport: "StreamSocketTransport", options: ListenOptions) -> None:
+        channel.setblocking(False)
+        self.channel = channel
+        self.transport = transport
+        self.options = options
+
+    def fileno(self) -> int:
+        return self.channel.fileno()
+
+    def accept(self) -> list[StreamConnection]:
+        accepted = []
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(self.channel, 1, 1)
+            except BlockingIOError:
+                return accepted
+            if not fds:  # the supervisor closed its end
+                return accepted
+            conn = socket.socket(fileno=fds[0])
+            try:
+                addr = conn.getpeername()
+            except OSError:  # the peer is already gone: read what it sent, then EOF
+                addr = None
+            accepted.append(self.transport.adopt(conn, addr, self.options))
+
+    def refuse(self, endpoint: StreamConnection) -> None:
+        endpoint.sock.close()
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 class StreamSender:
@@ -127,6 +154,7 @@ class StreamSender:
 
 class StreamSocketTransport(Transport):
     kind = "stream"
+    parallel = "handoff"
     shutdown_read_on_drain: ClassVar[bool] = False
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
@@ -145,6 +173,15 @@ class StreamSocketTransport(Transport):
             listener=StreamListener(sock, self, options),
             cleanup=cleanup,
         )
+
+    def adopt(self, conn: socket.socket, addr, options: ListenOptions) -> StreamConnection:
+        """An accepted connection, ready for the event loop."""
+        label, peer_fields = self._peer(conn, addr)
+        return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain)
+
+    def handoff_binding(self, address: str, channel: socket.socket, options: ListenOptions) -> Binding:
+        """A worker's binding under ``--workers``: its connections come from the supervisor."""
+        return Binding(address=address, listener=HandoffListener(channel, self, options))
 
     def connect(self, address: str) -> StreamSender:
         family, target = self._connect_address(address)

@@ -22,4 +22,4 @@ class TcpTransport(InetAddressing, StreamSocketTransport):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _peer(self, conn: socket.socket, addr) -> tuple[str, dict | None]:
-        return format_inet(addr), None
+        return (format_inet(addr) if addr else "tcp peer (gone)"), None

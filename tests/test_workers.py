@@ -1,0 +1,180 @@
+"""--workers N: several receiving processes behind one address (aggregator/workers.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from aggregator.counters import merge_counters
+from benchmarks.measure import _snapshot
+from helpers import AGGREGATOR, read_jsonl, run_cli, seqs_by_producer, wait_until
+from test_shutdown import assert_address_released, assert_sent_messages_written_once, stop_mid_stream
+
+
+def worker_pids(agg) -> list[int]:
+    return [c.pid for c in psutil.Process(agg.pid).children()]
+
+
+def holds_open(pid: int, path) -> bool:
+    fd_dir = f"/proc/{pid}/fd"
+    links = set()
+    for fd in os.listdir(fd_dir):
+        try:
+            links.add(os.readlink(f"{fd_dir}/{fd}"))
+        except OSError:
+            pass
+    return str(path) in links
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("transport", ["unixsock", "tcp"])
+def test_stream_connections_are_handed_to_the_workers_in_turn_and_every_line_arrives_once_in_order(lab, transport):
+    agg = lab.aggregator(transport, "--workers", "2")
+    assert len(worker_pids(agg)) == 2
+    producers = lab.run_producers(transport, agg.address, 4, 3000, "--batch", "16")
+    assert all(p.proc.returncode == 0 for p in producers)
+    agg.wait_for_output_lines(12_000)
+    assert agg.stop() == 0, agg.stderr_text()
+    by_producer = seqs_by_producer(agg.records())
+    # A connection belongs to one worker: each producer's lines stay in order.
+    assert by_producer == {f"p{i}": list(range(3000)) for i in range(4)}
+    stats = agg.stats()
+    assert stats["workers"] == 2
+    assert (stats["messages_written"], stats["connections_opened"], stats["connections_closed"]) == (12_000, 4, 4)
+    assert [w["connections_opened"] for w in stats["per_worker"]] == [2, 2]  # round robin
+    assert [w["messages_written"] for w in stats["per_worker"]] == [6000, 6000]
+    assert_address_released(transport, agg.address)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("transport", ["unixgram", "udp"])
+def test_datagram_workers_share_the_socket_and_write_every_datagram_once(lab, transport):
+    agg = lab.aggregator(transport, "--workers", "2")
+    producers = lab.run_producers(transport, agg.address, 3, 1000, "--rate", "2000")
+    assert all(p.proc.returncode == 0 for p in producers)
+    agg.wait_for_output_lines(3000)
+    assert agg.stop() == 0, agg.stderr_text()
+    by_producer = seqs_by_producer(agg.records())
+    # Two workers' blocks may land in either order: the set is exact, the order is not promised.
+    assert {p: sorted(s) for p, s in by_producer.items()} == {f"p{i}": list(range(1000)) for i in range(3)}
+    stats = agg.stats()
+    assert stats["workers"] == 2 and len(stats["per_worker"]) == 2
+    assert stats["messages_written"] == sum(w["messages_written"] for w in stats["per_worker"]) == 3000
+    assert stats["kernel_drops"] == 0
+    assert_address_released(transport, agg.address)
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_mid_stream_with_workers_loses_nothing_the_kernel_accepted(lab):
+    count = 50_000
+    agg, producers = stop_mid_stream(lab, "unixsock", count, [], ["--workers", "2"])
+    assert any(p.summary()["sent"] < count for p in producers), "nobody was stopped mid-stream"
+    written = assert_sent_messages_written_once(agg, producers)
+    assert agg.stats()["messages_written"] == written
+    assert_address_released("unixsock", agg.address)
+
+
+@pytest.mark.timeout(90)
+def test_sigusr1_is_forwarded_and_every_worker_reopens_the_output(lab):
+    agg = lab.aggregator("unixsock", "--workers", "2")
+    before = lab.run_producers("unixsock", agg.address, 2, 200, prefix="before")  # one per worker
+    assert all(p.proc.returncode == 0 for p in before)
+    agg.wait_for_output_lines(400)
+    rotated = agg.output.with_name(agg.output.name + ".1")
+    os.rename(agg.output, rotated)
+    agg.send_signal(signal.SIGUSR1)
+    wait_until(agg.output.exists, f"{agg.output} recreated after SIGUSR1")
+    # Each worker reopens on its own: wait until every one holds the new file open.
+    wait_until(lambda: all(holds_open(pid, agg.output) for pid in worker_pids(agg)), "every worker reopened")
+    after = lab.run_producers("unixsock", agg.address, 2, 300, prefix="after")  # again one per worker
+    assert all(p.proc.returncode == 0 for p in after)
+    assert agg.stop() == 0, agg.stderr_text()
+    assert {r["producer"] for r in read_jsonl(rotated)} == {"before0", "before1"}
+    new = read_jsonl(agg.output)
+    assert {r["producer"] for r in new} == {"after0", "after1"} and len(new) == 600
+    assert [w["output_reopens"] for w in agg.stats()["per_worker"]] == [1, 1]
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_dies_stops_the_aggregator_with_exit_1_and_says_which(lab):
+    agg = lab.aggregator("tcp", "--workers", "2")
+    victim = worker_pids(agg)[1]
+    os.kill(victim, signal.SIGKILL)
+    rc = agg.wait(30)
+    assert rc == 1
+    assert f"worker 1 (pid {victim}) killed by signal 9" in agg.stderr_text()
+    assert_address_released("tcp", agg.address)
+
+
+@pytest.mark.timeout(60)
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(lab):
+    agg = lab.aggregator("unixsock", "--workers", "2")
+    workers = worker_pids(agg)
+    client = lab.connect("unixsock", agg.address)
+    client.send(b'{"seq":0}\n')
+    agg.wait_for_output_lines(1)
+    agg.send_signal(signal.SIGKILL)
+    agg.wait(10)
+    client.close()  # the worker holding it drains it and exits: no orphan keeps serving
+    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in workers), "workers gone")
+    assert [r["seq"] for r in agg.records()] == [0]
+
+
+@pytest.mark.timeout(60)
+def test_duration_stops_every_worker(lab):
+    agg = lab.aggregator("udp", "--workers", "2", "--duration", "1")
+    assert agg.wait(30) == 0, agg.stderr_text()
+    assert agg.stats()["workers"] == 2
+
+
+def test_fifo_refuses_more_than_one_worker_and_says_why(lab):
+    r = run_cli(AGGREGATOR, "fifo", "--address", str(lab.sockdir / "w.fifo"), "--workers", "2")
+    assert r.returncode == 2
+    assert "fifo has one reader only" in r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_workers_0_means_one_per_cpu_and_one_on_a_fifo(lab):
+    agg = lab.aggregator("unixgram", "--workers", "0")
+    assert len(worker_pids(agg)) == len(os.sched_getaffinity(0)) or len(os.sched_getaffinity(0)) == 1
+    assert agg.stop() == 0
+    fifo = lab.aggregator("fifo", "--workers", "0")
+    assert worker_pids(fifo) == []  # the single-process aggregator itself
+    assert json.loads(fifo.ready_file.read_text())["workers"] == 1
+    assert fifo.stop() == 0
+
+
+def test_merged_counters_sum_per_worker_figures_and_keep_shared_ones():
+    a = {"transport": "udp", "messages_written": 3, "rejected": {"invalid_json": 1}, "started_unix_ns": 10,
+         "stopped_unix_ns": 50, "kernel_drops": 7, "effective_rcvbuf": 4096, "connections_open_peak": 2}
+    b = {"transport": "udp", "messages_written": 4, "rejected": {"invalid_json": 2, "not_an_object": 1},
+         "started_unix_ns": 12, "stopped_unix_ns": 40, "kernel_drops": 7, "effective_rcvbuf": 4096, "connections_open_peak": 1}
+    m = merge_counters([a, b])
+    assert m.messages_written == 7
+    assert m.rejected == {"invalid_json": 3, "not_an_object": 1}
+    assert (m.started_unix_ns, m.stopped_unix_ns) == (10, 50)
+    assert (m.kernel_drops, m.effective_rcvbuf) == (7, 4096)  # one shared socket: not summed
+    assert m.connections_open_peak == 3
+
+
+def test_the_benchmark_counts_cpu_of_child_processes():
+    # loglab's workers are children of the process the harness started: their CPU is its cost.
+    child_burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\ntime.sleep(60)"
+    parent = subprocess.Popen([sys.executable, "-c", f"import subprocess,sys,time\np=subprocess.Popen([sys.executable,'-c',{child_burn!r}])\ntime.sleep(60)"])
+    try:
+        proc = psutil.Process(parent.pid)
+        before = _snapshot(proc)
+        wait_until(lambda: proc.children() and sum(c.cpu_times().user + c.cpu_times().system for c in proc.children()) >= 0.3, "the child burned its CPU")
+        after = _snapshot(proc)
+        assert after.cpu_s - before.cpu_s >= 0.25
+    finally:
+        for c in psutil.Process(parent.pid).children(recursive=True):
+            c.kill()
+        parent.kill()
+        parent.wait()
