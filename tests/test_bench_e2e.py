@@ -5,6 +5,7 @@ Asserts on counts and files, never on speed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ LOGLAB = str(Path(sys.executable).parent / "loglab")
 @pytest.mark.timeout(180)
 def test_tiny_bench_writes_results_runs_and_a_report(tmp_path):
     out = tmp_path / "results"
-    # capacity at scale 0.004: 4 producers x 100 messages each; one warm-up, two repeats.
+    # capacity at scale 0.004: 4 producers x 600 messages (unixsock) or x 200 (udp); one warm-up,
+    # two repeats.
     proc = subprocess.run(
         [LOGLAB, "bench", "--transports", "unixsock,udp", "--scenarios", "capacity", "--scale", "0.004",
          "--repeat", "2", "--warmup", "1", "--peer", "none", "--no-trace", "--out", str(out)],
@@ -38,13 +40,15 @@ def test_tiny_bench_writes_results_runs_and_a_report(tmp_path):
     assert len(res.measured()) == 4 and sum(r.is_warmup for r in res.runs) == 2
     for r in res.runs:
         assert r.status == "ok" and r.errors == []
-        assert r.expected == 400 and r.sent == 400
+        n = 2400 if r.transport == "unixsock" else 800
+        assert r.expected == n and r.sent == n
         assert r.seq.duplicates == 0
         if r.transport == "unixsock":  # reliable: every message exactly once, every latency sample kept
-            assert r.seq.received == 400 and r.seq.missing == 0
-            assert r.latency.samples_total == 400
-            assert r.system_stats["messages_written"] == 400
-        assert r.seq.received + r.seq.missing == 400
+            assert r.seq.received == n and r.seq.missing == 0
+            assert r.latency.samples_total == n
+            assert r.system_stats["messages_written"] == n
+            assert r.system_stats.get("workers", 1) == len(os.sched_getaffinity(0))  # bench default: one per CPU
+        assert r.seq.received + r.seq.missing == n
         assert r.aggregator.cpu_s > 0 and r.derived["messages_per_s"] > 0
     udp = [r for r in res.runs if r.transport == "udp"]
     assert all(r.udp_snmp_before is not None and r.udp_snmp_after is not None for r in udp)
