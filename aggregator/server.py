@@ -222,7 +222,10 @@ class Aggregator:
 
     def _watch(self, fd: int, what: str, obj) -> None:
         self._by_fd[fd] = (what, obj)
-        self._epoll.register(fd, select.EPOLLIN)
+        # An endpoint several processes read (--workers on a datagram socket) wakes one of them
+        # per event, not all: the others would only find the queue already emptied.
+        shared = getattr(obj, "shared_by_processes", False)
+        self._epoll.register(fd, select.EPOLLIN | (select.EPOLLEXCLUSIVE if shared else 0))
 
     def _unwatch(self, fd: int) -> None:
         del self._by_fd[fd]

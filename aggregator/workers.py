@@ -183,6 +183,8 @@ class Supervisor:
             if channel is not None:
                 binding = self.transport.handoff_binding(self.binding.address, channel, self.listen_options)
             else:
+                for endpoint in self.binding.endpoints:
+                    endpoint.shared_by_processes = True
                 binding = Binding(address=self.binding.address, endpoints=self.binding.endpoints, info=self.binding.info)
             aggregator = self.make_worker(index, binding, self.worker_stats_path(index))
             aggregator.install_signal_handlers()

@@ -45,10 +45,10 @@ def bench(
     rate: Optional[str] = typer.Option(None, help="Messages/s per producer, 0 = as fast as possible (list = sweep)."),
     batch: Optional[str] = typer.Option(None, help="Lines per write on stream transports (list = sweep)."),
     repeat: int = typer.Option(3, min=1, help="Measured repeats per cell."),
-    warmup: int = typer.Option(1, min=0, help="Warm-up runs per cell (kept in the results, flagged, left out of figures)."),
+    warmup: int = typer.Option(1, min=0, help="Warm-up runs per system and transport, before its first cell (kept in the results, flagged, left out of figures)."),
     peer: str = typer.Option("syslog-ng", help="Run the same workload through this peer too: syslog-ng, or none."),
     trace: Optional[bool] = typer.Option(
-        None, "--trace/--no-trace", help="One extra traced run per cell with the BCC tracer (default: on when available)."
+        None, "--trace/--no-trace", help="One extra traced run per cell (capacity and efficiency; every cell of a custom run) with the BCC tracer (default: on when available)."
     ),
     rcvbuf: int = typer.Option(4 * 1024 * 1024, min=0, help="Receive buffer for datagram sockets, both systems (bytes)."),
     workers: int = typer.Option(

@@ -435,6 +435,15 @@ def _soak_blocks(res: Results, charts: list) -> list:
             ("table", ["transport", "sent", "written", "lost", "RSS MiB first → last", "fds first → last", "no growth", "no loss"], rows)]  # fmt: skip
 
 
+def _loglab_workers(runs) -> dict[str, str]:
+    """Per transport, the worker counts loglab's runs had (from each run's own stats file)."""
+    seen: dict[str, set] = defaultdict(set)
+    for r in runs:
+        if r.system == "loglab" and r.system_stats:
+            seen[r.transport].add(r.system_stats.get("workers", 1))
+    return {t: "/".join(map(str, sorted(n))) for t, n in sorted(seen.items())}
+
+
 def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     measured = res.measured()
     traced = res.traced()
@@ -445,6 +454,10 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
                         f"{len(traced)} traced runs (syscall figures only). "
                         f"Results {'complete' if res.complete else 'INCOMPLETE (the benchmark did not finish)'}; "
                         f"schema_version {res.schema_version}. Figures: median [min–max] over repeats."))  # fmt: skip
+    workers = _loglab_workers(measured)
+    if workers:
+        blocks.append(("p", "loglab's receiving processes (--workers; syslog-ng runs its own threads): "
+                            + ", ".join(f"{t} {n}" for t, n in workers.items()) + "."))  # fmt: skip
     notes = list(res.notes)
     if res.peer and not res.peer.get("available", True):
         notes.append(f"Peer {res.peer.get('name', PEER)} unavailable: {res.peer.get('reason') or 'no reason given'}")
@@ -479,7 +492,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
                                 "measured repeats pooled; further left is better, a long tail to the right means outliers. "
                                 "Values ≤ 0 (a peer's receipt stamp before the send) are drawn at 0.001 µs.", _latency_cdf(groups)))  # fmt: skip
         charts.append(Chart("cpu_per_message", "Aggregator CPU per message",
-                            "Bars: median on-CPU time of the receiving process (loglab's aggregator or syslog-ng) over the window, "
+                            "Bars: median on-CPU time of the receiver (loglab's aggregator with its workers, or syslog-ng with its threads) over the window, "
                             "divided by messages delivered (µs per message); whiskers min–max over repeats. Lower is better.",
                             _bar_chart(groups, _d("agg_cpu_us_per_msg"), "aggregator CPU (µs per message)", "Aggregator CPU per message")))  # fmt: skip
         charts.append(Chart("loss", "Loss",

@@ -39,7 +39,7 @@ def set_receive_buffer(sock: socket.socket, size: int | None) -> int:
 
 
 class DatagramEndpoint:
-    __slots__ = ("sock", "label", "max_bytes", "draining", "_fd", "_receiver", "_shutdown_read_on_drain")
+    __slots__ = ("sock", "label", "max_bytes", "draining", "shared_by_processes", "_fd", "_receiver", "_shutdown_read_on_drain")
     peer_fields = None  # datagram senders are anonymous (no connection to ask)
     newline_free = False  # a datagram may hold newlines inside its JSON
 
@@ -51,6 +51,7 @@ class DatagramEndpoint:
         self.label = label
         self.max_bytes = max_bytes
         self.draining = False
+        self.shared_by_processes = False  # set under --workers: every worker reads this socket
         # Room for the optional line terminator: the limit is on the message, not the newline.
         self._receiver = MultiReceiver(DATAGRAMS_PER_CALL, max_bytes + 2)
 
