@@ -235,7 +235,13 @@ class Aggregator:
         """Read one endpoint; encoded lines go to ``out``. Returns the messages read."""
         lines: list[bytes] = []
         rejects: list[Reject] = []
+        fd = endpoint.fileno()
         nbytes, calls, finished = endpoint.read(self._buffer, lines, rejects)
+        if not finished and endpoint.fileno() != fd and not self._paused and endpoint in self._endpoints:
+            # The endpoint now waits on another descriptor (a --workers helper between standby
+            # and reading): watch that one instead.
+            self._unwatch(fd)
+            self._watch(endpoint.fileno(), _READ, endpoint)
         received_ns = time.time_ns()
         c = self.counters
         c.bytes_received += nbytes

@@ -10,8 +10,9 @@ process that was started) only distributes, forwards signals and merges counters
       stream sockets ("handoff"): listens,    ──fd──► HandoffListener -> connections -> loop
         accepts, passes each connection        SCM_RIGHTS
         to the next worker in turn
-      datagram sockets ("shared"): binds once; every worker reads the one socket (whoever is
-        free takes the next batch; a datagram is whole whoever reads it)
+      datagram sockets ("shared"): binds once; worker 0 reads the socket, the others are called
+        in (eventfd) when it finds a backlog (see DatagramEndpoint); a datagram is whole whoever
+        reads it
       fifo: refused (a line can straddle two reads, so a FIFO has one reader)
       SIGTERM/SIGINT/--duration: stop accepting, then SIGTERM each worker (each drains)
       SIGUSR1: forwarded (each worker reopens the output)
@@ -19,8 +20,8 @@ process that was started) only distributes, forwards signals and merges counters
 
 Output: every worker has the output file open ``O_APPEND`` and writes blocks of whole lines; each
 ``write`` is appended whole, so lines never interleave. Order: a connection belongs to one worker,
-so a stream producer's lines stay in order; on a shared datagram socket two workers' blocks can
-land in either order (udp never promised order; for unixgram that is the price of a second core).
+so a stream producer's lines stay in order; on a shared datagram socket, while helpers read too,
+two workers' blocks can land in either order (udp never promised order).
 One guarantee is weaker than with one process: a short write (disk full) is completed by a later
 write, and another worker's block can land in between, tearing that line.
 """
@@ -124,6 +125,8 @@ class Supervisor:
         SIGTERM right after "listening" is a graceful stop, as with one process)."""
         handoff = self.transport.parallel == "handoff"
         self._supervisor_pid = os.getpid()
+        # Shared datagram socket: worker 0 reads it, the others help when it cannot keep up.
+        self._help_fd = None if handoff else os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         ready_r, ready_w = os.pipe()
         child_ends: list[socket.socket] = []
         if handoff:
@@ -184,7 +187,7 @@ class Supervisor:
                 binding = self.transport.handoff_binding(self.binding.address, channel, self.listen_options)
             else:
                 for endpoint in self.binding.endpoints:
-                    endpoint.shared_by_processes = True
+                    endpoint.share(self._help_fd, helper=index > 0)
                 binding = Binding(address=self.binding.address, endpoints=self.binding.endpoints, info=self.binding.info)
             aggregator = self.make_worker(index, binding, self.worker_stats_path(index))
             aggregator.install_signal_handlers()

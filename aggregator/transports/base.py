@@ -62,7 +62,10 @@ class Endpoint(Protocol):
     # the loop then asks the kernel to wake one of them per event (EPOLLEXCLUSIVE).
     shared_by_processes: bool
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """What to wait on. May change across ``read`` calls (a --workers helper waits on a
+        wake-up descriptor until it is called in); the loop then watches the new one."""
+        ...
 
     def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
         """Read what is available without blocking; append framed messages to ``lines``.
@@ -125,7 +128,8 @@ class Transport(ABC):
     atomic_write_limit: ClassVar[int | None] = None
     # How --workers shares the transport among receiving processes (aggregator/workers.py):
     # "handoff": the supervisor accepts and hands each connection to one worker (stream sockets);
-    # "shared": every worker reads the one socket (datagrams: each is whole, whoever reads it);
+    # "shared": the workers share the one socket (datagrams: each is whole, whoever reads it);
+    #   worker 0 reads it, the others are called in when it falls behind (datagram.py);
     # None: one reader only (a FIFO: a line can straddle two reads).
     parallel: ClassVar[str | None] = None
 

@@ -11,6 +11,7 @@ Subclasses take their addressing hooks from ``addresses.py``, as stream sockets 
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from typing import ClassVar
@@ -38,8 +39,29 @@ def set_receive_buffer(sock: socket.socket, size: int | None) -> int:
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
+# --workers on a datagram socket: a helper goes back to standby after this many turns in a row
+# that found the queue nearly empty (with the coalescing pause, a few milliseconds).
+QUIET_TURNS_TO_STANDBY = 32
+BACKLOG_CALLS = 4  # a turn that needed this many recvmmsg calls found a backlog (>= 192 waiting)
+
+
 class DatagramEndpoint:
-    __slots__ = ("sock", "label", "max_bytes", "draining", "shared_by_processes", "_fd", "_receiver", "_shutdown_read_on_drain")
+    """One datagram socket. Under ``--workers`` several processes share it, in one of two roles:
+
+    * the *primary* (worker 0) always reads it; when a turn finds a backlog (``BACKLOG_CALLS``
+      batches, or more, were waiting) it calls for help on ``help_fd``, an eventfd;
+    * a *helper* (the other workers) waits on ``help_fd`` instead (its ``fileno()`` is the eventfd
+      while on standby); called, it reads the socket too, and goes back to standby once the
+      queue has stayed nearly empty for ``QUIET_TURNS_TO_STANDBY`` turns.
+
+    So at moderate rates one process reads (one wakeup per batch, order kept, CPU per message as
+    with one process), and under a flood every worker does.
+    """
+
+    __slots__ = (
+        "sock", "label", "max_bytes", "draining", "shared_by_processes", "help_fd", "standby",
+        "_fd", "_receiver", "_shutdown_read_on_drain", "_quiet_turns", "_is_helper",
+    )  # fmt: skip
     peer_fields = None  # datagram senders are anonymous (no connection to ask)
     newline_free = False  # a datagram may hold newlines inside its JSON
 
@@ -52,14 +74,51 @@ class DatagramEndpoint:
         self.max_bytes = max_bytes
         self.draining = False
         self.shared_by_processes = False  # set under --workers: every worker reads this socket
+        self.help_fd: int | None = None  # --workers: the eventfd that calls helpers in
+        self.standby = False
+        self._is_helper = False
+        self._quiet_turns = 0
         # Room for the optional line terminator: the limit is on the message, not the newline.
         self._receiver = MultiReceiver(DATAGRAMS_PER_CALL, max_bytes + 2)
 
+    def share(self, help_fd: int, helper: bool) -> None:
+        """Under --workers: read this socket as the primary, or as a helper (see the class doc)."""
+        self.shared_by_processes = True
+        self.help_fd = help_fd
+        self._is_helper = self.standby = helper
+
     def fileno(self) -> int:
-        return self._fd
+        return self.help_fd if self.standby else self._fd
 
     def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
-        # ``buf`` (the loop's stream buffer) is not used: datagrams land in the receiver's own.
+        if self.standby:
+            if self.draining:
+                return 0, 0, True  # the primary drains the socket
+            try:
+                os.eventfd_read(self.help_fd)  # take the call (resets the counter)
+            except BlockingIOError:
+                return 0, 0, False  # another helper took it
+            self.standby = False
+            self._quiet_turns = 0
+        total, calls, finished, full = self._read_socket(lines, rejects)
+        # A backlog: more than BACKLOG_CALLS - 1 full batches were waiting. (On unixgram the senders
+        # block at net.unix.max_dgram_qlen, 512 by default, so a turn rarely finds the queue still
+        # full after MAX_CALLS_PER_TURN; at moderate rates a scheduling hiccup of a millisecond
+        # leaves one full batch, which is no reason to wake a second process.)
+        backlog = full or calls >= BACKLOG_CALLS
+        if backlog and self.help_fd is not None and not self._is_helper:
+            try:
+                os.eventfd_write(self.help_fd, 1)
+            except OSError:
+                pass
+        elif self._is_helper and not self.draining:
+            self._quiet_turns = 0 if backlog else self._quiet_turns + 1
+            if self._quiet_turns >= QUIET_TURNS_TO_STANDBY:
+                self.standby = True
+        return total, calls, finished
+
+    def _read_socket(self, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool, bool]:
+        """Up to MAX_CALLS_PER_TURN batches. Returns (bytes, calls, finished, queue still full)."""
         total = calls = 0
         receiver = self._receiver
         view = receiver.view
@@ -70,7 +129,7 @@ class DatagramEndpoint:
             try:
                 lengths = receiver.receive(self._fd)
             except BlockingIOError:
-                return total, calls, self.draining
+                return total, calls, self.draining, False
             except ConnectionRefusedError:
                 continue  # an ICMP error queued on the socket; not ours to act on
             calls += 1
@@ -87,8 +146,8 @@ class DatagramEndpoint:
                         rejects.append(Reject(DATAGRAM_TRUNCATED, message[:REJECT_PREFIX_BYTES], n))
                 offset += size
             if len(lengths) < DATAGRAMS_PER_CALL:  # the queue is empty: no need to ask again
-                return total, calls, self.draining
-        return total, calls, False
+                return total, calls, self.draining, False
+        return total, calls, False, True
 
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped on this socket (receive buffer full): SO_MEMINFO's
