@@ -44,6 +44,10 @@ from .transports.base import Binding, Endpoint
 READ_BUFFER_BYTES = 64 * 1024
 DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 
+# Coalescing is off while an endpoint's kernel queue holds fewer messages than twice this
+# (``queue_limit``; unixgram: net.unix.max_dgram_qlen, 10 by default without systemd): its
+# senders would block during the pause. Measured on unixgram at 40k msg/s: p99 latency 55-115 ms
+# with the pause, 1.3-1.5 ms without.
 # Coalescing: after a turn that read fewer messages than this, pause --coalesce-us before the
 # next poll so that the next turn finds several messages waiting (like NIC interrupt moderation).
 # At one message per wakeup, the poll and the read cost more than the message itself.
@@ -51,6 +55,11 @@ COALESCE_BELOW = 16
 DEFAULT_COALESCE_US = 200
 
 _ACCEPT, _READ, _WAKE = "accept", "read", "wake"
+
+
+def _small_queue(endpoint) -> bool:
+    limit = getattr(endpoint, "queue_limit", None)
+    return limit is not None and limit < 2 * COALESCE_BELOW
 
 
 class Aggregator:
@@ -95,6 +104,7 @@ class Aggregator:
         self._draining = False
         self._paused = False
         self._buffer = memoryview(bytearray(READ_BUFFER_BYTES))
+        self._small_queues = 0  # endpoints whose kernel queue is too small to pause on
 
     # -- signals ------------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -148,7 +158,7 @@ class Aggregator:
                 # The hot path: poll, read every ready endpoint, hand the lines to the sink.
                 # Housekeeping (signals, stats, deadlines, backpressure) runs only when due.
                 timeout = self._next_due - monotonic()
-                if self._turn(poll(timeout if timeout > 0 else 0)) < COALESCE_BELOW and coalesce:
+                if self._turn(poll(timeout if timeout > 0 else 0)) < COALESCE_BELOW and coalesce and not self._small_queues:
                     sleep(coalesce)
                 now = monotonic()
                 if now >= self._next_due or self._flags_set:
@@ -280,6 +290,8 @@ class Aggregator:
 
     def _add_endpoint(self, endpoint: Endpoint) -> None:
         self._endpoints.add(endpoint)
+        if _small_queue(endpoint):
+            self._small_queues += 1
         if not self._paused:
             self._watch(endpoint.fileno(), _READ, endpoint)
 
@@ -294,6 +306,8 @@ class Aggregator:
             return
         self._note_kernel_drops(endpoint)
         self._endpoints.discard(endpoint)
+        if _small_queue(endpoint):
+            self._small_queues -= 1
         if not self._paused:
             self._unwatch(endpoint.fileno())
         own_rejects: list[Reject] = [] if rejects is None else rejects

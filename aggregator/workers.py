@@ -114,7 +114,6 @@ class Supervisor:
         self._stop_requested = False
         self._stopping = False
         self._failed: list[str] = []
-        self.handed_off = 0
 
     def worker_stats_path(self, index: int) -> Path:
         return self._stats_dir / f"worker-{index}.json"
@@ -141,12 +140,17 @@ class Supervisor:
                 pid = os.fork()
                 if pid == 0:
                     os.close(ready_r)
+                    for j, end in enumerate(child_ends):
+                        if j != i:
+                            end.close()  # another worker's: a dead worker's channel must refuse
                     self._run_child(i, child_ends[i] if handoff else None, ready_w)  # never returns
                 self.pids.append(pid)
                 self._pidfds[os.pidfd_open(pid)] = i
             os.close(ready_w)
             for end in child_ends:
                 end.close()
+            if self._help_fd is not None:
+                os.close(self._help_fd)  # the workers' now
             if not handoff:
                 for endpoint in self.binding.endpoints:  # the workers read them; not the supervisor
                     endpoint.sock.close()
@@ -285,7 +289,6 @@ class Supervisor:
                         socket.send_fds(channel, [b"c"], [conn.fileno()], socket.MSG_DONTWAIT)
                     except OSError:
                         continue  # that worker is gone or its queue is full: the next one
-                    self.handed_off += 1
                     break
                 # else: no worker could take it; closing refuses the connection
 

@@ -210,3 +210,25 @@ def test_the_benchmark_counts_cpu_of_child_processes():
             c.kill()
         parent.kill()
         parent.wait()
+
+
+def test_unixgram_reports_its_kernel_queue_limit_and_the_loop_does_not_pause_on_it(tmp_path):
+    # net.unix.max_dgram_qlen datagrams fill a unixgram queue; a coalescing pause longer than that
+    # blocks every sender (measured: p99 55-115 ms at 40k msg/s with qlen 10), so none is taken.
+    from aggregator.server import _small_queue
+    from aggregator.transports import TRANSPORTS, ListenOptions
+
+    qlen = int(open("/proc/sys/net/unix/max_dgram_qlen").read())
+    binding = TRANSPORTS["unixgram"].listen(str(tmp_path / "q.sock"), ListenOptions())
+    try:
+        (endpoint,) = binding.endpoints
+        assert endpoint.queue_limit == qlen
+        assert _small_queue(endpoint) == (qlen < 32)
+    finally:
+        binding.endpoints[0].sock.close()
+        binding.cleanup()
+    udp = TRANSPORTS["udp"].listen("127.0.0.1:0", ListenOptions())
+    try:
+        assert udp.endpoints[0].queue_limit is None and not _small_queue(udp.endpoints[0])
+    finally:
+        udp.endpoints[0].sock.close()

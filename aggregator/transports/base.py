@@ -58,6 +58,9 @@ class Endpoint(Protocol):
     label: str  # who is on the other side, for the rejects file
     peer_fields: dict | None  # who is on the other side, as record fields (--peer-credentials)
     newline_free: bool  # framing guarantees no message holds a newline (newline framing does)
+    # Optional: how many messages the kernel queues before senders block (None: bytes-bound, or
+    # large). A small queue turns the loop's coalescing pause off: senders would wait during it.
+    queue_limit: int | None
     # Optional: True when several processes read this endpoint (--workers on a datagram socket);
     # the loop then asks the kernel to wake one of them per event (EPOLLEXCLUSIVE).
     shared_by_processes: bool

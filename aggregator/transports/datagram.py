@@ -59,14 +59,17 @@ class DatagramEndpoint:
     """
 
     __slots__ = (
-        "sock", "label", "max_bytes", "draining", "shared_by_processes", "help_fd", "standby",
+        "sock", "label", "max_bytes", "draining", "shared_by_processes", "help_fd", "standby", "queue_limit",
         "_fd", "_receiver", "_shutdown_read_on_drain", "_quiet_turns", "_is_helper",
     )  # fmt: skip
     peer_fields = None  # datagram senders are anonymous (no connection to ask)
     newline_free = False  # a datagram may hold newlines inside its JSON
 
-    def __init__(self, sock: socket.socket, label: str, max_bytes: int, shutdown_read_on_drain: bool = False) -> None:
+    def __init__(
+        self, sock: socket.socket, label: str, max_bytes: int, shutdown_read_on_drain: bool = False, queue_limit: int | None = None
+    ) -> None:
         sock.setblocking(False)
+        self.queue_limit = queue_limit
         self._shutdown_read_on_drain = shutdown_read_on_drain
         self.sock = sock
         self._fd = sock.fileno()
@@ -201,10 +204,14 @@ class DatagramSocketTransport(Transport):
         bound = self._bound_address(sock)
         return Binding(
             address=bound,
-            endpoints=[DatagramEndpoint(sock, bound, options.max_line_bytes, self.shutdown_read_on_drain)],
+            endpoints=[DatagramEndpoint(sock, bound, options.max_line_bytes, self.shutdown_read_on_drain, self._queue_limit())],
             info={"effective_rcvbuf": rcvbuf, "requested_rcvbuf": options.rcvbuf},
             cleanup=cleanup,
         )
+
+    def _queue_limit(self) -> int | None:
+        """Datagrams the kernel queues before senders block; None when bounded by bytes only."""
+        return None
 
     def connect(self, address: str) -> DatagramSender:
         family, target = self._connect_address(address)

@@ -19,3 +19,12 @@ class UnixDatagramTransport(UnixPathAddressing, DatagramSocketTransport):
     socket_type = socket.SOCK_DGRAM
     default_filename = "unixgram.sock"
     shutdown_read_on_drain = True
+
+    def _queue_limit(self) -> int | None:
+        # AF_UNIX datagram sockets queue at most net.unix.max_dgram_qlen datagrams (10 unless
+        # systemd raised it to 512), whatever the receive buffer.
+        try:
+            with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
