@@ -176,21 +176,21 @@ def main(
     aggregator = make_aggregator(binding, stats_file, max_connections, duration)
     counters = aggregator.counters
     aggregator.install_signal_handlers()  # before anyone is told we are ready
-    _announce(name, binding, output, counters, rcvbuf, ready_file, os.getpid())
+    _announce(name, binding, output, rcvbuf, ready_file, os.getpid())
     ok = aggregator.run()
     print(counters.summary(), file=sys.stderr, flush=True)
     if not ok:
         _fail(f"could not write everything to {output} before exit", 1)
 
 
-def _announce(name: str, binding, output: Path, counters: Counters, rcvbuf, ready_file: Path | None, pid: int, workers: int = 1) -> None:
+def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Path | None, pid: int, workers: int = 1) -> None:
     """Readiness: "listening on ADDRESS" on stdout (what scripts wait for), details on stderr."""
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"
-    if counters.effective_rcvbuf is not None:
-        info += f" rcvbuf requested={rcvbuf or 'default'} effective={counters.effective_rcvbuf}"
-    if counters.effective_pipe_size is not None:
-        info += f" pipe_size={counters.effective_pipe_size}"
+    if binding.info.get("effective_rcvbuf") is not None:
+        info += f" rcvbuf requested={rcvbuf or 'default'} effective={binding.info['effective_rcvbuf']}"
+    if binding.info.get("effective_pipe_size") is not None:
+        info += f" pipe_size={binding.info['effective_pipe_size']}"
     if workers > 1:
         info += f" workers={workers}"
     print(info, file=sys.stderr, flush=True)
@@ -215,10 +215,7 @@ def _run_supervisor(workers, t, binding, options, sink, make_aggregator, *, max_
     )
     try:
         supervisor.start()
-        counters = Counters(transport=t.name, address=binding.address)
-        counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
-        counters.effective_pipe_size = binding.info.get("effective_pipe_size")
-        _announce(t.name, binding, output, counters, rcvbuf, ready_file, os.getpid(), workers)
+        _announce(t.name, binding, output, rcvbuf, ready_file, os.getpid(), workers)
         code = supervisor.run()
         merged, _ = supervisor.merged_counters()
         merged.transport = t.name

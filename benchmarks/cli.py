@@ -120,7 +120,7 @@ def report(results_dir: Path = typer.Argument(..., exists=True, file_okay=False,
     help=(
         "Compare two results (directories or results.json) cell by cell: median [min–max] on each side, the "
         "change B/A, and whether it is within noise (overlapping ranges). Refuses results from different "
-        "environments (kernel, CPU, Python, orjson, sysctls) unless --force."
+        "environments (kernel, CPU, Python, msgspec, orjson, sysctls) unless --force."
     )
 )
 def compare(

@@ -1,7 +1,7 @@
 """Compare two benchmark results: ``compare(a_path, b_path, force=False) -> ComparisonResult``.
 
 Like pyperf: results from different environments (``environment.COMPARED_KEYS``: kernel, machine,
-CPU model and count, Python, orjson, sysctls) are refused with ``EnvironmentMismatch`` unless
+CPU model and count, Python, msgspec, orjson, sysctls) are refused with ``EnvironmentMismatch`` unless
 ``force``; with ``force`` the differences are kept in ``ComparisonResult.env_differences``.
 Rows pair the measured runs of A and B with the same (system, transport, scenario, sweep point);
 each metric is a Spread (median [min–max] over repeats) on each side, ``change = B/A`` of the

@@ -4,11 +4,11 @@
 
     {"hostname", "kernel" (uname release), "kernel_version", "machine", "os", "cpu_model",
      "cpu_count", "cpu_affinity", "cpu_governor", "mem_total_bytes", "python", "python_implementation",
-     "packages": {"loglab", "orjson", "psutil", "matplotlib", "typer"}, "syslog_ng": str | None,
+     "packages": {"loglab", "msgspec", "orjson", "psutil", "matplotlib", "typer"}, "syslog_ng": str | None,
      "git": {"commit", "dirty"}, "sysctls": {name: value (str) | None}}
 
 ``COMPARED_KEYS`` are the keys ``compare`` requires to be equal (like pyperf refusing runs from
-different machines): kernel, machine, cpu model and count, Python, orjson (on the aggregator's hot
+different machines): kernel, machine, cpu model and count, Python, msgspec and orjson (on the aggregator's hot
 path) and every sysctl. loglab's own version and git commit are what one compares, so they are
 reported but never block. Git is only read (``--no-optional-locks``: not even the index is touched).
 """
@@ -35,8 +35,8 @@ SYSCTLS = (
     "net.ipv4.tcp_wmem",
     "fs.pipe-max-size",
 )
-PACKAGES = ("loglab", "orjson", "psutil", "matplotlib", "typer")
-COMPARED_KEYS = ("kernel", "machine", "cpu_model", "cpu_count", "python", "packages.orjson", "sysctls.*")
+PACKAGES = ("loglab", "msgspec", "orjson", "psutil", "matplotlib", "typer")
+COMPARED_KEYS = ("kernel", "machine", "cpu_model", "cpu_count", "python", "packages.msgspec", "packages.orjson", "sysctls.*")
 
 
 def read_sysctl(name: str) -> str | None:
