@@ -59,7 +59,7 @@ class DatagramEndpoint:
     """
 
     __slots__ = (
-        "sock", "label", "max_bytes", "draining", "shared_by_processes", "help_fd", "standby", "queue_limit",
+        "sock", "label", "max_bytes", "draining", "help_fd", "standby", "queue_limit",
         "_fd", "_receiver", "_shutdown_read_on_drain", "_quiet_turns", "_is_helper",
     )  # fmt: skip
     peer_fields = None  # datagram senders are anonymous (no connection to ask)
@@ -76,7 +76,6 @@ class DatagramEndpoint:
         self.label = label
         self.max_bytes = max_bytes
         self.draining = False
-        self.shared_by_processes = False  # set under --workers: every worker reads this socket
         self.help_fd: int | None = None  # --workers: the eventfd that calls helpers in
         self.standby = False
         self._is_helper = False
@@ -86,9 +85,13 @@ class DatagramEndpoint:
 
     def share(self, help_fd: int, helper: bool) -> None:
         """Under --workers: read this socket as the primary, or as a helper (see the class doc)."""
-        self.shared_by_processes = True
         self.help_fd = help_fd
         self._is_helper = self.standby = helper
+
+    @property
+    def shared_by_processes(self) -> bool:
+        """Several workers read this socket (the loop then asks for one wakeup per event)."""
+        return self.help_fd is not None
 
     def fileno(self) -> int:
         return self.help_fd if self.standby else self._fd
@@ -104,10 +107,10 @@ class DatagramEndpoint:
             self.standby = False
             self._quiet_turns = 0
         total, calls, finished, full = self._read_socket(lines, rejects)
-        # A backlog: more than BACKLOG_CALLS - 1 full batches were waiting. (On unixgram the senders
-        # block at net.unix.max_dgram_qlen, 512 by default, so a turn rarely finds the queue still
-        # full after MAX_CALLS_PER_TURN; at moderate rates a scheduling hiccup of a millisecond
-        # leaves one full batch, which is no reason to wake a second process.)
+        # A backlog: BACKLOG_CALLS full batches or more were waiting. One full batch is no reason
+        # to wake a second process: at moderate rates a scheduling hiccup of a millisecond leaves
+        # that much. (On unixgram the senders block at net.unix.max_dgram_qlen, 10 here, 512 with
+        # systemd, so a backlog, and a helper, is rare there.)
         backlog = full or calls >= BACKLOG_CALLS
         if backlog and self.help_fd is not None and not self._is_helper:
             try:
