@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import errno
 import json
 import os
 import resource
@@ -17,7 +16,17 @@ import typer
 from .counters import Counters
 from .procname import set_process_name
 from .server import DEFAULT_COALESCE_US, DEFAULT_MAX_BACKLOG_BYTES, Aggregator
-from .sink import DEFAULT_FLUSH_INTERVAL_S, FSYNC_MODES, OutputSink, rejects_path_for
+from .files import UnsafePath, check_writable_target, replace_atomically
+from .sink import (
+    DEFAULT_FLUSH_INTERVAL_S,
+    DEFAULT_MAX_REJECTS_BYTES,
+    DEFAULT_REJECTS_BURST,
+    DEFAULT_REJECTS_INTERVAL_S,
+    FSYNC_MODES,
+    MAX_LINE_BYTES_LIMIT,
+    OutputSink,
+    rejects_path_for,
+)
 from .transports import TRANSPORTS, ListenOptions, TransportError
 from .workers import Supervisor, effective_workers
 
@@ -41,17 +50,9 @@ def _octal(text: str) -> int:
     return mode
 
 
-def _raise_fd_limit(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def _write_ready_file(path: Path, info: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info) + "\n")
-    os.replace(tmp, path)
+# Descriptors the aggregator needs besides its connections (epoll, signal socketpair, output,
+# rejects, stats temp files, /proc reads, --workers channels), kept free under the fd limit.
+_RESERVED_FDS = 32
 
 
 @app.command(
@@ -76,12 +77,25 @@ def main(
     stats_file: Optional[Path] = typer.Option(None, help="Write counters as JSON here at exit (and every --stats-interval)."),
     stats_interval: Optional[float] = typer.Option(None, min=0.1, help="Seconds between stats-file updates."),
     duration: Optional[float] = typer.Option(None, min=0.0, help="Stop (and drain) after this many seconds (0: at once)."),
-    max_line_bytes: int = typer.Option(65536, min=64, help="Longest accepted message; longer ones are rejected (line_too_long / datagram_truncated)."),
-    max_connections: int = typer.Option(1024, min=1, help="Open connections at most (stream sockets); more are refused and counted."),
+    max_line_bytes: int = typer.Option(
+        65536,
+        min=64,
+        max=MAX_LINE_BYTES_LIMIT,
+        help="Longest accepted message; longer ones are rejected (line_too_long / datagram_truncated). At most 16 MiB: "
+        "memory is bounded by it per connection (see README 'Memory').",
+    ),
+    max_connections: int = typer.Option(
+        1024,
+        min=1,
+        help="Open connections at most (stream sockets; lowered to what the fd limit allows, and said so). "
+        "Beyond it, new connections wait in the kernel's listen backlog until one closes; none is ever "
+        "accepted and then dropped.",
+    ),
     drain_timeout: float = typer.Option(5.0, min=0.0, help="At shutdown, wait at most this long for open connections to finish."),
     rcvbuf: Optional[int] = typer.Option(
         4 * 1024 * 1024,
         min=0,
+        max=2**31 - 1,
         help="Datagram sockets: receive buffer to request, bytes (SO_RCVBUFFORCE when permitted; 0 = kernel default). The effective size is printed.",
     ),
     socket_mode: str = typer.Option("0600", help="File mode of the Unix socket / FIFO (octal)."),
@@ -111,13 +125,20 @@ def main(
         help="unixsock: add the connecting process's peer_pid, peer_uid, peer_gid (SO_PEERCRED) to every record.",
     ),
     ready_file: Optional[Path] = typer.Option(None, help="When listening, write {transport, address, pid, ...} as JSON here (atomically)."),
+    rejects_burst: int = typer.Option(
+        DEFAULT_REJECTS_BURST, min=1, help="Rejects written one by one per --rejects-interval at most; the rest are counted and summarised (as journald's RateLimitBurst)."
+    ),
+    rejects_interval: float = typer.Option(DEFAULT_REJECTS_INTERVAL_S, min=0.001, help="Seconds of one rejects rate-limit window."),
+    max_rejects_bytes: int = typer.Option(
+        DEFAULT_MAX_REJECTS_BYTES, min=4096, help="Size at which the rejects file stops growing (until it is rotated); later rejects are only counted."
+    ),
     workers: int = typer.Option(
         1,
         min=0,
-        help="Receiving processes (0 = one per CPU). Stream sockets: connections are handed to the "
-        "workers in turn; datagram sockets: all read the one socket; fifo: 1 only. More than one uses "
-        "more cores; see README 'Workers' for what changes (datagram order across workers, a torn "
-        "line possible after a full disk).",
+        help="Receiving processes (0 = one per CPU). unixsock, tcp: connections are handed to the "
+        "workers in turn; udp: all read the one socket; fifo, unixgram: 1 only (one reader keeps each "
+        "sender's order). More than one uses more cores; see README 'Workers' for what changes (udp "
+        "order across workers).",
     ),
 ) -> None:
     name = transport.value
@@ -126,31 +147,45 @@ def main(
     if workers_error:
         _fail(workers_error, 2)
     mode = _octal(socket_mode)
+    if address is None:
+        address = t.default_address()
+    elif not address:
+        _fail("--address is empty; give a path or HOST:PORT, or leave the option out for the default", 2)
     options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None)
+    for path, what in ((stats_file, "stats file"), (ready_file, "ready file")):
+        if path is not None:
+            try:
+                check_writable_target(path, what)
+            except UnsafePath as exc:
+                _fail(str(exc), 2)
     set_process_name("logagg")
-    _raise_fd_limit(max_connections + 64)
-    address = address or t.default_address()
-    try:
-        sink = OutputSink(
-            output, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval, transport=name
-        )
-    except OSError as exc:
-        path = exc.filename or output  # the output or its rejects file, whichever failed
-        hint = " (a symlink? it is never followed)" if exc.errno == errno.ELOOP else ""
-        _fail(f"cannot open output {path}: {exc.strerror}{hint}", 1)
+    effective_connections = _connection_limit(max_connections)
+
+    # The address first: a second aggregator on a live address is refused before it touches any
+    # file (its start-up would otherwise lock, or worse repair, the running one's output).
     try:
         binding = t.listen(address, options)
     except TransportError as exc:
-        sink.close()
         _fail(str(exc), exc.exit_code)
     except OSError as exc:
-        sink.close()
         _fail(f"cannot listen on {address}: {exc.strerror or exc}", 1)
+    try:
+        sink = OutputSink(
+            output, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval, transport=name,
+            rejects_burst=rejects_burst, rejects_interval=rejects_interval, max_rejects_bytes=max_rejects_bytes,
+        )
+    except UnsafePath as exc:
+        _close_binding(binding)
+        _fail(str(exc), 1)
+    except OSError as exc:
+        _close_binding(binding)
+        _fail(f"cannot open output {exc.filename or output}: {exc.strerror}", 1)
 
     def make_aggregator(worker_binding, worker_stats_file, per_worker_connections, worker_duration) -> Aggregator:
         counters = Counters(transport=name, address=binding.address, started_unix_ns=time.time_ns())
         counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
         counters.effective_pipe_size = binding.info.get("effective_pipe_size")
+        counters.effective_max_connections = per_worker_connections if t.kind == "stream" and binding.listener else None
         return Aggregator(
             worker_binding,
             sink,
@@ -169,22 +204,73 @@ def main(
     if workers > 1:
         _run_supervisor(
             workers, t, binding, options, sink, make_aggregator,
-            max_connections=max_connections, drain_timeout=drain_timeout, stats_file=stats_file,
+            max_connections=effective_connections, drain_timeout=drain_timeout, stats_file=stats_file,
             stats_interval=stats_interval, duration=duration, ready_file=ready_file, output=output, rcvbuf=rcvbuf,
         )
         return
-    aggregator = make_aggregator(binding, stats_file, max_connections, duration)
+    aggregator = make_aggregator(binding, stats_file, effective_connections, duration)
     counters = aggregator.counters
     aggregator.install_signal_handlers()  # before anyone is told we are ready
-    _announce(name, binding, output, rcvbuf, ready_file, os.getpid())
+    try:
+        if stats_file is not None:
+            counters.write(stats_file)  # now, not at exit: a path that cannot be written fails the start
+        _announce(name, binding, output, rcvbuf, ready_file, os.getpid())
+    except OSError as exc:
+        _close_binding(binding)
+        sink.close()
+        _fail(f"cannot write {exc.filename or 'the stats or ready file'}: {exc.strerror}", 2)
     ok = aggregator.run()
     print(counters.summary(), file=sys.stderr, flush=True)
     if not ok:
         _fail(f"could not write everything to {output} before exit", 1)
+    if aggregator.stats_write_failed:
+        _fail(f"everything was written to {output}, but the stats file {stats_file} could not be", 1)
+
+
+def _connection_limit(requested: int) -> int:
+    """``--max-connections``, lowered to what the fd limit leaves (each connection is one fd; the
+    process needs some of its own), and said so: accept() must never fail for want of fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = requested + _RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY:
+        return requested
+    in_use = len(os.listdir("/proc/self/fd"))
+    room = soft - in_use - _RESERVED_FDS
+    if room < 1:
+        _fail(f"the fd limit (RLIMIT_NOFILE {soft}) leaves no room for a connection; raise it (ulimit -n)", 2)
+    if room < requested:
+        print(
+            f"aggregator: max connections {room}, not {requested}: the fd limit (RLIMIT_NOFILE {soft}) allows no more; "
+            "raise it with ulimit -n",
+            file=sys.stderr,
+            flush=True,
+        )
+        return room
+    return requested
+
+
+def _close_binding(binding) -> None:
+    """Undo a successful listen: close what it opened and remove its socket or FIFO file."""
+    if binding.listener is not None:
+        binding.listener.close()
+    for endpoint in binding.endpoints:
+        try:
+            endpoint.close([])
+        except OSError:
+            pass
+    binding.cleanup()
 
 
 def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Path | None, pid: int, workers: int = 1) -> None:
-    """Readiness: "listening on ADDRESS" on stdout (what scripts wait for), details on stderr."""
+    """Readiness: the ready file, then "listening on ADDRESS" on stdout (what scripts wait for);
+    details on stderr. Raises OSError if the ready file cannot be written (nothing printed yet)."""
+    if ready_file is not None:
+        replace_atomically(ready_file, (json.dumps({"transport": name, "address": binding.address, "pid": pid, "workers": workers, **binding.info}) + "\n").encode())
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"
     if binding.info.get("effective_rcvbuf") is not None:
@@ -194,34 +280,43 @@ def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Path | None,
     if workers > 1:
         info += f" workers={workers}"
     print(info, file=sys.stderr, flush=True)
-    if ready_file is not None:
-        _write_ready_file(ready_file, {"transport": name, "address": binding.address, "pid": pid, "workers": workers, **binding.info})
 
 
 def _run_supervisor(workers, t, binding, options, sink, make_aggregator, *, max_connections, drain_timeout, stats_file,
                     stats_interval, duration, ready_file, output, rcvbuf) -> None:
     """--workers N > 1: fork N aggregators behind this one address (see aggregator/workers.py)."""
-    per_worker_connections = -(-max_connections // workers)  # the limit is shared out evenly
 
     def make_worker(index: int, worker_binding, worker_stats_file: Path) -> Aggregator:
-        if index:
-            sink.torn_at_start = []  # repaired once, recorded once (by worker 0)
         # The supervisor stops the workers at --duration: they must not stop on their own first.
-        return make_aggregator(worker_binding, worker_stats_file, per_worker_connections, None)
+        # It also enforces the connection limit (it counts each worker's connections): a worker
+        # takes whatever its channel brings, or a rotation behind a full worker's queue would wait.
+        aggregator = make_aggregator(worker_binding, worker_stats_file, sys.maxsize, None)
+        aggregator.counters.effective_max_connections = per_worker if t.kind == "stream" and binding.listener else None
+        return aggregator
 
     supervisor = Supervisor(
-        workers, t, binding, make_worker, listen_options=options, release_parent_sink=sink.release,
+        workers, t, binding, make_worker, sink=sink, listen_options=options, max_connections=max_connections,
         drain_timeout=drain_timeout, stats_file=stats_file, stats_interval=stats_interval, duration=duration,
     )
+    per_worker = supervisor.per_worker_connections
     try:
         supervisor.start()
-        _announce(t.name, binding, output, rcvbuf, ready_file, os.getpid(), workers)
+        try:
+            if stats_file is not None and not supervisor.write_stats():
+                raise OSError(0, "cannot write it", str(stats_file))
+            _announce(t.name, binding, output, rcvbuf, ready_file, os.getpid(), workers)
+        except OSError as exc:
+            supervisor.request_stop()
+            print(f"aggregator: error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr, flush=True)
+            supervisor.run()
+            raise typer.Exit(2)
         code = supervisor.run()
         merged, _ = supervisor.merged_counters()
         merged.transport = t.name
         print(merged.summary(), file=sys.stderr, flush=True)
     finally:
         supervisor.cleanup()
+        sink.release()
     if code:
         _fail(f"a worker failed or could not write everything to {output}; see above", 1)
 

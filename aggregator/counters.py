@@ -8,10 +8,11 @@ sum(rejected.values())``; empty lines are not messages and are counted apart.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from .files import replace_atomically
 
 
 @dataclass
@@ -25,8 +26,12 @@ class Counters:
     empty_lines: int = 0  # blank lines on stream transports / empty datagrams (skipped)
     connections_opened: int = 0
     connections_closed: int = 0
-    connections_rejected: int = 0  # refused because --max-connections were open
     connections_open_peak: int = 0
+    # Connections are never accepted and then dropped: at the limit, accepting pauses and the
+    # kernel's listen backlog holds (and, when full, pushes back on) the newcomers.
+    effective_max_connections: int | None = None  # --max-connections, or less if the fd limit says so
+    accept_paused: int = 0  # times accepting paused because effective_max_connections were open
+    accept_errors: int = 0  # accept() failures (EMFILE, ENFILE, ...): accepting retried 0.1 s later
     read_calls: int = 0  # read/recv system calls that returned data or EOF
     output_write_calls: int = 0  # write(2) calls on the output file
     output_bytes: int = 0
@@ -34,6 +39,9 @@ class Counters:
     output_reopens: int = 0  # SIGUSR1 reopens
     fsync_calls: int = 0
     reading_paused: int = 0  # times reading stopped because the output backlog was full
+    rejects_suppressed: int = 0  # rejects counted in `rejected` but summarised, not written one by one
+    rejects_write_errors: int = 0  # failed writes of the rejects file (kept and retried)
+    rejects_pending_bytes: int = 0  # rejects records held, not yet written (disk full)
     started_unix_ns: int = 0
     stopped_unix_ns: int = 0
     effective_rcvbuf: int | None = None  # datagram sockets: what the kernel granted
@@ -54,10 +62,8 @@ class Counters:
         return d
 
     def write(self, path: Path, extra: dict | None = None) -> None:
-        """Write atomically (temp file + rename) so a reader never sees half a file."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**self.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        """Write atomically (see ``replace_atomically``) so a reader never sees half a file."""
+        replace_atomically(path, (json.dumps({**self.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n").encode())
 
     def summary(self) -> str:
         rejected = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"
@@ -66,8 +72,9 @@ class Counters:
             f"{self.messages_received} received, {self.messages_written} written, "
             f"{self.rejected_total} rejected ({rejected}), {self.empty_lines} empty lines, "
             f"{self.bytes_received} bytes in; connections {self.connections_opened} opened, "
-            f"{self.connections_closed} closed, {self.connections_rejected} refused"
+            f"{self.connections_closed} closed, accepting paused {self.accept_paused} times"
             + (f"; {self.kernel_drops} datagrams dropped by the kernel" if self.kernel_drops else "")
+            + (f"; {self.rejects_suppressed} rejects summarised, not written one by one" if self.rejects_suppressed else "")
         )
 
 

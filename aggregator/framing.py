@@ -43,6 +43,7 @@ LINE_TOO_LONG = "line_too_long"
 DATAGRAM_TRUNCATED = "datagram_truncated"
 PARTIAL_LINE_AT_CLOSE = "partial_line_at_close"
 TORN_LINE_AT_START = "torn_line_at_start"
+TORN_LINE_DEAD_WORKER = "torn_line_dead_worker"
 REJECT_REASONS = (
     INVALID_JSON,
     INVALID_UTF8,
@@ -51,6 +52,7 @@ REJECT_REASONS = (
     DATAGRAM_TRUNCATED,
     PARTIAL_LINE_AT_CLOSE,
     TORN_LINE_AT_START,
+    TORN_LINE_DEAD_WORKER,
 )
 
 

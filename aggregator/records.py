@@ -16,19 +16,21 @@ into a dict with orjson):
 3. The producer's bytes are written as they came, with the added fields spliced in before the
    closing brace. Re-serialising every message would cost about as much again as parsing it.
 
-Only a record that already holds a field the aggregator sets (the probe saw it) is re-serialised,
-with orjson, so the aggregator's value replaces it and no key appears twice. Lines the fast
-validator refuses go through orjson too, which gives the reject its reason (bad UTF-8, bad JSON,
-not an object) and counts empty lines.
+A record that already holds a field the aggregator sets (the probe saw it) has those top-level
+members cut out of its text (``_without_members``: a scan for the top level that skips strings
+whole, never parsing values), so the aggregator's value replaces them and no key appears twice;
+its other members are kept byte for byte, at any depth. Lines the fast validator refuses go
+through orjson, which gives the reject its reason (bad UTF-8, bad JSON, not an object). A line of
+JSON whitespace only (a CRLF blank line, say) is empty, as an empty datagram is: counted, not
+rejected.
 
-Numbers are passed through as written. The one place this shows: a number beyond a double's range
-(``1e999``) is valid JSON and kept, unless the record must be re-serialised, where orjson cannot
-represent it and the line is rejected as invalid JSON; so is a record nested deeper than orjson
-writes (254 levels) that must be re-serialised.
+Numbers are passed through as written: a number beyond a double's range (``1e999``) is valid JSON
+and kept, with or without fields to replace.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import msgspec
@@ -98,7 +100,7 @@ def encode_lines(
         try:
             seen = probe(line)
         except _ProbeErrors:
-            if not line:
+            if not line.strip(_JSON_WHITESPACE):
                 empty += 1
                 continue
             seen = None  # orjson decides, and names the reason if it refuses too
@@ -116,7 +118,7 @@ def encode_lines(
             else:
                 append(_splice_with_care(line, suffix))
         else:
-            encoded = _reserialise(line, added, extra_fields, received_ns, transport, suffix)
+            encoded = _replace_added(line, added, suffix, validated=seen is not None)
             if type(encoded) is str:
                 rejects.append(Reject.of(encoded, line))
                 continue
@@ -136,29 +138,57 @@ def _splice_with_care(line: bytes, suffix: bytes) -> bytes:
     return inner + suffix[1:] if inner.endswith(b"{") else inner + suffix
 
 
-def _reserialise(
-    line: bytes, added: tuple[str, ...], extra_fields: dict | None, received_ns: int, transport: str, suffix: bytes
-) -> bytes | str:
-    """orjson's way: the output line, or the reject reason.
+def _replace_added(line: bytes, added: tuple[str, ...], suffix: bytes, *, validated: bool) -> bytes | str:
+    """The output line of a record that may carry fields the aggregator sets, or a reject reason.
 
-    Taken when the record already has a field the aggregator sets (the aggregator's value replaces
-    it) and for lines the fast validator refused (orjson tells bad UTF-8 from bad JSON from "not
-    an object"; should the two validators disagree, as past msgspec's nesting limit, orjson's
-    accepting wins and the line is spliced as usual).
+    ``validated``: the fast validator accepted the line (and saw one of ``added``). Otherwise
+    orjson decides: it tells bad UTF-8 from bad JSON from "not an object" (and should the two
+    validators disagree, as past msgspec's nesting limit, orjson's accepting wins).
     """
-    try:
-        obj = _loads(line)
-    except _JSONDecodeError:
-        return classify_invalid(line)  # or a number beyond a double: see the module doc
-    if type(obj) is not dict:
-        return NOT_AN_OBJECT
-    if not any(name in obj for name in added):
-        return _splice_with_care(line, suffix)
-    if extra_fields:
-        obj.update(extra_fields)
-    obj["received_ns"] = received_ns
-    obj["transport"] = transport
-    try:
-        return _dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
-    except orjson.JSONEncodeError:
-        return INVALID_JSON  # nested deeper than orjson writes (254 levels): cannot be re-serialised
+    if not validated:
+        try:
+            obj = _loads(line)
+        except _JSONDecodeError:
+            return classify_invalid(line)
+        if type(obj) is not dict:
+            return NOT_AN_OBJECT
+        if not any(name in obj for name in added):
+            return _splice_with_care(line, suffix)
+    kept = _without_members(line, added)
+    if _NEWLINE in kept:
+        kept = kept.replace(b"\n", b" ")  # outside strings (where JSON has none): whitespace
+    return kept + suffix if kept else b"{" + suffix[1:]
+
+
+# Tokens of the scan for top-level members: a whole string (an escaped quote cannot end it), or a
+# structural character outside strings. Values are never parsed, so depth costs nothing.
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],]', re.DOTALL)
+_OPEN, _CLOSE, _COMMA, _QUOTE = frozenset(b"{["), frozenset(b"}]"), 44, 34
+
+
+def _without_members(line: bytes, names: tuple[str, ...]) -> bytes:
+    """``b"{" + the members of the JSON object ``line`` not named in ``names``, comma-joined``
+    (no closing brace; empty if none are left). ``line`` must be a valid JSON object."""
+    kept: list[bytes] = []
+    depth = 0
+    start = 0
+    key: bytes | None = None
+    for m in _STRUCTURE.finditer(line):
+        c = line[m.start()]
+        if c == _QUOTE:
+            if depth == 1 and key is None:
+                key = m.group()  # the first string of a member is its key
+            continue
+        if c in _OPEN:
+            depth += 1
+            if depth == 1:
+                start = m.end()
+        elif c in _CLOSE or c == _COMMA:
+            if depth == 1 and key is not None:
+                if _loads(key) not in names:
+                    kept.append(line[start : m.start()].strip(_JSON_WHITESPACE))
+                key = None
+                start = m.end()
+            if c != _COMMA:
+                depth -= 1
+    return b"{" + b",".join(kept) if kept else b""

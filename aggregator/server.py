@@ -14,9 +14,17 @@ a clean stop never does). After a turn with few messages the loop pauses ``--coa
 next turn gathers several (see ``COALESCE_BELOW``). ``select.epoll`` is used directly: the ``selectors`` wrapper costs a
 few microseconds per wakeup, which at one message per wakeup is a third of the work.
 
-Shutdown (SIGTERM, SIGINT, ``--duration``): stop accepting, tell every endpoint to drain (see
-each transport's ``begin_drain``), keep reading until every endpoint is finished or
-``--drain-timeout`` passes, then read once more what the kernel still holds, close, flush, fsync.
+Connections: at most ``max_connections`` are open; at the limit the loop stops accepting (the
+listener is not watched) and the kernel's listen backlog holds newcomers, pushing back on them
+once full; each closed connection makes room again. A connection is never accepted and then
+closed unread: its client was told its data was sent. ``accept`` failing for lack of descriptors
+(EMFILE, ...) pauses accepting for ``ACCEPT_RETRY_S``, never a busy loop.
+
+Shutdown (SIGTERM, SIGINT, ``--duration``): stop new connections where the kernel can (see each
+listener's ``begin_drain``), accept every connection already established, whatever the limit, and
+tell every endpoint to drain (see each transport's ``begin_drain``); keep reading until every
+endpoint is finished or ``--drain-timeout`` passes, then read once more what the kernel still
+holds, close, flush, fsync.
 
 Backpressure: when the output cannot be written (disk full, ...) and the backlog exceeds
 ``max_backlog_bytes``, the loop stops reading. Stream producers then block in the kernel; datagram
@@ -25,7 +33,6 @@ senders lose messages in the kernel, where it counts them.
 
 from __future__ import annotations
 
-import os
 import select
 import signal
 import socket
@@ -53,6 +60,7 @@ DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 # under 1 ms without.
 COALESCE_BELOW = 16
 DEFAULT_COALESCE_US = 200
+ACCEPT_RETRY_S = 0.1  # after accept() failed for lack of descriptors
 
 _ACCEPT, _READ, _WAKE = "accept", "read", "wake"
 
@@ -103,6 +111,11 @@ class Aggregator:
         self._reopen_requested = False
         self._draining = False
         self._paused = False
+        self._accepting = False  # the listener is watched (not at the connection limit, not failing)
+        self._accept_retry_at: float | None = None  # after an accept() error: when to try again
+        self._accept_errno: int | None = None  # the last accept() error, reported once per kind
+        self._listener_drained = binding.listener is None
+        self.stats_write_failed = False
         self._buffer = memoryview(bytearray(READ_BUFFER_BYTES))
         self._small_queues = 0  # endpoints whose kernel queue is too small to pause on
 
@@ -139,11 +152,10 @@ class Aggregator:
         self._watch(wake.fileno(), _WAKE, wake)
         self._flags_set = self._stop_requested or self._reopen_requested  # signals before the loop
         if self.binding.listener is not None:
-            self._watch(self.binding.listener.fileno(), _ACCEPT, self.binding.listener)
+            self._resume_accepting()
         for endpoint in self.binding.endpoints:
             self._add_endpoint(endpoint)
-        if self.sink.torn_at_start:
-            self._record_rejects(self.sink.torn_at_start, time.time_ns(), str(self.sink.output))
+        self._count_moved_torn_lines(self.sink.torn_at_start)
         start = time.monotonic()
         self._stop_at = start + self.duration if self.duration is not None else None
         self._next_stats = start + self.stats_interval if self.stats_interval else None
@@ -168,7 +180,7 @@ class Aggregator:
             signal.set_wakeup_fd(-1)
             for endpoint in list(self._endpoints):
                 self._close_endpoint(endpoint)
-            if self.binding.listener is not None and not self._draining:
+            if self.binding.listener is not None and not self._listener_drained:
                 self.binding.listener.close()
             self.binding.cleanup()
             ok = self.sink.close(deadline=time.monotonic() + self.drain_timeout)
@@ -176,7 +188,7 @@ class Aggregator:
             self._wake_w.close()
             self._epoll.close()
             self.counters.stopped_unix_ns = time.time_ns()
-            self.write_stats()
+            self.stats_write_failed = not self.write_stats()
         return ok
 
     def _housekeeping(self, now: float) -> None:
@@ -186,19 +198,24 @@ class Aggregator:
         if self._stop_requested and not self._draining:
             self._drain_deadline = now + self.drain_timeout
             self._begin_drain()
-        if self._draining and (not self._endpoints or now >= self._drain_deadline):
+        if self._draining and not self._listener_drained and self._accept_retry_at is not None and now >= self._accept_retry_at:
+            self._accept(self.binding.listener)  # connections still waiting for a descriptor
+        if self._draining and ((not self._endpoints and self._listener_drained) or now >= self._drain_deadline):
             self._finished = True
             return
+        if not self._accepting and not self._draining and self._accept_retry_at is not None and now >= self._accept_retry_at:
+            self._resume_accepting()
         if self._next_stats is not None and now >= self._next_stats:
             self.write_stats()
             self._next_stats = now + self.stats_interval
         if self._reopen_requested:
             self._reopen_requested = False
             self.sink.reopen()
-            self.counters.output_reopens += 1
         self.sink.flush_if_due(now)
+        self._count_moved_torn_lines(self.sink.torn_dead_worker)
         self._check_backpressure()
-        due = [d for d in (self._stop_at, self._next_stats, self._drain_deadline, self.sink.flush_due) if d is not None]
+        due = [d for d in (self._stop_at, self._next_stats, self._drain_deadline, self.sink.flush_due, self._accept_retry_at)
+               if d is not None]
         if self._paused:
             due.append(now + 0.1)  # retry the stalled output
         self._next_due = min(due) if due else now + 3600.0
@@ -271,6 +288,13 @@ class Aggregator:
             self._record_rejects(rejects, received_ns, endpoint.label)
         return len(lines)
 
+    def _count_moved_torn_lines(self, moved: list[Reject]) -> None:
+        """Torn lines the sink moved to the rejects file itself: counted here, once."""
+        for r in moved:
+            self.counters.reject(r.reason)
+        self.counters.messages_received += len(moved)
+        moved.clear()
+
     def _record_rejects(self, rejects: list[Reject], received_ns: int, source: str) -> None:
         for r in rejects:
             self.counters.reject(r.reason)
@@ -278,15 +302,73 @@ class Aggregator:
         self.sink.write_rejects(rejects, received_ns, source)
 
     def _accept(self, listener) -> None:
-        for conn in listener.accept():
-            if len(self._connections) >= self.max_connections:
-                listener.refuse(conn)
-                self.counters.connections_rejected += 1
-                continue
+        """Accept what the connection limit has room for (while draining: everything already
+        established). At the limit, or when accept() fails for lack of descriptors, stop
+        watching the listener: the kernel's backlog holds the rest (see the module doc)."""
+        room = None if self._draining else self.max_connections - len(self._connections)
+        if room is not None and room <= 0:
+            self._pause_accepting()
+            return
+        try:
+            accepted = listener.accept(room)
+        except OSError as exc:
+            self.counters.accept_errors += 1
+            if exc.errno != self._accept_errno:
+                print(f"aggregator: cannot accept connections: {exc.strerror}; retrying every {ACCEPT_RETRY_S:g} s",
+                      file=sys.stderr, flush=True)
+            self._accept_errno = exc.errno
+            self._pause_accepting(retry=True)
+            return
+        self._accept_retry_at = None
+        for conn in accepted:
             self.counters.connections_opened += 1
             self._connections.add(conn)
-            self.counters.connections_open_peak = max(self.counters.connections_open_peak, len(self._connections))
             self._add_endpoint(conn)
+        if accepted:
+            self.counters.connections_open_peak = max(self.counters.connections_open_peak, len(self._connections))
+        if listener.drained:
+            # Nothing more can come: the listener drained after a stop, or (--workers) the
+            # supervisor closed its channel, which means stop.
+            if not self._draining:
+                self.request_stop()
+                self._flags_set = True
+            self._close_listener()
+        elif self._draining:
+            if not self._accepting:  # after a retry: watch it again until it is drained
+                self._accepting = True
+                self._watch(listener.fileno(), _ACCEPT, listener)
+        elif len(self._connections) >= self.max_connections:
+            self._pause_accepting()
+
+    def _pause_accepting(self, retry: bool = False) -> None:
+        if self._accepting:
+            self._unwatch(self.binding.listener.fileno())
+            self._accepting = False
+            if not retry:
+                self.counters.accept_paused += 1
+        if retry:
+            self._accept_retry_at = time.monotonic() + ACCEPT_RETRY_S
+            self._next_due = min(self._next_due, self._accept_retry_at)
+
+    def _resume_accepting(self) -> None:
+        listener = self.binding.listener
+        if self._accepting or self._listener_drained or self._draining or listener is None:
+            return
+        if len(self._connections) >= self.max_connections:
+            return
+        self._accept_retry_at = None
+        self._accepting = True
+        self._watch(listener.fileno(), _ACCEPT, listener)
+
+    def _close_listener(self) -> None:
+        if self._accepting:
+            self._unwatch(self.binding.listener.fileno())
+            self._accepting = False
+        self._listener_drained = True
+        self._accept_retry_at = None
+        self.binding.listener.close()
+        if self._draining and not self._endpoints:
+            self._flags_set = True  # the drain may be complete now
 
     def _add_endpoint(self, endpoint: Endpoint) -> None:
         self._endpoints.add(endpoint)
@@ -317,22 +399,28 @@ class Aggregator:
         if endpoint in self._connections:
             self._connections.discard(endpoint)
             self.counters.connections_closed += 1
-        if self._draining and not self._endpoints:
+            listener = self.binding.listener
+            if listener is not None:
+                listener.connection_closed()  # a --workers supervisor counts its workers' connections
+            if not self._accepting and self._accept_retry_at is None:
+                self._resume_accepting()  # room again
+        if self._draining and not self._endpoints and self._listener_drained:
             self._next_due = 0.0  # the last one finished: end the drain now, not at its deadline
-        if self._draining and not self._endpoints:
-            self._flags_set = True  # the drain is complete: finish now, not at the drain deadline
+            self._flags_set = True
 
     # -- shutdown -----------------------------------------------------------------------------
     def _begin_drain(self) -> None:
         self._draining = True
         listener = self.binding.listener
-        if listener is not None:
-            self._unwatch(listener.fileno())
-            if not self._paused:
-                # Connections already established (in the backlog, or handed over by a --workers
-                # supervisor) have sent data the kernel accepted: take them in and drain them too.
-                self._accept(listener)
-            listener.close()  # new connections are refused from here on
+        if listener is not None and not self._listener_drained:
+            # Refuse new connections where the kernel can, then take in every connection already
+            # established (in the backlog, or still coming from a --workers supervisor): their
+            # clients were told their data was sent. The listener stays watched until drained.
+            listener.begin_drain()
+            if not self._accepting:
+                self._accepting = True
+                self._watch(listener.fileno(), _ACCEPT, listener)
+            self._accept(listener)
         out: list[bytes] = []
         for endpoint in list(self._endpoints):
             endpoint.begin_drain()
@@ -378,17 +466,25 @@ class Aggregator:
                 print("aggregator: reading resumed", file=sys.stderr, flush=True)
 
     # -- stats --------------------------------------------------------------------------------
-    def write_stats(self) -> None:
+    def write_stats(self) -> bool:
         c = self.counters
         s = self.sink
-        c.output_write_calls = s.write_calls
-        c.output_bytes = s.bytes_written
-        c.output_write_errors = s.write_errors
+        self._count_moved_torn_lines(s.torn_dead_worker)
+        c.output_write_calls = s.out.write_calls
+        c.output_bytes = s.out.bytes_written
+        c.output_write_errors = s.out.write_errors
         c.fsync_calls = s.fsync_calls
+        c.output_reopens = s.reopens
+        c.rejects_suppressed = s.rejects.suppressed_total
+        c.rejects_write_errors = s.rejects.file.write_errors
+        c.rejects_pending_bytes = s.rejects.file.backlog_bytes
         for endpoint in self._endpoints:
             self._note_kernel_drops(endpoint)
-        if self.stats_file is not None:
-            try:
-                c.write(self.stats_file)
-            except OSError as exc:
-                print(f"aggregator: cannot write stats file {self.stats_file}: {exc}", file=sys.stderr)
+        if self.stats_file is None:
+            return True
+        try:
+            c.write(self.stats_file)
+        except OSError as exc:
+            print(f"aggregator: cannot write stats file {self.stats_file}: {exc}", file=sys.stderr, flush=True)
+            return False
+        return True

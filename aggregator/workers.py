@@ -4,30 +4,38 @@ One Python process runs one core at most (the GIL), and on a machine shared with
 gets one scheduler share however busy it is; syslog-ng, multi-threaded, gets several. Workers are
 forked copies of the single-process aggregator: each runs the same event loop
 (``aggregator.server``) with its own counters and its own output buffer. The supervisor (the
-process that was started) only distributes, forwards signals and merges counters::
+process that was started) owns the address and the files, distributes, and merges counters::
 
-    supervisor                                      worker i (forked; an Aggregator each)
-      stream sockets ("handoff"): listens,    ──fd──► HandoffListener -> connections -> loop
-        accepts, passes each connection        SCM_RIGHTS
-        to the next worker in turn
-      datagram sockets ("shared"): binds once; worker 0 reads the socket, the others are called
-        in (eventfd) when it finds a backlog (see DatagramEndpoint); a datagram is whole whoever
-        reads it
-      fifo: refused (a line can straddle two reads, so a FIFO has one reader)
-      SIGTERM/SIGINT/--duration: stop accepting, then SIGTERM each worker (each drains)
-      SIGUSR1: forwarded (each worker reopens the output)
+    supervisor                                          worker i (forked; an Aggregator each)
+      owns the output and rejects files (their flock)   writes to the same open files
+      stream sockets ("handoff"): listens, accepts,     ──c + fd──►  WorkerChannel -> connections
+        hands each connection to the next worker        ◄──x + n───  "n of them closed"
+        with room, over a SOCK_SEQPACKET channel
+      datagram sockets ("shared", udp): binds once; worker 0 reads the socket, the others are
+        called in (eventfd) when it finds a backlog (see DatagramEndpoint)
+      one-reader transports (fifo, unixgram): refused (see ``effective_workers``)
+      SIGUSR1: opens and locks the new files, sends   ──o + 2 fds─►  switch to them
+      SIGTERM/SIGINT/--duration: stop new connections, accept what is established, hand it all
+        over, close the channels (a worker's drain ends at its channel's EOF), SIGTERM each worker
       --stats-file: each worker writes its own; the supervisor merges them (and lists them)
 
-Output: every worker has the output file open ``O_APPEND`` and writes blocks of whole lines; each
-``write`` is appended whole, so lines never interleave. Order: a connection belongs to one worker,
-so a stream producer's lines stay in order; on a shared datagram socket, while helpers read too,
-two workers' blocks can land in either order (udp never promised order).
-One guarantee is weaker than with one process: a short write (disk full) is completed by a later
-write, and another worker's block can land in between, tearing that line.
+Connections: the supervisor counts each worker's open connections (handed over, minus those the
+worker reports closed) and hands a connection only to a worker below its share of
+``--max-connections``; when every worker is full it stops accepting, and the kernel's backlog
+holds the newcomers. A connection is never accepted and then dropped.
+
+Output: every worker appends blocks of whole lines to the same files, each ``write`` under a
+POSIX record lock the workers share, after checking that the file ends in a newline: a short
+write is cut back at once (``aggregator.sink``), and a half line left by a worker killed inside
+``write(2)`` is moved to the rejects file before anyone appends. So the output holds whole lines
+only, as with one process. Order: a connection belongs to one worker, so a stream producer's
+lines stay in order; on a shared udp socket, while helpers read too, two workers' blocks can land
+in either order.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import select
@@ -41,9 +49,17 @@ from pathlib import Path
 from typing import Callable
 
 from .counters import Counters, merge_counters
+from .sink import OutputSink
 from .transports.base import Binding, ListenOptions, Transport
 
 _KILL_GRACE_S = 10.0  # after the workers' own drain deadline, before the supervisor SIGKILLs them
+_ACCEPT_RETRY_S = 0.1  # after accept() failed for lack of descriptors
+
+# Channel messages (SOCK_SEQPACKET keeps each whole): supervisor -> worker
+_CONNECTION = b"c"  # + the connection's fd
+_FILES = b"o"  # + the new output and rejects fds (after a rotation)
+# worker -> supervisor
+_CLOSED = b"x"  # + 4 bytes: how many of its connections were closed
 
 
 def cpu_count() -> int:
@@ -54,14 +70,11 @@ def cpu_count() -> int:
 
 
 def effective_workers(requested: int, transport: Transport) -> tuple[int, str | None]:
-    """``requested`` (0 = one per CPU) -> (workers, error). A FIFO has one reader whatever is
-    asked with 0; an explicit N > 1 on it is an error the user should hear about."""
+    """``requested`` (0 = one per CPU) -> (workers, error). A one-reader transport has one
+    reader whatever is asked with 0; an explicit N > 1 on it is an error the user should hear."""
     if transport.parallel is None:
         if requested > 1:
-            return 1, (
-                f"--workers {requested}: {transport.name} has one reader only (a line can straddle two "
-                "reads of a FIFO); use --workers 1"
-            )
+            return 1, f"--workers {requested}: {transport.name} has one reader only ({transport.single_reader_reason}); use --workers 1"
         return 1, None
     return (requested or cpu_count()), None
 
@@ -78,8 +91,68 @@ def _die_with_parent() -> None:
         pass
 
 
+class WorkerChannel:
+    """A worker's end of its channel to the supervisor, as the event loop's listener: it yields
+    the connections the supervisor hands over, switches the sink to new files on a rotation, and
+    reports closed connections back. It is drained at EOF: the supervisor has nothing more."""
+
+    def __init__(self, channel: socket.socket, transport: Transport, options: ListenOptions, on_files: Callable[[int, int], None]) -> None:
+        channel.setblocking(False)
+        self.channel = channel
+        self.transport = transport
+        self.options = options
+        self.on_files = on_files
+        self.drained = False
+        self._unreported = 0
+
+    def fileno(self) -> int:
+        return self.channel.fileno()
+
+    def accept(self, limit: int | None) -> list:
+        accepted = []
+        while limit is None or len(accepted) < limit:
+            try:
+                data, fds, flags, _ = socket.recv_fds(self.channel, 16, 2)
+            except BlockingIOError:
+                break
+            except ConnectionResetError:
+                data, fds = b"", []
+            if not data:
+                self.drained = True  # the supervisor is done with us (a stop), or gone
+                break
+            if flags & socket.MSG_CTRUNC:  # cannot happen below the fd limit the supervisor keeps
+                print("aggregator: a worker could not receive a descriptor (fd limit)", file=sys.stderr, flush=True)
+            if data[:1] == _FILES and len(fds) == 2:
+                self.on_files(fds[0], fds[1])
+            elif data[:1] == _CONNECTION and len(fds) == 1:
+                conn = socket.socket(fileno=fds[0])
+                try:
+                    addr = conn.getpeername()
+                except OSError:  # the peer is already gone: read what it sent, then EOF
+                    addr = None
+                accepted.append(self.transport.adopt(conn, addr, self.options))
+            else:
+                for fd in fds:
+                    os.close(fd)
+        return accepted
+
+    def begin_drain(self) -> None:
+        pass  # the supervisor closes the channel once it has handed over everything
+
+    def connection_closed(self) -> None:
+        self._unreported += 1
+        try:
+            self.channel.send(_CLOSED + self._unreported.to_bytes(4, "little"), socket.MSG_DONTWAIT)
+            self._unreported = 0
+        except (BlockingIOError, OSError):
+            pass  # the next close reports it too (or the supervisor is gone)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
 class Supervisor:
-    """Forks the workers, feeds them connections, relays signals, waits, merges counters."""
+    """Forks the workers, feeds them connections, relays signals and rotations, merges counters."""
 
     def __init__(
         self,
@@ -88,8 +161,9 @@ class Supervisor:
         binding: Binding,
         make_worker: Callable[[int, Binding, Path], "object"],
         *,
+        sink: OutputSink,
         listen_options: ListenOptions,
-        release_parent_sink: Callable[[], None],
+        max_connections: int,
         drain_timeout: float,
         stats_file: Path | None,
         stats_interval: float | None,
@@ -99,8 +173,9 @@ class Supervisor:
         self.transport = transport
         self.binding = binding
         self.make_worker = make_worker  # (index, binding, stats path) -> Aggregator, in the child
+        self.sink = sink
         self.listen_options = listen_options
-        self.release_parent_sink = release_parent_sink
+        self.per_worker_connections = -(-max_connections // workers)  # the limit, shared out evenly
         self.drain_timeout = drain_timeout
         self.stats_file = stats_file
         self.stats_interval = stats_interval
@@ -109,11 +184,24 @@ class Supervisor:
         self.pids: list[int] = []
         self._pidfds: dict[int, int] = {}  # pidfd -> worker index
         self._status: dict[int, int] = {}  # worker index -> exit code
-        self._channels: list[socket.socket] = []  # handoff: the supervisor's ends
+        self._channels: list[socket.socket] = []  # the supervisor's ends, one per worker
+        self._open = [0] * workers  # connections each worker holds (handed over - reported closed)
         self._next = 0
+        self._unsent: collections.deque[socket.socket] = collections.deque()  # accepted, not handed over yet
+        self._accepting = False
+        self._accept_retry_at: float | None = None
+        self._listener_done = binding.listener is None
+        self._channels_closed = False
         self._stop_requested = False
+        self._reopen_requested = False
         self._stopping = False
         self._failed: list[str] = []
+        self.accept_paused = 0
+        self.accept_errors = 0
+
+    @property
+    def handoff(self) -> bool:
+        return self.transport.parallel == "handoff"
 
     def worker_stats_path(self, index: int) -> Path:
         return self._stats_dir / f"worker-{index}.json"
@@ -122,17 +210,16 @@ class Supervisor:
     def start(self) -> None:
         """Fork the workers; return once every one has its signal handlers in place (so a
         SIGTERM right after "listening" is a graceful stop, as with one process)."""
-        handoff = self.transport.parallel == "handoff"
         self._supervisor_pid = os.getpid()
         # Shared datagram socket: worker 0 reads it, the others help when it cannot keep up.
-        self._help_fd = None if handoff else os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._help_fd = None if self.handoff else os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         ready_r, ready_w = os.pipe()
         child_ends: list[socket.socket] = []
-        if handoff:
-            for _ in range(self.n):
-                parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                self._channels.append(parent_end)
-                child_ends.append(child_end)
+        for _ in range(self.n):
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            parent_end.setblocking(False)
+            self._channels.append(parent_end)
+            child_ends.append(child_end)
         # Signals that arrive while forking wait until the handlers below are installed.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
         try:
@@ -143,7 +230,7 @@ class Supervisor:
                     for j, end in enumerate(child_ends):
                         if j != i:
                             end.close()  # another worker's: a dead worker's channel must refuse
-                    self._run_child(i, child_ends[i] if handoff else None, ready_w)  # never returns
+                    self._run_child(i, child_ends[i], ready_w)  # never returns
                 self.pids.append(pid)
                 self._pidfds[os.pidfd_open(pid)] = i
             os.close(ready_w)
@@ -151,10 +238,8 @@ class Supervisor:
                 end.close()
             if self._help_fd is not None:
                 os.close(self._help_fd)  # the workers' now
-            if not handoff:
-                for endpoint in self.binding.endpoints:  # the workers read them; not the supervisor
-                    endpoint.sock.close()
-            self.release_parent_sink()
+            for endpoint in self.binding.endpoints:  # the workers read them; not the supervisor
+                endpoint.sock.close()
             self._await_ready(ready_r)
         finally:
             os.close(ready_r)
@@ -175,7 +260,7 @@ class Supervisor:
             self._failed.append(f"only {got} of {self.n} workers started")
             self.request_stop()
 
-    def _run_child(self, index: int, channel: socket.socket | None, ready_w: int) -> None:
+    def _run_child(self, index: int, channel: socket.socket, ready_w: int) -> None:
         code = 1
         try:
             _die_with_parent()
@@ -187,14 +272,16 @@ class Supervisor:
                 other.close()
             for fd in self._pidfds:
                 os.close(fd)
-            if channel is not None:
-                binding = self.transport.handoff_binding(self.binding.address, channel, self.listen_options)
-            else:
-                for endpoint in self.binding.endpoints:
-                    endpoint.share(self._help_fd, helper=index > 0)
-                binding = Binding(address=self.binding.address, endpoints=self.binding.endpoints, info=self.binding.info)
+            self.sink.share_between_processes()
+            if index:
+                self.sink.torn_at_start.clear()  # repaired once before the fork, counted once (worker 0)
+            for endpoint in self.binding.endpoints:
+                endpoint.share(self._help_fd, helper=index > 0)
+            listener = WorkerChannel(channel, self.transport, self.listen_options, self.sink.switch_to)
+            binding = Binding(address=self.binding.address, listener=listener, endpoints=self.binding.endpoints, info=self.binding.info)
             aggregator = self.make_worker(index, binding, self.worker_stats_path(index))
             aggregator.install_signal_handlers()
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # rotations come from the supervisor, with the files
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
             os.write(ready_w, b"r")
             os.close(ready_w)
@@ -210,6 +297,9 @@ class Supervisor:
     def request_stop(self, *_: object) -> None:
         self._stop_requested = True
 
+    def request_reopen(self, *_: object) -> None:
+        self._reopen_requested = True
+
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -217,93 +307,239 @@ class Supervisor:
         signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGUSR1, lambda *_: self._signal_workers(signal.SIGUSR1))
+        signal.signal(signal.SIGUSR1, self.request_reopen)
 
     def run(self) -> int:
         """Serve until every worker has exited; return the exit code (0: all workers exited 0)."""
-        ep = select.epoll()
-        listener = self.binding.listener
+        self._ep = ep = select.epoll()
         ep.register(self._wake_r.fileno(), select.EPOLLIN)
-        if listener is not None and not self._stop_requested:
-            ep.register(listener.fileno(), select.EPOLLIN)
         for fd in self._pidfds:
             ep.register(fd, select.EPOLLIN)
+        self._channel_index = {ch.fileno(): i for i, ch in enumerate(self._channels)}
+        for ch in self._channels:
+            ep.register(ch.fileno(), select.EPOLLIN)
+        if not self._stop_requested:
+            self._resume_accepting()
         start = time.monotonic()
         stop_at = start + self.duration if self.duration is not None else None
         next_stats = start + self.stats_interval if self.stats_interval and self.stats_file else None
         kill_at = None
+        listener = self.binding.listener
         try:
             while self._pidfds:
                 now = time.monotonic()
                 if stop_at is not None and now >= stop_at:
                     self._stop_requested = True
                 if self._stop_requested and not self._stopping:
-                    self._begin_stop(ep)
+                    self._begin_stop()
                     kill_at = now + self.drain_timeout + _KILL_GRACE_S
+                if self._reopen_requested:
+                    self._reopen_requested = False
+                    self._reopen()
                 if kill_at is not None and now >= kill_at:
                     self._failed.append("workers did not finish their drain; killed")
                     self._signal_workers(signal.SIGKILL)
                     kill_at = None
+                if self._accept_retry_at is not None and now >= self._accept_retry_at:
+                    self._accept_retry_at = None
+                    if self._stopping:
+                        self._hand_off()
+                    else:
+                        self._resume_accepting()
                 if next_stats is not None and now >= next_stats:
                     self.write_stats()
                     next_stats = now + self.stats_interval
-                due = [t for t in (stop_at, next_stats, kill_at) if t is not None]
+                due = [t for t in (stop_at, next_stats, kill_at, self._accept_retry_at) if t is not None]
                 timeout = max(0.0, min(due) - now) if due else -1
-                for fd, _ in ep.poll(timeout):
+                for fd, events in ep.poll(timeout):
                     if fd == self._wake_r.fileno():
                         try:
                             while self._wake_r.recv(4096):
                                 pass
                         except BlockingIOError:
                             pass
-                    elif listener is not None and fd == listener.fileno():
-                        self._hand_off(listener)
+                    elif listener is not None and not self._listener_done and fd == listener.fileno():
+                        self._hand_off()
+                    elif fd in self._channel_index:
+                        self._serve_channel(self._channel_index[fd], events)
                     elif fd in self._pidfds:
                         ep.unregister(fd)
                         self._reap(fd)
         finally:
             signal.set_wakeup_fd(-1)
             ep.close()
+            for conn in self._unsent:
+                conn.close()
             for ch in self._channels:
                 ch.close()
-            if listener is not None and not self._stopping:
+            if listener is not None and not self._listener_done:
                 listener.close()
             self.binding.cleanup()
         self.write_stats()
         return 1 if self._failed or any(self._status.values()) else 0
 
-    def _hand_off(self, listener) -> None:
-        """Accept what is pending; pass each connection to the next worker able to take it."""
+    # -- connections ---------------------------------------------------------------------------
+    def _worker_with_room(self, advance: bool = True) -> int | None:
+        """The next worker in turn that is alive and below its share (while stopping: any alive)."""
+        for k in range(self.n):
+            i = (self._next + k) % self.n
+            if i not in self._status and (self._stopping or self._open[i] < self.per_worker_connections):
+                if advance:
+                    self._next = (i + 1) % self.n
+                return i
+        return None
+
+    def _hand_off(self) -> None:
+        """Hand over what is waiting, then accept and hand over while a worker has room. With no
+        room (or every channel full), stop watching the listener: the kernel's backlog waits."""
+        listener = self.binding.listener
         while True:
+            if self._unsent:
+                if not self._send_unsent():
+                    self._pause_accepting()
+                    return
+                continue
+            if self._listener_done:
+                return
+            if self._worker_with_room(advance=False) is None:
+                self._pause_accepting()
+                return
             try:
                 conn, _ = listener.sock.accept()
             except BlockingIOError:
+                if self._stopping:
+                    self._finish_listener()
+                else:
+                    self._resume_accepting()
                 return
-            except OSError:  # EMFILE and the like: try again on the next wakeup
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:  # EMFILE and the like: try again shortly, never spin
+                self.accept_errors += 1
+                if self.accept_errors == 1:
+                    print(f"aggregator: cannot accept connections: {exc.strerror}; retrying every {_ACCEPT_RETRY_S:g} s",
+                          file=sys.stderr, flush=True)
+                self._pause_accepting(retry=True)
                 return
-            with conn:
-                for _ in range(self.n):
-                    channel = self._channels[self._next]
-                    self._next = (self._next + 1) % self.n
-                    try:
-                        socket.send_fds(channel, [b"c"], [conn.fileno()], socket.MSG_DONTWAIT)
-                    except OSError:
-                        continue  # that worker is gone or its queue is full: the next one
-                    break
-                # else: no worker could take it; closing refuses the connection
+            self._unsent.append(conn)
 
-    def _begin_stop(self, ep) -> None:
-        """New connections are refused from here on; each worker then drains what it has."""
+    def _send_unsent(self) -> bool:
+        """Pass the oldest unsent connection to a worker with room. False if none can take it now
+        (then a channel's writability or a close report calls us again)."""
+        conn = self._unsent[0]
+        for _ in range(self.n):
+            i = self._worker_with_room()
+            if i is None:
+                return False
+            try:
+                self._channels[i].sendmsg([_CONNECTION], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, conn.fileno().to_bytes(4, sys.byteorder))],
+                                          socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self._watch_writable(i)
+                continue  # that worker's channel is full: the next one
+            except OSError:
+                continue  # that worker is gone
+            self._unsent.popleft()
+            conn.close()
+            self._open[i] += 1
+            return True
+        return False
+
+    def _watch_writable(self, i: int) -> None:
+        try:
+            self._ep.modify(self._channels[i].fileno(), select.EPOLLIN | select.EPOLLOUT)
+        except OSError:
+            pass
+
+    def _serve_channel(self, i: int, events: int) -> None:
+        ch = self._channels[i]
+        if events & select.EPOLLOUT:
+            self._ep.modify(ch.fileno(), select.EPOLLIN)
+        while True:
+            try:
+                data = ch.recv(16)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:  # the worker is gone; its pidfd says how
+                self._ep.unregister(ch.fileno())
+                del self._channel_index[ch.fileno()]
+                break
+            if data[:1] == _CLOSED and len(data) == 5:
+                self._open[i] -= int.from_bytes(data[1:5], "little")
+        if self._unsent or (not self._accepting and not self._listener_done and self._accept_retry_at is None):
+            self._hand_off()  # room again (or a channel writable again)
+        self._maybe_close_channels()
+
+    def _pause_accepting(self, retry: bool = False) -> None:
+        listener = self.binding.listener
+        if self._accepting and listener is not None:
+            self._ep.unregister(listener.fileno())
+            self._accepting = False
+            if not retry and not self._stopping:
+                self.accept_paused += 1
+        if retry:
+            self._accept_retry_at = time.monotonic() + _ACCEPT_RETRY_S
+
+    def _resume_accepting(self) -> None:
+        listener = self.binding.listener
+        if listener is None or self._accepting or self._listener_done:
+            return
+        self._accepting = True
+        self._ep.register(listener.fileno(), select.EPOLLIN)
+
+    def _finish_listener(self) -> None:
+        """Stopping, and the backlog is empty: close the listener."""
+        listener = self.binding.listener
+        if self._accepting:
+            self._ep.unregister(listener.fileno())
+            self._accepting = False
+        listener.close()
+        self._listener_done = True
+        self._maybe_close_channels()
+
+    def _maybe_close_channels(self) -> None:
+        """Stopping, the listener done and everything handed over: EOF on every channel tells
+        each worker that nothing more will come (its drain can end)."""
+        if self._stopping and self._listener_done and not self._unsent and not self._channels_closed:
+            self._channels_closed = True
+            for ch in self._channels:
+                try:
+                    ch.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+    def _begin_stop(self) -> None:
+        """New connections are refused from here on (AF_UNIX: at once; see StreamListener); what
+        is already established is accepted and handed over; each worker then drains."""
         self._stopping = True
         listener = self.binding.listener
-        if listener is not None:
-            try:
-                ep.unregister(listener.fileno())
-            except (OSError, ValueError):
-                pass
-            listener.close()
+        if listener is not None and not self._listener_done:
+            listener.begin_drain()
+            self._resume_accepting()
+            self._hand_off()
         self._signal_workers(signal.SIGTERM)
+        self._maybe_close_channels()
 
+    # -- rotation -------------------------------------------------------------------------------
+    def _reopen(self) -> None:
+        """SIGUSR1: open and lock the new files here (the owner), then give every worker the same
+        open files: no worker can end up on a different file than its siblings."""
+        before = self.sink.reopens
+        self.sink.reopen()
+        if self.sink.reopens == before:
+            return  # refused and reported by the sink: everyone keeps the files already open
+        fds = [self.sink.out.fd, self.sink.rejects.file.fd]
+        for i, ch in enumerate(self._channels):
+            if i in self._status:
+                continue
+            try:
+                ch.sendmsg([_FILES], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
+            except OSError as exc:
+                print(f"aggregator: cannot hand the new output to worker {i}: {exc.strerror}", file=sys.stderr, flush=True)
+
+    # -- workers --------------------------------------------------------------------------------
     def _signal_workers(self, sig: int) -> None:
         for i, pid in enumerate(self.pids):
             if i not in self._status:
@@ -334,17 +570,21 @@ class Supervisor:
                 pass  # not written yet (or the worker died before writing)
         merged = merge_counters(parts)
         merged.address = self.binding.address
+        merged.accept_paused += self.accept_paused  # the supervisor accepts for stream transports
+        merged.accept_errors += self.accept_errors
         return merged, parts
 
-    def write_stats(self) -> None:
+    def write_stats(self) -> bool:
         if self.stats_file is None:
-            return
+            return True
         merged, parts = self.merged_counters()
         extra = {"workers": self.n, "per_worker": parts, "supervisor_failures": list(self._failed)}
         try:
             merged.write(self.stats_file, extra)
         except OSError as exc:
-            print(f"aggregator: cannot write stats file {self.stats_file}: {exc}", file=sys.stderr)
+            print(f"aggregator: cannot write stats file {self.stats_file}: {exc}", file=sys.stderr, flush=True)
+            return False
+        return True
 
     def cleanup(self) -> None:
         for i in range(self.n):

@@ -4,7 +4,9 @@ Safety rules for paths (the aggregator may run as root):
 * the default lives in a private directory, ``$XDG_RUNTIME_DIR/loglab-UID`` (or the temp
   directory), created 0700 and refused if it is a symlink, not ours, or open to others;
 * an existing path is replaced only if it is a socket/FIFO nobody is serving (stale, from a
-  crashed run); a live one is refused, and so is anything else (regular file, symlink).
+  crashed run); a live one is refused, and so is anything else (regular file, symlink). Liveness
+  is judged by what is at the path (a socket of any type, or a FIFO), never by what the new
+  transport would be: a live unixsock socket is not "stale" to an ``aggregator fifo``.
 """
 
 from __future__ import annotations
@@ -49,10 +51,20 @@ def ensure_private_dir(directory: Path) -> None:
         )
 
 
-def prepare_path(path: str, is_live: Callable[[str], bool], what: str) -> None:
+# sun_path is 108 bytes, the terminating NUL included.
+MAX_UNIX_PATH_BYTES = 107
+
+
+def prepare_path(path: str, what: str) -> None:
     """Make ``path`` free to bind/create: remove a stale socket/FIFO, refuse anything else."""
     if not path:
         raise BadAddress(f"{what}: the address must be a filesystem path")
+    size = len(os.fsencode(path))
+    if size > MAX_UNIX_PATH_BYTES:
+        raise BadAddress(
+            f"{what}: {path} is {size} bytes long; a Unix socket path holds at most {MAX_UNIX_PATH_BYTES} "
+            "(108 with its terminating NUL, sun_path): choose a shorter one"
+        )
     parent = Path(path).parent
     if parent == private_runtime_dir():
         ensure_private_dir(parent)
@@ -66,8 +78,9 @@ def prepare_path(path: str, is_live: Callable[[str], bool], what: str) -> None:
         raise AddressInUse(f"{path} is a symlink; refusing to follow or replace it")
     if not (stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
         raise AddressInUse(f"{path} exists and is not a socket or FIFO; refusing to replace it")
-    if is_live(path):
-        raise AddressInUse(f"an aggregator is already listening on {path}")
+    if path_is_live(path, st):
+        kind = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket"
+        raise AddressInUse(f"an aggregator is already listening on {path} (a live {kind}); refusing to replace it")
     os.unlink(path)  # stale: left by a run that crashed
 
 
@@ -81,17 +94,40 @@ def file_mode(mode: int) -> Iterator[None]:
         os.umask(old)
 
 
-def socket_is_live(path: str, sock_type: int) -> bool:
-    probe = socket.socket(socket.AF_UNIX, sock_type)
+def path_is_live(path: str, st: os.stat_result) -> bool:
+    """Is someone serving what is at ``path``? A socket is probed with every socket type (a
+    connect of the wrong type fails with EPROTOTYPE, which says nothing about liveness); a FIFO
+    is live while it has a reader."""
+    if stat.S_ISFIFO(st.st_mode):
+        return fifo_has_reader(path)
+    for sock_type in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
+        probe = socket.socket(socket.AF_UNIX, sock_type)
+        try:
+            probe.connect(path)
+            return True
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False  # the right type, and nobody there: stale
+        except PermissionError:
+            return True  # someone else's live socket; do not touch it
+        except OSError as exc:
+            if exc.errno != errno.EPROTOTYPE:
+                return True  # cannot tell: treat it as live, never unlink what may be in use
+        finally:
+            probe.close()
+    return True
+
+
+def fifo_has_reader(path: str) -> bool:
     try:
-        probe.connect(path)
-        return True
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except PermissionError:
-        return True  # someone else's live socket; do not touch it
-    finally:
-        probe.close()
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # no reader: stale
+            return False
+        if exc.errno == errno.ENOENT:
+            return False
+        return True  # e.g. EACCES: someone else's; do not touch it
+    os.close(fd)
+    return True
 
 
 def parse_inet(address: str) -> tuple[int, tuple]:
@@ -139,7 +175,7 @@ class UnixPathAddressing:
         return default_unix_path(self.default_filename)
 
     def _bind_address(self, address: str, options) -> tuple[int, str]:
-        prepare_path(address, lambda p: socket_is_live(p, self.socket_type), self.name)
+        prepare_path(address, self.name)
         return socket.AF_UNIX, address
 
     def _bind(self, sock: socket.socket, path: str, options) -> Callable[[], None]:

@@ -88,14 +88,25 @@ class Endpoint(Protocol):
 
 
 class Listener(Protocol):
+    """Where new endpoints come from: a listening socket, or (``--workers``) the channel on which
+    the supervisor hands a worker its connections."""
+
+    drained: bool  # nothing more will come (after begin_drain, or the supervisor's channel closed)
+
     def fileno(self) -> int: ...
 
-    def accept(self) -> list[Endpoint]:
-        """Accept every pending connection (non-blocking)."""
+    def accept(self, limit: int | None) -> list[Endpoint]:
+        """Accept up to ``limit`` pending connections (None: all), non-blocking. Raises OSError
+        only when none could be accepted for lack of resources (EMFILE, ...)."""
         ...
 
-    def refuse(self, endpoint: Endpoint) -> None:
-        """Close a connection accepted over the connection limit."""
+    def begin_drain(self) -> None:
+        """Shutdown has begun: refuse new connections where the kernel can, keep what is pending
+        acceptable; ``accept`` then sets ``drained`` once nothing more is pending."""
+        ...
+
+    def connection_closed(self) -> None:
+        """One of the connections this listener gave has been closed."""
         ...
 
     def close(self) -> None: ...
@@ -133,8 +144,10 @@ class Transport(ABC):
     # "handoff": the supervisor accepts and hands each connection to one worker (stream sockets);
     # "shared": the workers share the one socket (datagrams: each is whole, whoever reads it);
     #   worker 0 reads it, the others are called in when it falls behind (datagram.py);
-    # None: one reader only (a FIFO: a line can straddle two reads).
+    # None: one reader only (a FIFO: a line can straddle two reads; unixgram: one reader keeps
+    #   each sender's datagrams in order), with the reason in ``single_reader_reason``.
     parallel: ClassVar[str | None] = None
+    single_reader_reason: ClassVar[str] = ""
 
     @abstractmethod
     def default_address(self) -> str: ...

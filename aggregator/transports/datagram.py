@@ -23,6 +23,19 @@ from .base import Binding, ListenOptions, Transport
 # recvmmsg batch size, and batches per turn at most, so the loop still turns under a flood.
 DATAGRAMS_PER_CALL = 64
 MAX_CALLS_PER_TURN = 8
+# The receive buffers are allocated (and touched) once: DATAGRAMS_PER_CALL slots of the longest
+# accepted datagram, but at most RECEIVE_ARENA_BYTES in all (fewer slots when messages may be
+# long; never fewer than one), and no slot longer than the longest datagram the transport can
+# carry. So memory no longer grows with --max-line-bytes times 64 (289 MiB at 4 MiB before).
+RECEIVE_ARENA_BYTES = 4 * 1024 * 1024
+
+
+def receive_slots(max_bytes: int, max_datagram: int | None) -> tuple[int, int]:
+    """(slots, slot size) of the receive arena for messages of at most ``max_bytes``."""
+    size = max_bytes + 2  # room for an optional line ending: the limit is on the message
+    if max_datagram is not None:
+        size = min(size, max_datagram + 1)  # +1: a datagram can never be truncated then
+    return max(1, min(DATAGRAMS_PER_CALL, RECEIVE_ARENA_BYTES // size)), size
 
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _SO_MEMINFO = 55  # Linux: u32 sk_meminfo[SK_MEMINFO_VARS]; index 8 = SK_MEMINFO_DROPS
@@ -66,7 +79,8 @@ class DatagramEndpoint:
     newline_free = False  # a datagram may hold newlines inside its JSON
 
     def __init__(
-        self, sock: socket.socket, label: str, max_bytes: int, shutdown_read_on_drain: bool = False, queue_limit: int | None = None
+        self, sock: socket.socket, label: str, max_bytes: int, shutdown_read_on_drain: bool = False,
+        queue_limit: int | None = None, max_datagram: int | None = None,
     ) -> None:
         sock.setblocking(False)
         self.queue_limit = queue_limit
@@ -80,8 +94,7 @@ class DatagramEndpoint:
         self.standby = False
         self._is_helper = False
         self._quiet_turns = 0
-        # Room for the optional line terminator: the limit is on the message, not the newline.
-        self._receiver = MultiReceiver(DATAGRAMS_PER_CALL, max_bytes + 2)
+        self._receiver = MultiReceiver(*receive_slots(max_bytes, max_datagram))
 
     def share(self, help_fd: int, helper: bool) -> None:
         """Under --workers: read this socket as the primary, or as a helper (see the class doc)."""
@@ -130,6 +143,7 @@ class DatagramEndpoint:
         view = receiver.view
         size = receiver.size
         max_bytes = self.max_bytes
+        vlen = receiver.vlen
         append = lines.append
         for _ in range(MAX_CALLS_PER_TURN):
             try:
@@ -151,7 +165,7 @@ class DatagramEndpoint:
                     else:
                         rejects.append(Reject(DATAGRAM_TRUNCATED, message[:REJECT_PREFIX_BYTES], n))
                 offset += size
-            if len(lengths) < DATAGRAMS_PER_CALL:  # the queue is empty: no need to ask again
+            if len(lengths) < vlen:  # the queue is empty: no need to ask again
                 return total, calls, self.draining, False
         return total, calls, False, True
 
@@ -190,6 +204,7 @@ class DatagramSender:
 class DatagramSocketTransport(Transport):
     kind = "datagram"
     parallel = "shared"
+    max_datagram_bytes: ClassVar[int | None] = None  # the longest datagram the transport carries, if bounded
     # AF_UNIX: shutdown(SHUT_RD) makes every later send fail with EPIPE, so draining the queue
     # after it is exact. UDP has no such signal (and refuses shutdown on an unconnected socket):
     # what arrives after the last read is lost, as UDP may lose anything.
@@ -207,7 +222,8 @@ class DatagramSocketTransport(Transport):
         bound = self._bound_address(sock)
         return Binding(
             address=bound,
-            endpoints=[DatagramEndpoint(sock, bound, options.max_line_bytes, self.shutdown_read_on_drain, self._queue_limit())],
+            endpoints=[DatagramEndpoint(sock, bound, options.max_line_bytes, self.shutdown_read_on_drain, self._queue_limit(),
+                                        self.max_datagram_bytes)],
             info={"effective_rcvbuf": rcvbuf, "requested_rcvbuf": options.rcvbuf},
             cleanup=cleanup,
         )

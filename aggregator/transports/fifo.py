@@ -29,17 +29,6 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
-def fifo_has_reader(path: str) -> bool:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:  # no reader: stale
-            return False
-        raise
-    os.close(fd)
-    return True
-
-
 class FifoEndpoint:
     peer_fields = None  # writers to a FIFO are anonymous
     newline_free = True
@@ -102,12 +91,13 @@ class FifoTransport(Transport):
     kind = "stream"
     description = "named pipe (FIFO) shared by all producers: reliable, writes <= 4096 bytes atomic"
     atomic_write_limit = PIPE_BUF
+    single_reader_reason = "a line can straddle two reads of a FIFO"
 
     def default_address(self) -> str:
         return default_unix_path("logs.fifo")
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
-        prepare_path(address, fifo_has_reader, self.name)
+        prepare_path(address, self.name)
         with file_mode(options.socket_mode):
             os.mkfifo(address, options.socket_mode)
         cleanup = remove_if_ours(address)

@@ -9,8 +9,9 @@ the drain at shutdown. Subclasses set the class attributes and address hooks:
   fields for ``--peer-credentials``);
 * ``shutdown_read_on_drain``: on AF_UNIX, ``shutdown(SHUT_RD)`` makes the peer's next write fail
   with EPIPE, so after it everything the kernel accepted can be read to EOF and nothing more can
-  arrive: an exact drain. TCP has no such signal; its drain waits for the peer to close, bounded
-  by ``--drain-timeout``.
+  arrive: an exact drain (on the listening socket, it refuses new connections while the backlog
+  stays acceptable). TCP has no such signal; its drain waits for the peer to close, bounded by
+  ``--drain-timeout``.
 """
 
 from __future__ import annotations
@@ -77,66 +78,55 @@ class StreamConnection:
 
 
 class StreamListener:
+    """The listening socket. ``accept`` takes at most what the event loop has room for: the rest
+    waits in the kernel's backlog (see ``aggregator.server``)."""
+
     def __init__(self, sock: socket.socket, transport: "StreamSocketTransport", options: ListenOptions) -> None:
         self.sock = sock
         self.transport = transport
         self.options = options
+        self.drained = False  # after begin_drain: the backlog was found empty
+        self._draining = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def accept(self) -> list[StreamConnection]:
-        accepted = []
-        while True:
+    def accept(self, limit: int | None) -> list[StreamConnection]:
+        """Accept up to ``limit`` pending connections (None: all), non-blocking. Raises OSError
+        (EMFILE, ENFILE, ENOBUFS, ...) only when it could accept none."""
+        accepted: list[StreamConnection] = []
+        while limit is None or len(accepted) < limit:
             try:
                 conn, addr = self.sock.accept()
             except BlockingIOError:
-                return accepted
-            except OSError:  # e.g. EMFILE: try again on the next turn
-                return accepted
+                self.drained = self._draining
+                break
+            except ConnectionAbortedError:
+                continue  # the client gave up before we got to it: nothing of its was accepted
+            except OSError:
+                if accepted:
+                    break
+                raise
             accepted.append(self.transport.adopt(conn, addr, self.options))
+        return accepted
 
-    def refuse(self, endpoint: StreamConnection) -> None:
-        endpoint.sock.close()
+    def begin_drain(self) -> None:
+        """Stop new connections where the kernel can: on AF_UNIX, ``shutdown(SHUT_RD)`` on the
+        listening socket refuses every later connect while what is in the backlog can still be
+        accepted, so the drain is exact. TCP has no such call (it would reset the backlog): a
+        connection that arrives between the last accept and the close is reset."""
+        self._draining = True
+        if self.transport.shutdown_read_on_drain:
+            try:
+                self.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    def connection_closed(self) -> None:
+        pass  # the event loop keeps the count itself
 
     def close(self) -> None:
         self.sock.close()
-
-
-class HandoffListener:
-    """A worker's listener under ``--workers``: connections accepted by the supervisor arrive as
-    file descriptors (SCM_RIGHTS) on ``channel``, one per message. See ``aggregator/workers.py``."""
-
-    def __init__(self, channel: socket.socket, transport: "StreamSocketTransport", options: ListenOptions) -> None:
-        channel.setblocking(False)
-        self.channel = channel
-        self.transport = transport
-        self.options = options
-
-    def fileno(self) -> int:
-        return self.channel.fileno()
-
-    def accept(self) -> list[StreamConnection]:
-        accepted = []
-        while True:
-            try:
-                _, fds, _, _ = socket.recv_fds(self.channel, 1, 1)
-            except BlockingIOError:
-                return accepted
-            if not fds:  # the supervisor closed its end
-                return accepted
-            conn = socket.socket(fileno=fds[0])
-            try:
-                addr = conn.getpeername()
-            except OSError:  # the peer is already gone: read what it sent, then EOF
-                addr = None
-            accepted.append(self.transport.adopt(conn, addr, self.options))
-
-    def refuse(self, endpoint: StreamConnection) -> None:
-        endpoint.sock.close()
-
-    def close(self) -> None:
-        self.channel.close()
 
 
 class StreamSender:
@@ -178,10 +168,6 @@ class StreamSocketTransport(Transport):
         """An accepted connection, ready for the event loop."""
         label, peer_fields = self._peer(conn, addr)
         return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain)
-
-    def handoff_binding(self, address: str, channel: socket.socket, options: ListenOptions) -> Binding:
-        """A worker's binding under ``--workers``: its connections come from the supervisor."""
-        return Binding(address=address, listener=HandoffListener(channel, self, options))
 
     def connect(self, address: str) -> StreamSender:
         family, target = self._connect_address(address)

@@ -11,3 +11,4 @@ class UdpTransport(InetAddressing, DatagramSocketTransport):
     name = "udp"
     description = "UDP socket (127.0.0.1 by default): unreliable, may drop under load"
     reliable = False
+    max_datagram_bytes = 65535  # an IP datagram's length field: no UDP payload is longer

@@ -19,6 +19,12 @@ class UnixDatagramTransport(UnixPathAddressing, DatagramSocketTransport):
     socket_type = socket.SOCK_DGRAM
     default_filename = "unixgram.sock"
     shutdown_read_on_drain = True
+    # One reader: a Unix datagram socket's queue is in send order, so one reader keeps each
+    # sender's order; two readers interleave their batches in the output (measured before this:
+    # each producer had 3-50 lines out of order with --workers 2). Its senders block at a queue
+    # of net.unix.max_dgram_qlen datagrams, so a second reader rarely had anything to take.
+    parallel = None
+    single_reader_reason = "one reader keeps each sender's datagrams in order"
 
     def _queue_limit(self) -> int | None:
         # AF_UNIX datagram sockets queue at most net.unix.max_dgram_qlen datagrams (10 unless
