@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -23,6 +24,24 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 
 # Errors after which a stream cannot go on (the peer is gone); datagram errors are per message.
 _FATAL_STREAM_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+# ... except these, on a reliable datagram transport (unixgram): the receiving socket was closed
+# (ECONNREFUSED), the socket is disconnected since (ENOTCONN), or the file is gone (ENOENT).
+# Going on would only count the same error for every message left.
+_RECEIVER_GONE = (errno.ECONNREFUSED, errno.ENOTCONN, errno.ENOENT)
+
+
+class _stop:
+    """SIGTERM/SIGINT: stop and write the summary. A write in progress is finished and counted
+    first, so ``sent`` is exact: interrupting it would leave its lines sent but uncounted."""
+
+    requested = False
+    sending = False
+
+
+def _interrupt(*_: object) -> None:
+    _stop.requested = True
+    if not _stop.sending:
+        raise KeyboardInterrupt  # waiting (a rate limit, the start barrier): stop at once
 
 
 def _errno_name(exc: OSError) -> str:
@@ -84,6 +103,8 @@ def main(
             _fail("give --rate or --interval-ms, not both", 2)
         rate = 1000.0 / interval_ms if interval_ms > 0 else 0.0
     set_process_name("logprod")
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     address = address or t.default_address()
     factory = MessageFactory(producer_id, os.getpid(), size, seed)
     if size < factory.min_size(count):
@@ -154,20 +175,25 @@ def main(
                 now = time_ns()
                 seq = min(count, seq + lines_per_write)
                 data = batch(first, seq - first, now) if seq - first > 1 else build(first, now, now)
+            _stop.sending = True  # a stop signal now waits for this write and its count
             try:
                 send(data)
+                sent += seq - first
             except _FATAL_STREAM_ERRORS as exc:
                 errors[_errno_name(exc)] += 1
                 break
             except OSError as exc:
                 errors[_errno_name(exc)] += 1
-                if t.kind == "stream":
+                if t.kind == "stream" or (t.reliable and exc.errno in _RECEIVER_GONE):
                     break
                 continue  # a datagram lost: count it, go on
+            finally:
+                _stop.sending = False
             if not first_send_ns:
                 first_send_ns = now
             last_send_ns = now
-            sent += seq - first
+            if _stop.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
     finally:
