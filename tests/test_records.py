@@ -154,7 +154,6 @@ def test_unicode_is_kept():
         (b'{"a":1}\n{"b":2}', INVALID_JSON),  # two objects in one datagram
         (b"{'a':1}", INVALID_JSON),
         (b'{"a":NaN}', INVALID_JSON),
-        (b"   ", INVALID_JSON),  # whitespace is not an empty line
         (b'{"a":"x\x00y"}', INVALID_JSON),  # raw NUL inside a string
         (b'{"a":1}\x00', INVALID_JSON),  # NUL after the object
         (b"\x00", INVALID_JSON),
@@ -176,14 +175,33 @@ def test_deep_nesting_never_crashes_and_follows_orjson(depth, accepted):
     assert [r.reason for r in rejects] == ([] if accepted else [INVALID_JSON])
 
 
-def test_a_record_too_deep_to_reserialise_is_rejected_not_crashed_on():
-    line = b'{"transport":"forged","a":' + b"[" * 300 + b"]" * 300 + b"}"  # must be re-serialised
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_deep_record_carrying_added_fields_keeps_its_values_and_gets_ours(depth):
+    # Its forged field is cut out of the text, nothing else is re-encoded: depth costs nothing
+    # (it was rejected past orjson's 254 levels of output before).
+    line = b'{"transport":"forged","a":' + b"[" * depth + b"]" * depth + b',"received_ns":1}'
     out, rejects, written, _ = encode([line, b'{"ok":1}'])
-    assert written == 1 and [r.reason for r in rejects] == [INVALID_JSON]
+    assert written == 2 and rejects == []
+    assert out[0] == b'{"a":' + b"[" * depth + b"]" * depth + b',"received_ns":%d,"transport":"%s"}\n' % (RECEIVED_NS, TRANSPORT.encode())
 
 
-def test_empty_line_is_counted_not_rejected():
-    out, rejects, written, empty = encode([b"", b'{"a":1}', b""])
+@pytest.mark.parametrize(
+    "line",
+    [b'{"transport" :"x" , "k" : 1 }', b'{"k":{"transport":"nested stays"},"transport":"x"}', b'{"transport\\u0000":1,"transport":2}',
+     b'{"a":"\\"transport\\":","transport":"x"}', b'{"transport":"x"}', b'{"transport":[{"]":"}"}],"z":"}"}'],
+)
+def test_replacing_added_fields_keeps_every_other_member_as_it_was(line):
+    out, rejects, written, _ = encode([line])
+    assert written == 1 and rejects == []
+    got = parse_strict(out[0])
+    expected = with_fields({k: v for k, v in parse_strict(line).items() if k not in ("transport", "received_ns")})
+    assert got == expected
+
+
+@pytest.mark.parametrize("blank", [b"", b"\r", b"   ", b" \t\r\n "])
+def test_empty_and_whitespace_only_lines_are_counted_not_rejected(blank):
+    # A CRLF blank line on a stream is b"\r": as empty as an empty datagram.
+    out, rejects, written, empty = encode([blank, b'{"a":1}', blank])
     assert (written, empty, rejects) == (1, 2, [])
     assert [parse_strict(x) for x in output_lines(out)] == [with_fields({"a": 1})]
 
