@@ -147,8 +147,9 @@ def compare(
     help=(
         "Fault and overload scenarios with bounded time: producers SIGKILLed mid-line, the aggregator "
         "SIGTERMed and SIGKILLed mid-stream, udp overload, a full disk, 1,000 connections, a 100 MB line, "
-        "fsync modes. Prints what was sent, written, rejected and lost against what each scenario "
-        "expects; exit 1 if any scenario fails."
+        "fsync modes, connection churn, a second start on a running aggregator, a rotation on a full "
+        "disk, a worker SIGKILLed mid-write. Prints what was sent, written, rejected and lost against "
+        "what each scenario expects; exit 1 if any scenario fails."
     )
 )
 def torture(

@@ -370,8 +370,9 @@ def fsync_cost(workdir: Path, scale: float) -> list[Row]:
 # -- issue 9: the adversarial probe's scenarios -------------------------------------------------
 
 # A client that opens a connection, sends one line and closes, as fast as it can, N times; it
-# prints how many lines it was told were sent (sendall returned). A line is never counted before
-# its connection was accepted by the kernel.
+# prints how many lines it was told were sent (sendall returned) and how many connects failed.
+# Blocking sockets: when the listen backlog is full, connect() waits (the kernel's push-back);
+# a socket with a timeout is non-blocking underneath, and AF_UNIX then fails with EAGAIN instead.
 CHURN_CLIENT = r"""
 import socket, sys
 transport, address, name, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -379,19 +380,19 @@ if transport == "tcp":
     host, _, port = address.rpartition(":"); family, target = socket.AF_INET, (host, int(port))
 else:
     family, target = socket.AF_UNIX, address
-sent = 0
+sent = errors = 0
 for i in range(n):
     s = socket.socket(family, socket.SOCK_STREAM)
     try:
-        s.settimeout(60)
         s.connect(target)
         s.sendall(b'{"producer":"%s","seq":%d}\n' % (name.encode(), i))
         sent += 1
     except OSError as exc:
+        errors += 1
         print("error", type(exc).__name__, exc, file=sys.stderr)
     finally:
         s.close()
-print(sent, flush=True)
+print(sent, errors, flush=True)
 """
 
 
@@ -414,7 +415,9 @@ def connection_churn(workdir: Path, scale: float, transports=("unixsock", "tcp")
                 outs = [c.communicate(timeout=300) for c in clients]
             finally:
                 reap(clients)
-            sent_by = {f"c{k}": int(out.split()[-1]) if out.split() else 0 for k, (out, _) in enumerate(outs)}
+            counts = [out.split() for out, _ in outs]
+            sent_by = {f"c{k}": int(c[0]) if c else 0 for k, c in enumerate(counts)}
+            client_errors = sum(int(c[1]) for c in counts if c)
             agg.wait_lines(sum(sent_by.values()), 60)
             agg.stop()
             s = agg.stats()
@@ -423,7 +426,7 @@ def connection_churn(workdir: Path, scale: float, transports=("unixsock", "tcp")
                   rejected=s["rejected_total"], expected_written=3 * per_client)
         once = all(sorted(seqs_of(recs, name)) == list(range(per_client)) for name in sent_by)
         row.ok = once and row.sent == 3 * per_client
-        row.figures = {"connections_opened": s["connections_opened"], "accept_paused": s.get("accept_paused"),
+        row.figures = {"connections_opened": s["connections_opened"], "accept_paused": s.get("accept_paused"), "client_errors": client_errors,
                        "connections_open_peak": s["connections_open_peak"], "max_connections": max_connections or 1024}
         row.notes = (f"{s['connections_opened']} connections, peak {s['connections_open_peak']} open, "
                      f"accepting paused {s.get('accept_paused')} times")

@@ -12,7 +12,14 @@ import subprocess
 
 import pytest
 
-from benchmarks.faultlib import AGGREGATOR, Aggregator, producer, producer_summary, reap, short_tempdir
+from benchmarks.faultlib import (
+    AGGREGATOR,
+    Aggregator,
+    producer,
+    producer_summary,
+    reap,
+    short_tempdir,
+)
 
 
 @pytest.mark.timeout(30)

@@ -12,13 +12,16 @@ import os
 import subprocess
 
 import pytest
+from helpers import run_cli
 
-from benchmarks.faultlib import AGGREGATOR, PRODUCER, Aggregator, Client, proc_status, short_tempdir
-
-
-def _run(cmd, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in cmd], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-
+from benchmarks.faultlib import (
+    AGGREGATOR,
+    PRODUCER,
+    Aggregator,
+    Client,
+    proc_status,
+    short_tempdir,
+)
 
 # -- item 10: a foreign output file ----------------------------------------------------------------
 
@@ -28,7 +31,7 @@ def test_a_large_file_without_a_newline_is_refused_and_left_intact(tmp_path):
     out = tmp_path / "foreign.jsonl"
     data = os.urandom(1024).hex().encode() * 20_000  # 40 MB, no newline
     out.write_bytes(data)
-    result = _run(Aggregator("unixsock", tmp_path / "agg", output=out).command)
+    result = run_cli(*Aggregator("unixsock", tmp_path / "agg", output=out).command)
     assert result.returncode == 1, result
     assert "not a line" in result.stderr and "refusing" in result.stderr, result.stderr
     assert out.stat().st_size == len(data) and out.read_bytes() == data
@@ -106,7 +109,7 @@ def test_datagram_memory_does_not_grow_with_max_line_bytes(tmp_path, transport):
 
 @pytest.mark.timeout(30)
 def test_max_line_bytes_beyond_its_limit_is_a_clear_error(tmp_path):
-    result = _run([AGGREGATOR, "unixgram", "--address", str(tmp_path / "s"), "--max-line-bytes", 1_000_000_000, "--output", tmp_path / "o.jsonl"])
+    result = run_cli(AGGREGATOR, "unixgram", "--address", str(tmp_path / "s"), "--max-line-bytes", 1_000_000_000, "--output", tmp_path / "o.jsonl")
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
     assert "--max-line-bytes" in result.stderr
@@ -134,7 +137,7 @@ def test_a_socket_path_over_the_kernel_limit_is_explained(tmp_path):
     try:
         path = d / ("s" * (120 - len(str(d)) - 1))
         assert len(str(path)) == 120
-        result = _run([AGGREGATOR, "unixsock", "--address", path, "--output", tmp_path / "o.jsonl"])
+        result = run_cli(AGGREGATOR, "unixsock", "--address", path, "--output", tmp_path / "o.jsonl")
     finally:
         import shutil
 
@@ -145,7 +148,7 @@ def test_a_socket_path_over_the_kernel_limit_is_explained(tmp_path):
 
 @pytest.mark.timeout(30)
 def test_an_out_of_range_rcvbuf_is_a_clear_error(tmp_path):
-    result = _run([AGGREGATOR, "udp", "--address", "127.0.0.1:0", "--rcvbuf", 3_000_000_000, "--output", tmp_path / "o.jsonl"])
+    result = run_cli(AGGREGATOR, "udp", "--address", "127.0.0.1:0", "--rcvbuf", 3_000_000_000, "--output", tmp_path / "o.jsonl")
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr and "--rcvbuf" in result.stderr, result.stderr
 
@@ -155,8 +158,8 @@ def test_a_ready_file_in_a_missing_directory_fails_before_listening_and_leaves_n
     d = short_tempdir()
     try:
         sock = d / "agg.sock"
-        result = _run([AGGREGATOR, "unixsock", "--address", sock, "--output", tmp_path / "o.jsonl",
-                       "--ready-file", tmp_path / "missing" / "ready.json", "--duration", 5])
+        result = run_cli(AGGREGATOR, "unixsock", "--address", sock, "--output", tmp_path / "o.jsonl",
+                       "--ready-file", tmp_path / "missing" / "ready.json", "--duration", 5)
         assert result.returncode == 2, result
         assert "Traceback" not in result.stderr and "ready" in result.stderr, result.stderr
         assert "listening on" not in result.stdout
@@ -169,7 +172,7 @@ def test_a_ready_file_in_a_missing_directory_fails_before_listening_and_leaves_n
 
 @pytest.mark.timeout(30)
 def test_an_empty_address_is_refused_not_taken_as_the_default(tmp_path):
-    result = _run([AGGREGATOR, "unixsock", "--address", "", "--output", tmp_path / "o.jsonl", "--duration", 0])
+    result = run_cli(AGGREGATOR, "unixsock", "--address", "", "--output", tmp_path / "o.jsonl", "--duration", 0)
     assert result.returncode == 2, result
     assert "empty" in result.stderr, result.stderr
     assert "listening on" not in result.stdout
@@ -179,8 +182,8 @@ def test_an_empty_address_is_refused_not_taken_as_the_default(tmp_path):
 def test_an_unwritable_stats_file_is_an_error_at_start(tmp_path):
     d = tmp_path / "ro"
     d.mkdir()
-    result = _run([AGGREGATOR, "udp", "--address", "127.0.0.1:0", "--output", tmp_path / "o.jsonl",
-                   "--stats-file", tmp_path / "missing-dir" / "stats.json", "--duration", 0])
+    result = run_cli(AGGREGATOR, "udp", "--address", "127.0.0.1:0", "--output", tmp_path / "o.jsonl",
+                   "--stats-file", tmp_path / "missing-dir" / "stats.json", "--duration", 0)
     assert result.returncode == 2, result
     assert "stats file" in result.stderr and "listening on" not in result.stdout, result
 

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import time
 
 import pytest
+from helpers import run_cli
 
-from benchmarks.faultlib import Aggregator, Client, nobody_ids, short_tempdir, wait_until
+from benchmarks.faultlib import (
+    Aggregator,
+    Client,
+    nobody_ids,
+    short_tempdir,
+    wait_until,
+)
 
 IS_ROOT = os.geteuid() == 0
 
-
-def _run(cmd, timeout: float = 30.0) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in cmd], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 def _plant(target, pids, precious) -> list:
@@ -67,7 +70,7 @@ def test_fifo_at_the_output_path_is_refused_at_once(tmp_path, reader):
     fd = os.open(out, os.O_RDONLY | os.O_NONBLOCK) if reader else None
     try:
         agg = Aggregator("unixsock", tmp_path / "agg", output=out)
-        result = _run(agg.command, timeout=20)  # before the fix: hung (no reader) or served the reader
+        result = run_cli(*agg.command, timeout=20)  # before the fix: hung (no reader) or served the reader
         assert result.returncode == 1, result
         assert "not a regular file" in result.stderr, result.stderr
         if fd is not None:
@@ -86,7 +89,7 @@ def test_a_file_owned_by_another_user_is_refused(tmp_path, which):
     path = agg.output if which == "output" else agg.stats_file
     path.write_bytes(b"theirs\n")
     os.chown(path, uid, gid)
-    result = _run(agg.command)
+    result = run_cli(*agg.command)
     assert result.returncode in (1, 2), result
     assert "owned by uid" in result.stderr, result.stderr
     assert path.read_bytes() == b"theirs\n"
@@ -98,7 +101,7 @@ def test_a_hard_linked_output_is_refused(tmp_path):
     precious.write_bytes(b"do not touch, no newline")
     agg = Aggregator("unixsock", tmp_path / "agg")
     os.link(precious, agg.output)
-    result = _run(agg.command)
+    result = run_cli(*agg.command)
     assert result.returncode == 1, result
     assert "hard links" in result.stderr, result.stderr
     assert precious.read_bytes() == b"do not touch, no newline"
@@ -133,7 +136,7 @@ def test_a_live_address_is_never_taken_over_by_another_transport(tmp_path, live,
         with Aggregator(live, tmp_path / "live", address=str(path)) as first:
             before = os.lstat(path)
             second = Aggregator(newcomer, tmp_path / "second", address=str(path))
-            result = _run(second.command)
+            result = run_cli(*second.command)
             assert result.returncode != 0, result
             assert "already listening" in result.stderr, result.stderr
             after = os.lstat(path)

@@ -6,16 +6,11 @@ in progress looked torn, and ``ftruncate`` cut lines out of the running aggregat
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
+from helpers import run_cli
 
 from benchmarks.faultlib import AGGREGATOR, Aggregator, Client
 from benchmarks.torture import second_start
-
-
-def _run(*args, timeout: float = 30.0) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.timeout(60)
@@ -28,7 +23,7 @@ def test_refused_start_on_the_same_address_leaves_the_live_output_untouched(tmp_
         with open(first.output, "ab") as f:
             f.write(b'{"seq":1,"msg":"being writt')
         before = first.output.read_bytes()
-        result = _run(AGGREGATOR, "unixsock", "--address", first.address, "--output", first.output)
+        result = run_cli(AGGREGATOR, "unixsock", "--address", first.address, "--output", first.output)
         assert result.returncode != 0
         assert "already listening" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
@@ -50,7 +45,7 @@ def test_second_writer_of_the_same_output_is_refused_and_names_the_first(tmp_pat
             out = first.output.with_suffix("")
         before_out, before_rej = first.output.read_bytes(), first.rejects.read_bytes()
         second = Aggregator("unixsock", tmp_path / "b", output=out)
-        result = _run(*second.command)
+        result = run_cli(*second.command)
         assert result.returncode == 1, result.stderr
         assert "Traceback" not in result.stderr
         assert "another aggregator" in result.stderr and f"pid {first.pid}" in result.stderr, result.stderr
