@@ -192,5 +192,12 @@ def soak(
         raise typer.Exit(1)
 
 
+# Shipping beyond one machine (issue 13): loglab nats up/down, loglab hosts up/produce/readback/down,
+# loglab readback. They live with the lab they drive, in natslab/.
+from natslab.cli import register as _register_shipping  # noqa: E402
+
+_register_shipping(app)
+
+
 def main() -> None:
     app()

@@ -210,5 +210,16 @@ class NatsDeployment:
         self.client(update)
 
     def to_state(self) -> dict:
-        return {"replicas": self.replicas, "control_netns": self.control_netns,
-                "nodes": [{"name": n.name, "url": n.url, "netns": n.netns, "store": str(n.store)} for n in self.nodes]}  # fmt: skip
+        return {"workdir": str(self.workdir), "replicas": self.replicas, "control_netns": self.control_netns,
+                "nodes": [{**vars(n), "store": str(n.store), "url": n.url} for n in self.nodes]}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, d: dict, group: ProcGroup) -> "NatsDeployment":
+        """The deployment an earlier command started (its processes are in ``group``)."""
+        self = cls.__new__(cls)
+        self.workdir, self.group, self.replicas = Path(d["workdir"]), group, d["replicas"]
+        self.control_netns, self.max_file_store = d.get("control_netns"), "8GB"
+        self.nodes = [NatsNode(n["name"], n["address"], n["port"], n["cluster_port"], n["http_port"], Path(n["store"]), n["netns"])
+                      for n in d["nodes"]]  # fmt: skip
+        self.places = [(n.address, n.netns) for n in self.nodes]
+        return self

@@ -91,10 +91,12 @@ def wait_until(predicate, what: str, timeout: float, interval: float = 0.02):
 
 def _start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22): with the pid
-    it names a process uniquely, so a recorded pid is never mistaken for a recycled one."""
+    it names a process uniquely, so a recorded pid is never mistaken for a recycled one. None when
+    there is no such process, or only its zombie (exited, not yet reaped by its parent)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[19])
+            fields = f.read().rpartition(")")[2].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
 

@@ -121,6 +121,7 @@ class Shipper:
         self.last_save = 0.0
         self.backoff = Backoff(o.backoff_initial, o.backoff_max)
         self._said: set[str] = set()
+        self.closing = False
 
     # -- logging ----------------------------------------------------------------------------------
     def say(self, text: str, once: str | None = None) -> None:
@@ -153,6 +154,7 @@ class Shipper:
             self._update_lag()
             self._write_stats()
             if self.nc is not None:
+                self.closing = True
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.nc.close(), 5)
             self.follower.close()
@@ -199,6 +201,8 @@ class Shipper:
         return False
 
     async def _on_disconnect(self) -> None:
+        if self.closing:
+            return
         self.counters.disconnects += 1
         self._fail("disconnected")
 
