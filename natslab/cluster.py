@@ -191,6 +191,24 @@ class NatsDeployment:
 
         self.client(create)
 
+    def stream_leader(self) -> int:
+        """Index of the node that leads LOGS now (0 on one node)."""
+        if len(self.nodes) == 1:
+            return 0
+        urls = self.urls
+
+        async def leader() -> str:
+            import nats
+
+            nc = await nats.connect(urls, connect_timeout=2)
+            try:
+                return (await nc.jetstream(timeout=5).stream_info(STREAM)).cluster.leader
+            finally:
+                await nc.close()
+
+        name = self.client(leader, timeout=30)
+        return next(i for i, n in enumerate(self.nodes) if n.name == name)
+
     def update_max_bytes(self, max_bytes: int) -> None:
         """Change LOGS's size limit (the operator freeing room: the stream-full scenario)."""
         urls = self.urls

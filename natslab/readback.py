@@ -62,7 +62,14 @@ async def read_stream(servers: list[str], subject: str = "logs.>", on_record=Non
             try:
                 msgs = await sub.fetch(FETCH, timeout=2)
             except nats.errors.TimeoutError:
-                break  # nothing more for this subject
+                # Nothing came: the end of this subject, or a cluster still settling (a node that
+                # just came back). The consumer's own count tells which.
+                try:
+                    if (await sub.consumer_info()).num_pending == 0:
+                        break
+                except nats.errors.Error:
+                    pass
+                continue
             for m in msgs:
                 # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts ns>.<pending>
                 parts = m.reply.rsplit(".", 4)

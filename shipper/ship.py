@@ -16,7 +16,8 @@
 * Any failure (an error PubAck such as "maximum bytes exceeded" when the stream is full, a batch
   not fully acknowledged within ``ack_timeout``, a disconnection, a publish that raises) drops every
   batch in flight, rewinds the file to the checkpoint and publishes again after a backoff (doubling
-  from ``backoff_initial`` up to ``backoff_max``; reset by the next acknowledged batch). Messages
+  from ``backoff_initial`` up to ``backoff_max``; reset by the next acknowledged batch): first a
+  probe of one line, then a window that doubles per acknowledged batch up to ``max_inflight``. Messages
   the server had stored come back as duplicates; order per producer can change only across such a
   retry (a later message stored before an earlier one that failed).
 * nats.py's own ``publish_async`` does the same per message with a Future and a semaphore, but its
@@ -122,6 +123,11 @@ class Shipper:
         self.backoff = Backoff(o.backoff_initial, o.backoff_max)
         self._said: set[str] = set()
         self.closing = False
+        # After a failure, one probe of one line, then the window of batches in flight doubles with
+        # each acknowledged batch up to max_inflight: an unavailable stream costs one refused
+        # publish per retry, not a whole window's.
+        self.window = o.max_inflight
+        self.probe = False
 
     # -- logging ----------------------------------------------------------------------------------
     def say(self, text: str, once: str | None = None) -> None:
@@ -226,7 +232,7 @@ class Shipper:
             self.counters.publish_error(reason)
             self._fail(reason)
             return
-        if b'"duplicate":true' in data:
+        if b'"duplicate"' in data:  # nats-server 2.9 writes ``"duplicate": true`` (with a space)
             batch.dups += 1
         batch.remaining -= 1
         if batch.remaining == 0:
@@ -245,6 +251,8 @@ class Shipper:
             c.bytes_shipped += b.size
             c.batches += 1
             self.acked = cpmod.Checkpoint(b.chunk.file, b.chunk.end, str(self.opts.file))
+            self.probe = False
+            self.window = min(self.opts.max_inflight, self.window * 2)
         self.backoff.reset()
 
     def _fail(self, reason: str) -> None:
@@ -264,10 +272,10 @@ class Shipper:
                 self.failure = "ack_timeout"
                 continue
             self._save_checkpoint()
-            if len(self.order) >= o.max_inflight or not self.nc.is_connected:
+            if len(self.order) >= self.window or (self.probe and self.order) or not self.nc.is_connected:
                 await asyncio.sleep(0.001 if self.nc.is_connected else 0.05)
                 continue
-            chunk = self.follower.read(o.batch_lines, o.batch_bytes)
+            chunk = self.follower.read(1 if self.probe else o.batch_lines, o.batch_bytes)
             if chunk is None:
                 if self.follower.switch_if_rotated(all_acked=not self.order):
                     new = self.follower.file
@@ -306,6 +314,7 @@ class Shipper:
         """Go back to the last acknowledged position and publish again after a backoff."""
         reason, self.failure = self.failure, None
         self.counters.retries += 1
+        self.window, self.probe = 1, True
         self.inflight.clear()
         self.order.clear()
         current = self.follower.file
