@@ -30,6 +30,19 @@ def _fail(text: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _down(state: Path, stop, remove: bool):
+    """Stop what an 'up' recorded in ``state`` (``stop(state)``), forget it, maybe delete its dir."""
+    import shutil
+
+    if not state.exists():
+        _fail(f"no {state}: nothing to stop")
+    result = stop(state)
+    state.unlink()
+    if remove:
+        shutil.rmtree(state.parent, ignore_errors=True)
+    return result
+
+
 def _need_nats() -> None:
     from .procs import nats_unavailable
 
@@ -76,17 +89,9 @@ def nats_down(
     dir: Path = typer.Option(Path("lab/nats"), "--dir", help=DIR_HELP),
     remove: bool = typer.Option(False, "--remove", help="Also delete --dir (configs, stores, logs)."),
 ) -> None:
-    import shutil
-
     from .procs import ProcGroup
 
-    state = dir / "nats.json"
-    if not state.exists():
-        _fail(f"no {state}: nothing to stop")
-    ProcGroup.from_state(json.loads(state.read_text())["procs"]).close()
-    state.unlink()
-    if remove:
-        shutil.rmtree(dir, ignore_errors=True)
+    _down(dir / "nats.json", lambda state: ProcGroup.from_state(json.loads(state.read_text())["procs"]).close(), remove)
     print("nats: stopped", file=sys.stderr)
 
 
@@ -175,19 +180,10 @@ def hosts_down(
     dir: Path = typer.Option(Path("lab/hosts"), "--dir", help=DIR_HELP),
     remove: bool = typer.Option(False, "--remove", help="Also delete --dir (logs, outputs, stores)."),
 ) -> None:
-    import shutil
-
     from .pipeline import Pipeline
 
-    state = dir / "lab.json"
-    if not state.exists():
-        _fail(f"no {state}: nothing to stop")
-    p = Pipeline.load_state(state)
-    p.close()
-    state.unlink()
-    if remove:
-        shutil.rmtree(dir, ignore_errors=True)
-    print(f"hosts: stopped; namespaces deleted ({p.hosts.mode})", file=sys.stderr)
+    mode = _down(dir / "lab.json", lambda state: (p := Pipeline.load_state(state)).close() or p.hosts.mode, remove)
+    print(f"hosts: stopped; namespaces deleted ({mode})", file=sys.stderr)
 
 
 # -- loglab readback ------------------------------------------------------------------------------

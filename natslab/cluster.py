@@ -141,11 +141,12 @@ class NatsDeployment:
     def client(self, factory, timeout: float | None = None):
         return run_async(factory, netns=self.control_netns, timeout=timeout)
 
-    def wait_jetstream(self, timeout: float = JS_READY_TIMEOUT) -> None:
-        """Until the JetStream API answers (a cluster: until its meta leader is elected)."""
+    def _retry(self, action, what: str, timeout: float) -> None:
+        """Run ``action(js)`` through a fresh connection until it succeeds (a cluster still electing,
+        a node still starting), at most ``timeout`` s."""
         urls = self.urls
 
-        async def ready() -> None:
+        async def attempt() -> None:
             import nats
 
             deadline = time.monotonic() + timeout
@@ -154,42 +155,34 @@ class NatsDeployment:
                 try:
                     nc = await nats.connect(urls, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
                     try:
-                        await nc.jetstream(timeout=2).account_info()
+                        await action(nc.jetstream(timeout=5))
                         return
                     finally:
                         await nc.close()
                 except Exception as exc:  # not elected yet, node still starting
                     last = exc
                 await asyncio.sleep(0.1)
-            raise RuntimeError(f"JetStream not ready after {timeout} s on {urls}: {last!r}")
+            raise RuntimeError(f"{what}: not done after {timeout} s on {urls}: {last!r}")
 
-        self.client(ready)
+        self.client(attempt)
+
+    def wait_jetstream(self, timeout: float = JS_READY_TIMEOUT) -> None:
+        """Until the JetStream API answers (a cluster: until its meta leader is elected)."""
+
+        async def ready(js) -> None:
+            await js.account_info()
+
+        self._retry(ready, "JetStream ready", timeout)
 
     def ensure_stream(self, max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = JS_READY_TIMEOUT) -> None:
         """Create LOGS (replicas = nodes) unless it exists, and wait until it answers."""
-        urls, replicas = self.urls, self.replicas
+        replicas = self.replicas
 
-        async def create() -> None:
-            import nats
+        async def create(js) -> None:
+            await ensure_stream(js, replicas, max_bytes)
+            await js.stream_info(STREAM)
 
-            deadline = time.monotonic() + timeout
-            last = None
-            while time.monotonic() < deadline:
-                try:
-                    nc = await nats.connect(urls, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
-                    try:
-                        js = nc.jetstream(timeout=5)
-                        await ensure_stream(js, replicas, max_bytes)
-                        await js.stream_info(STREAM)
-                        return
-                    finally:
-                        await nc.close()
-                except Exception as exc:
-                    last = exc
-                await asyncio.sleep(0.2)
-            raise RuntimeError(f"cannot create stream {STREAM} on {urls}: {last!r}")
-
-        self.client(create)
+        self._retry(create, f"create stream {STREAM}", timeout)
 
     def stream_leader(self) -> int:
         """Index of the node that leads LOGS now (0 on one node)."""

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.faultlib import wait_until  # the project's one polling helper (with a deadline)
+
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0  # generous: the machine has two cores shared with everything else
 STOP_TIMEOUT = 20.0
@@ -75,18 +77,6 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
         for s in socks:
             s.close()
     return ports
-
-
-def wait_until(predicate, what: str, timeout: float, interval: float = 0.02):
-    """Poll ``predicate`` until it returns a true value; AssertionError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
-        time.sleep(interval)
 
 
 def _start_time(pid: int) -> int | None:
