@@ -54,6 +54,7 @@ async def read_stream(servers: list[str], subject: str = "logs.>", on_record=Non
             subject, stream=STREAM,
             config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0),
         )  # fmt: skip
+        whole = subject in ("logs.>", ">")
         loads = orjson.loads
         prefix_len = len(SUBJECT_PREFIX)
         deadline = time.monotonic() + timeout
@@ -65,7 +66,7 @@ async def read_stream(servers: list[str], subject: str = "logs.>", on_record=Non
                 # Nothing came: the end of this subject, or a cluster still settling (a node that
                 # just came back). The consumer's own count tells which.
                 try:
-                    if (await sub.consumer_info()).num_pending == 0:
+                    if not whole and (await sub.consumer_info()).num_pending == 0:
                         break
                 except nats.errors.Error:
                     pass
@@ -88,7 +89,9 @@ async def read_stream(servers: list[str], subject: str = "logs.>", on_record=Non
                                     "intended_ns": rec.get("intended_ns", rec.get("ts_ns"))})  # fmt: skip
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     out.bad_payloads += 1
-                if pending == 0 or sseq >= out.stream_last_seq or (limit is not None and out.messages >= limit):
+                # The whole stream: up to the last message stored when the read began. A consumer on a
+                # replica still catching up (a node just back) can say "0 pending" before that.
+                if (sseq >= out.stream_last_seq if whole else pending == 0) or (limit is not None and out.messages >= limit):
                     done = True
                     break
         await sub.unsubscribe()
