@@ -156,9 +156,11 @@ def run_bench(
     rcvbuf: int | None,
     argv: list[str],
     workers: int = 1,
+    extra=None,
 ) -> bool:
     """Run ``suite``; persist every run as it finishes. False if any run failed or lost messages
-    on a reliable transport."""
+    on a reliable transport. ``extra(writer) -> bool``: more runs into the same results (the
+    pipeline scenario, natslab/bench.py), after the suite's."""
     systems = ["loglab"]
     peer_info = None
     if peer is not None:
@@ -221,6 +223,8 @@ def run_bench(
             writer.add_run(record)
             all_ok &= record.status == "ok" and not record.errors
             progress.finish(_run_summary(record))
+        if extra is not None:
+            all_ok &= extra(writer)
     finally:
         if tracer is not None:
             tracer.stop()

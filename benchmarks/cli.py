@@ -38,7 +38,12 @@ def _split_transports(text: str) -> tuple[str, ...]:
 )
 def bench(
     transports: str = typer.Option(",".join(TRANSPORT_NAMES), help="Comma-separated transports to run."),
-    scenarios: Optional[str] = typer.Option(None, help="Standard-suite scenarios to run (default: all): capacity,efficiency,latency,loss."),
+    scenarios: Optional[str] = typer.Option(
+        None,
+        help="Standard-suite scenarios to run (default: all): capacity,efficiency,latency,loss; and pipeline "
+        "(producers -> aggregator -> shipper -> JetStream R1 and R3, with nats-py's ceilings; needs nats-server; "
+        "only when named).",
+    ),
     producers: Optional[str] = typer.Option(None, help="Producers per run (list = sweep), e.g. 1,2,4,8."),
     count: Optional[str] = typer.Option(None, help="Messages per producer (list = sweep)."),
     size: Optional[str] = typer.Option(None, help="Bytes per message line (list = sweep), e.g. 64,512,4096."),
@@ -65,6 +70,9 @@ def bench(
     from .suite import custom_scenario, default_suite, parse_list, restrict
 
     chosen = _split_transports(transports)
+    pipeline = bool(scenarios) and "pipeline" in {s.strip() for s in scenarios.split(",")}
+    if pipeline:
+        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() != "pipeline") or None
     try:
         lists = dict(
             producers=parse_list(producers, int),
@@ -75,7 +83,9 @@ def bench(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if any(v is not None for v in lists.values()):
+    if pipeline and scenarios is None and all(v is None for v in lists.values()):
+        suite = []  # the pipeline alone
+    elif any(v is not None for v in lists.values()):
         if scenarios:
             raise typer.BadParameter("--scenarios selects standard-suite scenarios; it cannot be combined with workload options")
         suite = [custom_scenario(**lists, transports=chosen)]
@@ -98,6 +108,7 @@ def bench(
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
         workers=workers,
+        extra=_pipeline_runs(repeat, scale) if pipeline else None,
     )
     if report:
         from .report import render
@@ -106,6 +117,15 @@ def bench(
         print(f"report: {written.html} (and {written.md.name}, {len(written.charts)} charts)", file=sys.stderr)
     if not ok:
         raise typer.Exit(1)
+
+
+def _pipeline_runs(repeat: int, scale: float):
+    def run(writer) -> bool:
+        from natslab.bench import run_pipeline_bench
+
+        return run_pipeline_bench(writer, repeat=repeat, scale=scale, echo=lambda t: print(t, file=sys.stderr, flush=True))
+
+    return run
 
 
 @app.command(help="Render report.md and a self-contained report.html (with PNG charts) from a results directory.")
@@ -148,8 +168,9 @@ def compare(
         "Fault and overload scenarios with bounded time: producers SIGKILLed mid-line, the aggregator "
         "SIGTERMed and SIGKILLed mid-stream, udp overload, a full disk, 1,000 connections, a 100 MB line, "
         "fsync modes, connection churn, a second start on a running aggregator, a rotation on a full "
-        "disk, a worker SIGKILLed mid-write. Prints what was sent, written, rejected and lost against "
-        "what each scenario expects; exit 1 if any scenario fails."
+        "disk, a worker SIGKILLed mid-write; and shipping into NATS (ship_*: shipper SIGKILL, a node "
+        "killed, NATS down 30 s, rotation, a full stream). Prints what was sent, written, rejected and "
+        "lost against what each scenario expects; exit 1 if any scenario fails."
     )
 )
 def torture(
@@ -191,6 +212,13 @@ def soak(
     verdicts = [e["verdict"] for e in result["transports"].values()]
     if not all(v["no_growth"] and v["no_loss"] is not False for v in verdicts):
         raise typer.Exit(1)
+
+
+# Shipping beyond one machine (issue 13): loglab nats up/down, loglab hosts up/produce/readback/down,
+# loglab readback. They live with the lab they drive, in natslab/.
+from natslab.cli import register as _register_shipping  # noqa: E402
+
+_register_shipping(app)
 
 
 def main() -> None:

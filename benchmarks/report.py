@@ -530,6 +530,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
         blocks.append(("table", ["scenario", "transport", "system", "msg/s traced vs untraced", "agg CPU/msg traced vs untraced"], _overhead_rows(measured, traced)))
     soak = _soak_blocks(res, charts)
     blocks += soak
+    blocks += _pipeline_blocks([r for r in measured if r.scenario == "pipeline"])
     blocks += [("h2", "Workload parameters"), ("table", ["parameter", "value"], [[k, _short(v)] for k, v in res.params.items()])]
     env_rows = []
     for k, v in res.environment.items():
@@ -539,6 +540,34 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
             env_rows.append([k, _short(v)])
     blocks += [("h2", "Environment"), ("table", ["key", "value"], env_rows)]
     return blocks, charts
+
+
+def _pipeline_blocks(runs: list[RunRecord]) -> list:
+    """The pipeline scenario (natslab/bench.py): the shipper against nats-py's ceilings."""
+    if not runs:
+        return []
+    header = ["workload", "system", "stream", "n", "messages/s", "p50 ms", "p99 ms", "p99.9 ms",
+              "publisher CPU µs/msg", "nats-server CPU µs/msg", "aggregator CPU µs/msg", "missing", "dup"]  # fmt: skip
+    rows = []
+    for runs_g in _groups(runs).values():
+        p = runs_g[0].point
+        load = f"{p.producers}x{p.rate:,.0f}/s" if p.rate else f"{p.producers} flat out" if p.producers > 1 else "from memory"
+        for t in _order(r.transport for r in runs_g):
+            for system in _systems(runs_g):
+                sel = [r for r in runs_g if r.transport == t and r.system == system and r.status == "ok"]
+                if not sel:
+                    continue
+                m = lambda fn: _metric(runs_g, system, t, fn)  # noqa: E731
+                rows.append([load, system, t, str(len(sel)), _fmt(m(_d("messages_per_s")), "{:,.0f}"),
+                             _fmt(m(_lat("p50_ns")), "{:.1f}", 1e-6), _fmt(m(_lat("p99_ns")), "{:.1f}", 1e-6),
+                             _fmt(m(_lat("p99_9_ns")), "{:.1f}", 1e-6), _fmt(m(_d("shipper_cpu_us_per_msg")), "{:.1f}"),
+                             _fmt(m(_d("nats_cpu_us_per_msg")), "{:.1f}"), _fmt(m(_d("agg_cpu_us_per_msg")), "{:.2f}"),
+                             _fmt(m(lambda r: r.seq.missing if r.seq else None), "{:.0f}"),
+                             _fmt(m(lambda r: r.seq.duplicates if r.seq else None), "{:.0f}")])  # fmt: skip
+    return [("h2", "Pipeline: producers -> aggregator -> shipper -> JetStream"),
+            ("p", "Latency: the producer's intended send time to the stream's timestamp of the message. Publisher CPU: "
+                  "the shipper, or the ceiling's Python publisher (nats-py from memory). Median [min–max] over repeats."),
+            ("table", header, rows)]  # fmt: skip
 
 
 def _top(side: dict | None) -> str:

@@ -42,7 +42,9 @@ Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
     own counters), producer_errors {"EAGAIN": n}, trace {...} | null, trace_skipped str | null,
     errors [str], notes [str],
     derived {messages_per_s, mb_per_s, loss_fraction, agg_cpu_us_per_msg, prod_cpu_us_per_msg,
-             udp_rcvbuf_errors, udp_in_errors, window_s}      (RunRecord.compute_derived)
+             udp_rcvbuf_errors, udp_in_errors, window_s,
+             shipper_cpu_us_per_msg, nats_cpu_us_per_msg}     (RunRecord.compute_derived)
+    shipper: ProcessStats | null    (pipeline scenario: the shipper, or the ceiling's publisher)
 
 Derived figures: ``window_s = (window_end_ns - window_start_ns) / 1e9``; ``messages_per_s =
 seq.received / window_s``; ``mb_per_s = messages_per_s * point.size / 1e6`` (MB = 10^6 bytes of
@@ -60,7 +62,9 @@ producer message lines); ``agg_cpu_us_per_msg = aggregator.cpu_s / seq.received 
 the report accepts those too (``logprod`` = producer; ``logagg``/``syslog-ng`` = aggregator) and
 ``syscalls_per_msg`` as an alias.
 
-History: 1 (2026-11) first version (``traced`` added before any results were published).
+History: 1 (2026-11) first version (``traced`` added before any results were published); still 1
+with the optional ``shipper`` ProcessStats and the derived ``shipper_cpu_us_per_msg`` and
+``nats_cpu_us_per_msg`` (pipeline scenario, issue 13): older files lack them, older readers ignore them.
 """
 
 from __future__ import annotations
@@ -164,6 +168,7 @@ class RunRecord:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     derived: dict = field(default_factory=dict)
+    shipper: ProcessStats | None = None  # the pipeline scenario: the shipper (or the ceiling publisher)
 
     @property
     def delivered(self) -> int:
@@ -181,6 +186,9 @@ class RunRecord:
         d["agg_cpu_us_per_msg"] = self.aggregator.cpu_s / delivered * 1e6 if self.aggregator and delivered else None
         sent = self.sent if self.sent is not None else self.expected
         d["prod_cpu_us_per_msg"] = self.producers.cpu_s / sent * 1e6 if self.producers and sent else None
+        d["shipper_cpu_us_per_msg"] = self.shipper.cpu_s / delivered * 1e6 if self.shipper and delivered else None
+        nats_cpu = self.system_stats.get("nats_cpu_s") if self.system_stats else None
+        d["nats_cpu_us_per_msg"] = nats_cpu / delivered * 1e6 if nats_cpu is not None and delivered else None
         for name, key in (("udp_rcvbuf_errors", "RcvbufErrors"), ("udp_in_errors", "InErrors")):
             b, a = self.udp_snmp_before or {}, self.udp_snmp_after or {}
             d[name] = a[key] - b[key] if key in a and key in b else None
@@ -193,7 +201,7 @@ class RunRecord:
             v = getattr(self, f.name)
             if f.name == "seq":
                 v = v.to_dict() if v is not None else None
-            elif f.name in ("point", "latency", "aggregator", "producers") and v is not None:
+            elif f.name in ("point", "latency", "aggregator", "producers", "shipper") and v is not None:
                 v = asdict(v)
             out[f.name] = v
         return out
@@ -208,7 +216,7 @@ class RunRecord:
             d["seq"] = SeqCheckResult.from_dict(d["seq"])
         if d.get("latency") is not None:
             d["latency"] = LatencyRecord(**d["latency"])
-        for role in ("aggregator", "producers"):
+        for role in ("aggregator", "producers", "shipper"):
             if d.get(role) is not None:
                 d[role] = ProcessStats(**d[role])
         return cls(**d)

@@ -580,6 +580,11 @@ SCENARIOS = {
     "fsync_cost": fsync_cost,
 }
 
+# Shipping beyond one machine (issue 13): ship_* scenarios, in natslab/torture.py (they need nats-server).
+from natslab.torture import SCENARIOS as _SHIPPING  # noqa: E402
+
+SCENARIOS.update(_SHIPPING)
+
 
 def format_table(rows: list[Row]) -> str:
     head = ("scenario", "transport", "sent", "written", "rejected", "lost", "expected", "ok", "s", "notes")
