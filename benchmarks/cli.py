@@ -178,8 +178,8 @@ def torture(
     scale: float = typer.Option(1.0, min=0.01, help="Multiply message counts (0.3: a quick run)."),
     out: Optional[Path] = typer.Option(None, help="Write the rows as JSON here, as they complete."),
 ) -> None:
-    from .torture import SCENARIOS
-    from .torture import main as torture_main
+    from .faults.torture import SCENARIOS
+    from .faults.torture import main as torture_main
 
     names = [n.strip() for n in scenarios.split(",")] if scenarios else None
     if names and set(names) - set(SCENARIOS):
@@ -202,7 +202,7 @@ def soak(
     producers: int = typer.Option(2, min=1, help="Producers per transport."),
     out: Path = typer.Option(Path("results/soak"), help="Directory for soak.json and soak.png."),
 ) -> None:
-    from .soak import plot_soak, run_soak, summary_table
+    from .faults.soak import plot_soak, run_soak, summary_table
 
     out.mkdir(parents=True, exist_ok=True)
     result = run_soak(duration_s=duration, rate=rate, producers=producers, out_json=out / "soak.json")

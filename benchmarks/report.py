@@ -417,7 +417,7 @@ def _soak_blocks(res: Results, charts: list) -> list:
         return []
     import json
 
-    from .soak import plot_soak
+    from .faults.soak import plot_soak
 
     soak = json.loads(path.read_text())
     tmp = path.with_name(".soak-chart.png")

@@ -39,7 +39,7 @@ from benchmarks.seqcheck import SeqCheckResult
 
 from .cluster import NatsDeployment
 from .pipeline import Pipeline
-from .procs import ProcGroup, nats_unavailable
+from benchmarks.processes import ProcGroup, nats_unavailable
 
 PRODUCERS = 4
 SIZE = 200

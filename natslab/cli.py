@@ -44,7 +44,7 @@ def _down(state: Path, stop, remove: bool):
 
 
 def _need_nats() -> None:
-    from .procs import nats_unavailable
+    from benchmarks.processes import nats_unavailable
 
     why = nats_unavailable()
     if why:
@@ -62,7 +62,7 @@ def nats_up(
     max_bytes: int = typer.Option(DEFAULT_MAX_BYTES, help="LOGS's size limit in bytes; publishers are refused beyond it."),
 ) -> None:
     from .cluster import NatsDeployment
-    from .procs import ProcGroup
+    from benchmarks.processes import ProcGroup
 
     _need_nats()
     if nodes not in (1, 3):
@@ -89,7 +89,7 @@ def nats_down(
     dir: Path = typer.Option(Path("lab/nats"), "--dir", help=DIR_HELP),
     remove: bool = typer.Option(False, "--remove", help="Also delete --dir (configs, stores, logs)."),
 ) -> None:
-    from .procs import ProcGroup
+    from benchmarks.processes import ProcGroup
 
     _down(dir / "nats.json", lambda state: ProcGroup.from_state(json.loads(state.read_text())["procs"]).close(), remove)
     print("nats: stopped", file=sys.stderr)

@@ -8,7 +8,7 @@ Each node gets a generated config and a private store directory under the deploy
     jetstream { store_dir: "DIR/n1/store", max_memory_store: 64MB, max_file_store: ... }
     cluster { name: loglab, listen: "ADDR:PORT", routes: [the other nodes] }   (three nodes only)
 
-On loopback every port is a free one (``procs.free_ports``; a node that loses the race for its
+On loopback every port is a free one (``benchmarks.processes.free_ports``; a node that loses the race for its
 port is started again on new ones). On namespaced hosts each node listens on its host's own
 address with the standard ports (4222 clients, 6222 routes, 8222 monitoring): nothing else lives
 in those namespaces.
@@ -29,7 +29,7 @@ from pathlib import Path
 from shipper.stream import DEFAULT_MAX_BYTES, STREAM, ensure_stream
 
 from .hosts import run_async
-from .procs import Proc, ProcGroup, free_ports, nats_proc
+from benchmarks.processes import Proc, ProcGroup, free_ports, nats_proc
 
 JS_READY_TIMEOUT = 60.0
 

@@ -28,7 +28,7 @@ from shipper.stream import DEFAULT_MAX_BYTES, STREAM
 
 from .cluster import NatsDeployment
 from .hosts import Host, Hosts
-from .procs import Proc, ProcGroup, aggregator_proc, listening_address, producer_proc, shipper_proc, wait_until
+from benchmarks.processes import AggregatorProc, Proc, ProcGroup, ProducerProc, shipper_proc, wait_until
 from .readback import check, expected_for, read_stream
 
 OUTPUT = "aggregated_logs.jsonl"
@@ -102,9 +102,9 @@ class Pipeline:
 
     def start_aggregator(self, host: Host) -> Proc:
         sock = self.sockdir / f"{host.name}.sock"
-        proc = self.group.start(aggregator_proc(f"agg-{host.name}", host.dir, "unixsock", str(sock), self.output(host),
-                                                *self.aggregator_args, netns=host.netns))  # fmt: skip
-        self.addresses[host.name] = listening_address(proc)
+        proc = self.group.start(AggregatorProc("unixsock", host.dir, *self.aggregator_args, address=str(sock),
+                                               output=self.output(host), netns=host.netns, name=f"agg-{host.name}"))  # fmt: skip
+        self.addresses[host.name] = proc.address
         return proc
 
     def start_shipper(self, host: Host, *extra, wait: bool = True) -> Proc:
@@ -141,8 +141,8 @@ class Pipeline:
         for h in hosts or self.hosts.hosts:
             for i in range(producers):
                 name = f"prod{self._producer_runs}-{h.name}-{prefix}{i}"
-                started.append(self.group.start(producer_proc(name, h.dir, "unixsock", self.addresses[h.name], f"{prefix}{i}", count,
-                                                              *args, netns=h.netns)))  # fmt: skip
+                started.append(self.group.start(ProducerProc("unixsock", self.addresses[h.name], f"{prefix}{i}", count, h.dir,
+                                                             "--quiet", *args, netns=h.netns, name=name)))  # fmt: skip
         return started
 
     def run_producers(self, producers: int, count: int, *args, timeout: float = 300.0, prefix: str = "p") -> list[Proc]:

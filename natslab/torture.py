@@ -9,30 +9,16 @@ every one exactly once. ``figures`` hold duplicates, dedup hits, retries and wha
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from pathlib import Path
 
 from .pipeline import Pipeline
-from .procs import nats_unavailable, wait_until
+from benchmarks.faults.rows import Row, finish
+from benchmarks.processes import nats_unavailable, wait_until
 from .readback import exactly_once
 
 PRODUCERS = 4
-
-
-# benchmarks/torture.py registers these scenarios when it is imported, so its names are taken at
-# call time (either module may be imported first).
-def Row(*args, **kw):  # noqa: N802 - stands for the class
-    from benchmarks.torture import Row as _Row
-
-    return _Row(*args, **kw)
-
-
-def _finish(row, t0: float):
-    from benchmarks.torture import _finish as finish
-
-    return finish(row, t0)
 
 
 def _n(base: int, scale: float) -> int:
@@ -45,13 +31,8 @@ def _skipped(name: str) -> list[Row] | None:
 
 
 def _sent(p: Pipeline, procs) -> int:
-    total = 0
-    for proc in procs:
-        try:
-            total += json.loads((proc.workdir / f"{proc.name}.summary.json").read_text())["sent"]
-        except (FileNotFoundError, KeyError, ValueError):
-            pass
-    return total
+    """What the producers were told was sent (0 for one that never connected)."""
+    return sum(proc.sent for proc in procs)
 
 
 def _finish_row(name: str, p: Pipeline, procs, count: int, t0: float, figures: dict, notes: str) -> Row:
@@ -69,7 +50,7 @@ def _finish_row(name: str, p: Pipeline, procs, count: int, t0: float, figures: d
                    "dedup_hits": sum(s.get("dedup_hits", 0) for s in stats), "retries": sum(s.get("retries", 0) for s in stats),
                    "publish_errors": sum(s.get("publish_errors", 0) for s in stats), "hosts": p.describe(), **figures}  # fmt: skip
     row.notes = f"{notes}; dup {result.duplicates}, dedup hits {row.figures['dedup_hits']}, retries {row.figures['retries']}"
-    return _finish(row, t0)
+    return finish(row, t0)
 
 
 def _pipeline(workdir: Path, nodes: int = 3, **kw) -> Pipeline:

@@ -10,7 +10,11 @@ import json
 
 import pytest
 
-from helpers import DATAGRAM_TRANSPORTS, STREAM_TRANSPORTS, TRANSPORTS
+from aggregator.transports import TRANSPORT_NAMES, transport_names
+
+DATAGRAM_TRANSPORTS = transport_names(kind="datagram")
+STREAM_TRANSPORTS = transport_names(kind="stream")
+TRANSPORTS = TRANSPORT_NAMES
 
 MAX_LINE = 1024
 GOOD = {"producer": "test", "seq": 1, "msg": "good"}
@@ -24,7 +28,7 @@ CONTENT_REJECTS = [
 
 
 def assert_good_line_arrives(agg, transport: str, n: int = 1) -> None:
-    agg.wait_for_output_lines(n)
+    agg.wait_lines(n)
     records = agg.records()
     assert len(records) == n
     last = records[-1]
@@ -49,9 +53,9 @@ def assert_stopped_with(agg, rejected: dict, written: int) -> None:
 @pytest.mark.parametrize(("reason", "payload"), CONTENT_REJECTS, ids=[r for r, _ in CONTENT_REJECTS])
 def test_bad_message_is_rejected_and_the_connection_keeps_working(lab, transport, reason, payload):
     agg = lab.aggregator(transport)
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     client.send(payload + b"\n")  # a line, or a datagram with its optional newline
-    agg.wait_for_rejects(1)
+    agg.wait_rejects(1)
     (reject,) = agg.reject_records()
     assert reject["reason"] == reason
     assert reject["transport"] == transport
@@ -70,13 +74,13 @@ def test_bad_message_is_rejected_and_the_connection_keeps_working(lab, transport
 @pytest.mark.parametrize("transport", STREAM_TRANSPORTS)
 def test_line_too_long_is_rejected_and_reading_resumes_at_the_next_newline(lab, transport):
     agg = lab.aggregator(transport, "--max-line-bytes", str(MAX_LINE))
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     # Valid JSON, so only its length can be the reason; sent in pieces, as a slow writer would.
     long = b'{"pad":"' + b"x" * 5000 + b'"}'
     for i in range(0, len(long), 700):
         client.send(long[i : i + 700])
     client.send(b"\n")
-    agg.wait_for_rejects(1)
+    agg.wait_rejects(1)
     (reject,) = agg.reject_records()
     assert reject["reason"] == "line_too_long"
     assert reject["length"] == len(long)
@@ -97,10 +101,10 @@ def test_line_too_long_is_rejected_and_reading_resumes_at_the_next_newline(lab, 
 @pytest.mark.parametrize("transport", DATAGRAM_TRANSPORTS)
 def test_datagram_over_max_line_bytes_is_rejected_as_truncated(lab, transport):
     agg = lab.aggregator(transport, "--max-line-bytes", str(MAX_LINE))
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     big = b'{"pad":"' + b"x" * 2000 + b'"}'
     client.send(big)
-    agg.wait_for_rejects(1)
+    agg.wait_rejects(1)
     (reject,) = agg.reject_records()
     assert reject["reason"] == "datagram_truncated"
     assert reject["length"] == len(big)  # the true size, not what fitted the buffer
@@ -120,12 +124,12 @@ def test_message_of_exactly_max_line_bytes_is_accepted_with_its_newline(lab, tra
     # --max-line-bytes is the longest accepted message; the newline that ends it is optional on
     # datagrams and a terminator on streams, so it does not count on either.
     agg = lab.aggregator(transport, "--max-line-bytes", str(MAX_LINE))
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     exact = b'{"pad":"' + b"x" * (MAX_LINE - 10) + b'"}'
     assert len(exact) == MAX_LINE
     client.send(exact + b"\n")
     client.send(GOOD_LINE + b"\n")
-    agg.wait_for_output_lines(1)
+    agg.wait_lines(1)
     client.close()
     assert agg.stop() == 0
     stats = agg.stats()
@@ -138,17 +142,17 @@ def test_message_of_exactly_max_line_bytes_is_accepted_with_its_newline(lab, tra
 @pytest.mark.parametrize("transport", ["unixsock", "tcp"])
 def test_partial_line_at_close_goes_to_rejects_and_the_aggregator_keeps_working(lab, transport):
     agg = lab.aggregator(transport)
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     client.send(GOOD_LINE + b"\n" + b'{"msg": "cut off')
     client.close()
-    agg.wait_for_rejects(1)
+    agg.wait_rejects(1)
     (reject,) = agg.reject_records()
     assert reject["reason"] == "partial_line_at_close"
     assert reject["data"] == '{"msg": "cut off'
     assert reject["length"] == len(b'{"msg": "cut off')
     assert_good_line_arrives(agg, transport)
 
-    again = lab.connect(transport, agg.address)
+    again = lab.client(transport, agg.address)
     again.send(GOOD_LINE + b"\n")
     assert_good_line_arrives(agg, transport, 2)
     again.close()
@@ -160,7 +164,7 @@ def test_partial_line_in_a_fifo_goes_to_rejects_at_shutdown(lab):
     # A FIFO is one byte stream shared by every writer: a writer leaving mid-line cannot be told
     # apart from a slow one, so the unfinished line is a reject only when the aggregator stops.
     agg = lab.aggregator("fifo")
-    client = lab.connect("fifo", agg.address)
+    client = lab.client("fifo", agg.address)
     client.send(GOOD_LINE + b"\n" + b'{"msg": "cut off')
     assert_good_line_arrives(agg, "fifo")
     client.close()
@@ -177,7 +181,7 @@ def test_partial_line_in_a_fifo_goes_to_rejects_at_shutdown(lab):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_empty_messages_are_counted_not_rejected(lab, transport):
     agg = lab.aggregator(transport)
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     if transport in DATAGRAM_TRANSPORTS:
         client.send(b"\n")
         client.send(b"")
@@ -200,13 +204,13 @@ def test_empty_messages_are_counted_not_rejected(lab, transport):
 @pytest.mark.parametrize("transport", ["unixsock", "tcp"])
 def test_every_reason_on_one_connection_in_one_write(lab, transport):
     agg = lab.aggregator(transport, "--max-line-bytes", str(MAX_LINE))
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     lines = [GOOD_LINE]
     for _, payload in CONTENT_REJECTS:
         lines += [payload, GOOD_LINE]
     lines += [b"{" + b" " * 3000 + b"}", GOOD_LINE]
     client.send(b"\n".join(lines) + b"\n")
-    agg.wait_for_output_lines(5)
+    agg.wait_lines(5)
     client.close()
     assert_stopped_with(
         agg, {"invalid_json": 1, "not_an_object": 1, "invalid_utf8": 1, "line_too_long": 1}, written=5

@@ -7,8 +7,16 @@ import pytest
 
 from benchmarks.environment import collect_environment
 from benchmarks.results import (
-    SCHEMA_VERSION, BenchParams, LatencyRecord, ProcessStats, ResultsError, ResultsWriter, RunRecord, SweepPoint,
-    load_results, write_bundle,
+    SCHEMA_VERSION,
+    BenchParams,
+    LatencyRecord,
+    ProcessStats,
+    ResultsError,
+    ResultsWriter,
+    RunRecord,
+    SweepPoint,
+    load_results,
+    write_bundle,
 )  # fmt: skip
 from benchmarks.seqcheck import analyze_output
 

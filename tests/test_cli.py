@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import AGGREGATOR, PATH_TRANSPORTS, PRODUCER, TRANSPORTS, run_cli
+from aggregator.transports import TRANSPORT_NAMES, transport_names
+from benchmarks.processes import AGGREGATOR, PRODUCER, run_cli
+
+PATH_TRANSPORTS = transport_names(address_kind="path")
+TRANSPORTS = TRANSPORT_NAMES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,9 +31,9 @@ def assert_clear_error(result, *fragments: str) -> None:
 
 
 def send_and_check_one_line(lab, agg) -> None:
-    client = lab.connect(agg.transport, agg.address)
+    client = lab.client(agg.transport, agg.address)
     client.send(b'{"alive":true}\n')
-    agg.wait_for_output_lines(1)
+    agg.wait_lines(1)
     client.close()
     assert agg.records()[0]["alive"] is True
 
@@ -123,7 +127,7 @@ def test_second_aggregator_on_the_same_path_is_refused(lab, tmp_path, transport)
 @pytest.mark.parametrize("transport", PATH_TRANSPORTS)
 def test_stale_socket_left_by_a_killed_aggregator_is_replaced(lab, transport):
     dead = lab.aggregator(transport)
-    dead.send_signal(signal.SIGKILL)
+    dead.send(signal.SIGKILL)
     dead.wait()
     assert os.path.lexists(dead.address), "SIGKILL leaves the socket/FIFO file behind"
     fresh = lab.aggregator(transport, address=dead.address)
@@ -246,7 +250,7 @@ def test_fifo_producer_refuses_a_size_above_pipe_buf(lab):
 def test_fifo_producer_accepts_a_size_of_exactly_pipe_buf(lab):
     agg = lab.aggregator("fifo")
     (p,) = lab.run_producers("fifo", agg.address, 1, 20, "--size", "4096", "--batch", "8")
-    assert p.proc.returncode == 0, p.stderr_text()
+    assert p.returncode() == 0, p.stderr_text()
     assert agg.stop() == 0
     assert sorted(r["seq"] for r in agg.records()) == list(range(20))
     assert agg.stats()["bytes_received"] == 20 * 4096

@@ -10,27 +10,24 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 import pytest
 
-from benchmarks.faultlib import (
-    HALF_LINE_TAIL,
-    Aggregator,
+from benchmarks.faults.machine import can_mount_tmpfs, remount, tmpfs
+from benchmarks.processes import (
+    AggregatorProc,
     Client,
-    can_mount_tmpfs,
     count_lines,
-    producer,
-    producer_summary,
+    half_line_tail,
     proc_cpu_seconds,
     proc_status,
+    producer_summary,
     reap,
-    remount,
     seqs_of,
     short_tempdir,
     start_half_line_writer,
-    tmpfs,
+    start_producer,
     wait_until,
     whole_lines,
 )
@@ -49,8 +46,8 @@ def _assert_every_line_is_a_json_object(path) -> None:
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("transport", ["unixsock", "tcp"])
 def test_producer_sigkilled_mid_line_keeps_its_whole_lines_and_rejects_the_partial_one(tmp_path, transport):
-    with Aggregator(transport, tmp_path / "agg") as agg:
-        procs = [producer(transport, agg.address, f"p{i}", OTHER_COUNT, tmp_path, "--rate", 4000) for i in range(OTHERS)]
+    with AggregatorProc(transport, tmp_path / "agg") as agg:
+        procs = [start_producer(transport, agg.address, f"p{i}", OTHER_COUNT, tmp_path, "--rate", 4000) for i in range(OTHERS)]
         try:
             victim = start_half_line_writer(transport, agg.address, 500)
             victim.send_signal(signal.SIGKILL)
@@ -62,15 +59,15 @@ def test_producer_sigkilled_mid_line_keeps_its_whole_lines_and_rejects_the_parti
             agg.wait_rejects(1)
         finally:
             reap(procs)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         records = agg.records()
         assert seqs_of(records, "victim") == list(range(500))
         for i in range(OTHERS):
             assert seqs_of(records, f"p{i}") == list(range(OTHER_COUNT)), "other producers must be unaffected"
         (reject,) = agg.reject_records()
         assert reject["reason"] == "partial_line_at_close"
-        assert reject["data"].encode() == HALF_LINE_TAIL(500)
-        assert reject["length"] == len(HALF_LINE_TAIL(500))
+        assert reject["data"].encode() == half_line_tail(500)
+        assert reject["length"] == len(half_line_tail(500))
         stats = agg.stats()
         assert stats["messages_written"] == 500 + OTHERS * OTHER_COUNT
         assert stats["rejected"] == {"partial_line_at_close": 1}
@@ -81,18 +78,18 @@ def test_producer_sigkilled_mid_line_keeps_its_whole_lines_and_rejects_the_parti
 def test_producer_sigkilled_mid_stream_leaves_a_gapless_prefix_and_no_rejects(tmp_path, transport):
     # FIFO writes of whole lines <= PIPE_BUF and datagrams are atomic: a killed producer cannot
     # leave half a line, so what it sent is a prefix 0..k-1 and nothing is rejected.
-    with Aggregator(transport, tmp_path / "agg") as agg:
-        victim = producer(transport, agg.address, "victim", 1_000_000, tmp_path, "--rate", 5000)
-        procs = [producer(transport, agg.address, f"p{i}", OTHER_COUNT, tmp_path, "--rate", 4000) for i in range(OTHERS)]
+    with AggregatorProc(transport, tmp_path / "agg") as agg:
+        victim = start_producer(transport, agg.address, "victim", 1_000_000, tmp_path, "--rate", 5000)
+        procs = [start_producer(transport, agg.address, f"p{i}", OTHER_COUNT, tmp_path, "--rate", 4000) for i in range(OTHERS)]
         try:
             wait_until(lambda: any(b'"victim"' in line for line in whole_lines(agg.output)), "victim's first line")
-            victim.send_signal(signal.SIGKILL)
+            victim.send(signal.SIGKILL)
             victim.wait(10)
             for p in procs:
                 assert p.wait(60) == 0
         finally:
             reap([victim, *procs])
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         records = agg.records()
         killed = seqs_of(records, "victim")
         assert 0 < len(killed) < 1_000_000
@@ -107,13 +104,13 @@ def test_aggregator_sigkilled_mid_stream_leaves_whole_lines_and_a_restart_append
     out = tmp_path / "out.jsonl"
     sockdir = short_tempdir()
     request.addfinalizer(lambda: shutil.rmtree(sockdir, ignore_errors=True))
-    first = Aggregator("unixsock", tmp_path / "a1", "--flush-interval", 0, output=out, sockdir=sockdir)
+    first = AggregatorProc("unixsock", tmp_path / "a1", "--flush-interval", 0, output=out, address=str(sockdir / "agg.sock"))
     with first:
-        procs = [producer("unixsock", first.address, f"p{i}", 1_000_000, tmp_path, "--rate", 20000) for i in range(OTHERS)]
+        procs = [start_producer("unixsock", first.address, f"p{i}", 1_000_000, tmp_path, "--rate", 20000) for i in range(OTHERS)]
         try:
             first.wait_lines(5000)
-            first.proc.send_signal(signal.SIGKILL)
-            first.proc.wait(10)
+            first.send(signal.SIGKILL)
+            first.wait(10)
         finally:
             reap(procs)
     # Every line is whole JSON and each producer's lines are a gapless prefix (only the unflushed
@@ -125,15 +122,15 @@ def test_aggregator_sigkilled_mid_stream_leaves_whole_lines_and_a_restart_append
         assert seqs == list(range(len(seqs)))
     assert os.path.exists(first.address), "SIGKILL leaves the socket file behind (stale)"
     # A restart on the same output (the stale socket is replaced) appends after the old lines.
-    second = Aggregator("unixsock", tmp_path / "a2", output=out, address=first.address)
+    second = AggregatorProc("unixsock", tmp_path / "a2", output=out, address=first.address)
     with second:
-        procs = [producer("unixsock", second.address, f"q{i}", 500, tmp_path) for i in range(OTHERS)]
+        procs = [start_producer("unixsock", second.address, f"q{i}", 500, tmp_path) for i in range(OTHERS)]
         try:
             for p in procs:
                 assert p.wait(60) == 0
         finally:
             reap(procs)
-        assert second.stop() == 0, second.stderr()
+        assert second.stop() == 0, second.stderr_text()
     _assert_every_line_is_a_json_object(out)
     records = [json.loads(line) for line in whole_lines(out)]
     assert records[: len(before)] == before
@@ -148,7 +145,7 @@ def test_torn_last_line_from_a_crash_is_moved_to_rejects_at_start(tmp_path):
     whole = b'{"producer":"old","seq":0}\n{"producer":"old","seq":1}\n'
     torn = b'{"producer":"old","seq":2,"msg":"torn by a cra'
     out.write_bytes(whole + torn)
-    with Aggregator("unixsock", tmp_path / "agg", output=out) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", output=out) as agg:
         with Client("unixsock", agg.address) as c:
             c.send(b'{"producer":"new","seq":0}\n')
         agg.wait_lines(3)
@@ -165,8 +162,8 @@ def test_torn_last_line_from_a_crash_is_moved_to_rejects_at_start(tmp_path):
 @pytest.mark.parametrize("mode", ["never", "interval", "always"])
 def test_fsync_modes_write_everything_and_fsync_as_documented(tmp_path, mode):
     n = 3000
-    with Aggregator("unixsock", tmp_path / "agg", "--fsync", mode, "--fsync-interval", 0.05) as agg:
-        p = producer("unixsock", agg.address, "p", n, tmp_path, "--rate", 10000)
+    with AggregatorProc("unixsock", tmp_path / "agg", "--fsync", mode, "--fsync-interval", 0.05) as agg:
+        p = start_producer("unixsock", agg.address, "p", n, tmp_path, "--rate", 10000)
         try:
             assert p.wait(60) == 0
         finally:
@@ -195,15 +192,15 @@ BACKLOG = 256 * 1024
 def test_full_disk_blocks_producers_bounds_memory_and_resumes_without_loss(tmp_path, transport):
     n = 60000  # 12 MB onto a 512 KiB disk: more than the kernel's socket/pipe buffers can hold
     with tmpfs("512k") as mnt:
-        agg = Aggregator(transport, tmp_path / "agg", "--max-backlog-bytes", BACKLOG, output=mnt / "out.jsonl", stats_interval=0.2)
+        agg = AggregatorProc(transport, tmp_path / "agg", "--max-backlog-bytes", BACKLOG, output=mnt / "out.jsonl", stats_interval=0.2)
         with agg:
             base_rss = proc_status(agg.pid)["VmRSS"]
-            p = producer(transport, agg.address, "p", n, tmp_path)
+            p = start_producer(transport, agg.address, "p", n, tmp_path)
             try:
                 stalled = agg.wait_stats(lambda s: s["reading_paused"] >= 1 and s["output_write_errors"] >= 1, "reading paused")
                 # The producer is blocked by the kernel, not failing: still running, nothing lost yet.
                 time.sleep(0.5)  # let the stall last (the assertion is on state, not on this delay)
-                assert p.poll() is None, "the producer should be blocked while the disk is full"
+                assert p.running(), "the producer should be blocked while the disk is full"
                 cpu0, t0 = proc_cpu_seconds(agg.pid), time.monotonic()
                 time.sleep(1.0)
                 busy = (proc_cpu_seconds(agg.pid) - cpu0) / (time.monotonic() - t0)
@@ -212,7 +209,7 @@ def test_full_disk_blocks_producers_bounds_memory_and_resumes_without_loss(tmp_p
                 # Bound: --max-backlog-bytes plus one turn of reads (4 x 64 KiB per ready
                 # connection) and their copies; measured ~2 MiB over the idle RSS.
                 assert grown < 8 * 1024 * 1024, f"memory grew {grown} bytes while stalled"
-                err = agg.stderr()
+                err = agg.stderr_text()
                 assert "No space left on device (ENOSPC)" in err and "reading paused" in err
                 assert stalled["messages_written"] < n
                 # Space returns: everything is written, in order, nothing lost.
@@ -221,10 +218,10 @@ def test_full_disk_blocks_producers_bounds_memory_and_resumes_without_loss(tmp_p
             finally:
                 reap([p])
             agg.wait_lines(n)
-            assert agg.stop() == 0, agg.stderr()
+            assert agg.stop() == 0, agg.stderr_text()
             stats = agg.stats()
             records = agg.records()
-            assert "output writable again" in agg.stderr() and "reading resumed" in agg.stderr()
+            assert "output writable again" in agg.stderr_text() and "reading resumed" in agg.stderr_text()
         assert seqs_of(records, "p") == list(range(n))
         assert stats["messages_written"] == n and stats["rejected"] == {}
         assert producer_summary(tmp_path, "p")["sent"] == n
@@ -236,13 +233,13 @@ def test_full_disk_at_shutdown_exits_non_zero_with_a_clear_message(tmp_path):
     # Documented choice: if space does not return within --drain-timeout of a stop, the
     # aggregator says how much it could not write and exits 1 (it never pretends success).
     with tmpfs("256k") as mnt:
-        with Aggregator("unixsock", tmp_path / "agg", "--drain-timeout", 0.5, output=mnt / "out.jsonl", stats_interval=0.2) as agg:
+        with AggregatorProc("unixsock", tmp_path / "agg", "--drain-timeout", 0.5, output=mnt / "out.jsonl", stats_interval=0.2) as agg:
             with Client("unixsock", agg.address) as c:
                 line = b'{"producer":"p","msg":"' + b"x" * 1000 + b'"}\n'
                 c.send(line * 400)  # 400 KB onto 256 KiB
             agg.wait_stats(lambda s: s["output_write_errors"] >= 1, "a write error")
             rc = agg.stop()
-            err = agg.stderr()
+            err = agg.stderr_text()
         assert rc == 1
         assert "ENOSPC" in err and "could not write everything" in err
         # What was written is whole lines: a short write's torn tail is cut off at exit.
@@ -256,8 +253,8 @@ def test_udp_overload_loss_is_counted_exactly_by_the_kernel_and_the_sequence_che
     # missing from the output is in the aggregator's kernel_drops (SO_MEMINFO) and shows as a
     # sequence gap: loss is reported, never hidden.
     n = 20000
-    with Aggregator("udp", tmp_path / "agg", "--rcvbuf", 4096) as agg:
-        procs = [producer("udp", agg.address, f"p{i}", n, tmp_path) for i in range(2)]
+    with AggregatorProc("udp", tmp_path / "agg", "--rcvbuf", 4096) as agg:
+        procs = [start_producer("udp", agg.address, f"p{i}", n, tmp_path) for i in range(2)]
         try:
             for p in procs:
                 assert p.wait(60) == 0
@@ -273,4 +270,4 @@ def test_udp_overload_loss_is_counted_exactly_by_the_kernel_and_the_sequence_che
     assert gaps == sent - stats["messages_written"]
     assert stats["kernel_drops"] == gaps
     if gaps:
-        assert f"{gaps} datagrams dropped by the kernel" in agg.stderr()
+        assert f"{gaps} datagrams dropped by the kernel" in agg.stderr_text()

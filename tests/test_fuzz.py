@@ -20,9 +20,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.framing import REJECT_PREFIX_BYTES, REJECT_REASONS, LineFramer, frame_datagram
+from aggregator.framing import (
+    REJECT_PREFIX_BYTES,
+    REJECT_REASONS,
+    LineFramer,
+    frame_datagram,
+)
 from aggregator.records import encode_lines
-from benchmarks.faultlib import DATAGRAM, Aggregator, Client, count_lines
+from aggregator.transports import transport_names
+from benchmarks.processes import AggregatorProc, Client, count_lines
+
+DATAGRAM = transport_names(kind="datagram")
 
 BUDGET = settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -178,13 +186,13 @@ def test_live_aggregator_survives_seeded_garbage_and_its_counters_add_up(tmp_pat
         if rng.random() < 0.3:
             b = b'{"k":' + b + b"}"
         payloads.append(b.replace(b"\n", b"") if transport not in DATAGRAM else b)
-    with Aggregator(transport, tmp_path / "agg", "--max-line-bytes", 256) as agg:
+    with AggregatorProc(transport, tmp_path / "agg", "--max-line-bytes", 256) as agg:
         with Client(transport, agg.address) as c:
             for p in payloads:
                 c.send(p + b"\n")
             c.send(b'{"last":true}\n')
         agg.wait_lines(1)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         s = agg.stats()
         assert s["messages_received"] == s["messages_written"] + s["rejected_total"]
         assert s["messages_written"] == count_lines(agg.output)

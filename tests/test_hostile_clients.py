@@ -9,7 +9,18 @@ import socket
 
 import pytest
 
-from benchmarks.faultlib import DATAGRAM, Aggregator, Client, proc_status, producer, reap, seqs_of, whole_lines
+from aggregator.transports import transport_names
+from benchmarks.processes import (
+    AggregatorProc,
+    Client,
+    proc_status,
+    reap,
+    seqs_of,
+    start_producer,
+    whole_lines,
+)
+
+DATAGRAM = transport_names(kind="datagram")
 
 GOOD = b'{"producer":"good","seq":%d}'
 
@@ -20,7 +31,7 @@ def test_1000_concurrent_connections_over_the_limit_wait_in_the_backlog_and_are_
     # backlog (their connect and send succeed), and each is served once a slot frees. Before
     # issue 9 the excess was accepted and closed, dropping data its clients were told was sent.
     limit, total = 900, 1000
-    with Aggregator("unixsock", tmp_path / "agg", "--max-connections", limit, stats_interval=0.2) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", "--max-connections", limit, stats_interval=0.2) as agg:
         socks = []
         try:
             for i in range(total):
@@ -37,7 +48,7 @@ def test_1000_concurrent_connections_over_the_limit_wait_in_the_backlog_and_are_
         finally:
             for s in socks:
                 s.close()
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         stats = agg.stats()
     assert stats["connections_opened"] == stats["connections_closed"] == total
     assert stats["connections_open_peak"] == limit
@@ -49,11 +60,11 @@ def test_1000_concurrent_connections_over_the_limit_wait_in_the_backlog_and_are_
 @pytest.mark.parametrize("transport", ["unixsock", "tcp"])
 def test_client_stalled_after_half_a_line_does_not_block_others(tmp_path, transport):
     # --drain-timeout 1: on tcp the drain waits for the staller to close (bounded by it).
-    with Aggregator(transport, tmp_path / "agg", "--drain-timeout", 1) as agg:
+    with AggregatorProc(transport, tmp_path / "agg", "--drain-timeout", 1) as agg:
         staller = Client(transport, agg.address)
         try:
             staller.send(b'{"producer":"staller","msg":"half a li')
-            procs = [producer(transport, agg.address, f"p{i}", 2000, tmp_path) for i in range(3)]
+            procs = [start_producer(transport, agg.address, f"p{i}", 2000, tmp_path) for i in range(3)]
             try:
                 for p in procs:
                     assert p.wait(60) == 0
@@ -75,7 +86,7 @@ def test_client_stalled_after_half_a_line_does_not_block_others(tmp_path, transp
 @pytest.mark.parametrize("transport", ["unixsock", "fifo"])
 def test_100_mb_without_a_newline_costs_bounded_memory_and_one_reject(tmp_path, transport):
     size = 100 * 1024 * 1024
-    with Aggregator(transport, tmp_path / "agg") as agg:
+    with AggregatorProc(transport, tmp_path / "agg") as agg:
         base = proc_status(agg.pid)["VmRSS"]
         chunk = b"A" * (1024 * 1024)
         with Client(transport, agg.address) as c:
@@ -133,20 +144,20 @@ def _expect(payloads) -> tuple[int, dict]:
 @pytest.mark.parametrize("transport", ["unixsock", "unixgram", "tcp", "udp", "fifo"])
 def test_hostile_payloads_each_land_in_rejects_with_their_reason_and_service_continues(tmp_path, transport):
     written, rejected = _expect(HOSTILE)
-    with Aggregator(transport, tmp_path / "agg", "--max-line-bytes", 16384) as agg:
+    with AggregatorProc(transport, tmp_path / "agg", "--max-line-bytes", 16384) as agg:
         with Client(transport, agg.address) as c:
             for payload, _ in HOSTILE:
                 c.send(payload + b"\n")
             c.send(GOOD % 99 + b"\n")
             agg.wait_lines(written + 1)
             agg.wait_rejects(sum(rejected.values()))
-        procs = [producer(transport, agg.address, "after", 100, tmp_path)]
+        procs = [start_producer(transport, agg.address, "after", 100, tmp_path)]
         try:
             assert procs[0].wait(60) == 0
         finally:
             reap(procs)
         agg.wait_lines(written + 101)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         stats = agg.stats()
         rejects = agg.reject_records()
         records = agg.records()
@@ -165,7 +176,7 @@ def test_hostile_payloads_each_land_in_rejects_with_their_reason_and_service_con
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("transport", DATAGRAM)
 def test_oversize_and_truncated_datagrams_are_rejected_with_their_real_length(tmp_path, transport):
-    with Aggregator(transport, tmp_path / "agg", "--max-line-bytes", 1024) as agg:
+    with AggregatorProc(transport, tmp_path / "agg", "--max-line-bytes", 1024) as agg:
         with Client(transport, agg.address) as c:
             c.send(b'{"big":"' + b"x" * 5000 + b'"}')  # oversize: MSG_TRUNC gives its real length
             c.send(b'{"producer":"good","seq":1,"msg":"cut in ha')  # a datagram cut short

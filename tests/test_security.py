@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.faultlib import AGGREGATOR, Aggregator, Client, nobody_ids, wait_until
+from benchmarks.faults.machine import nobody_ids
+from benchmarks.processes import AGGREGATOR, AggregatorProc, Client, wait_until
 
 NOBODY = nobody_ids()
 needs_nobody = pytest.mark.skipif(
@@ -65,7 +66,7 @@ def open_dir():
 @pytest.mark.parametrize("transport", ["unixsock", "unixgram", "fifo"])
 def test_default_socket_is_in_a_private_dir_and_refuses_another_user(tmp_path, open_dir, transport):
     env = {**os.environ, "XDG_RUNTIME_DIR": str(open_dir)}
-    with Aggregator(transport, tmp_path / "agg", address="default", env=env) as agg:
+    with AggregatorProc(transport, tmp_path / "agg", address="default", env=env) as agg:
         path = Path(agg.address)
         assert path.parent == open_dir / f"loglab-{os.getuid()}"
         assert stat.S_IMODE(os.lstat(path.parent).st_mode) == 0o700
@@ -79,7 +80,7 @@ def test_default_socket_is_in_a_private_dir_and_refuses_another_user(tmp_path, o
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("transport", ["unixsock", "unixgram", "fifo"])
 def test_socket_mode_alone_refuses_another_user_in_an_open_directory(tmp_path, open_dir, transport):
-    with Aggregator(transport, tmp_path / "agg", address=str(open_dir / "s")) as agg:
+    with AggregatorProc(transport, tmp_path / "agg", address=str(open_dir / "s")) as agg:
         assert stat.S_IMODE(os.lstat(agg.address).st_mode) == 0o600
         assert as_nobody(transport, agg.address) == "EACCES"
         assert agg.stop() == 0
@@ -90,7 +91,7 @@ def test_socket_mode_alone_refuses_another_user_in_an_open_directory(tmp_path, o
 @pytest.mark.timeout(60)
 def test_peer_credentials_are_recorded_for_unix_stream_connections(tmp_path, open_dir):
     uid, gid = NOBODY
-    with Aggregator("unixsock", tmp_path / "agg", "--socket-mode", "0666", "--peer-credentials",
+    with AggregatorProc("unixsock", tmp_path / "agg", "--socket-mode", "0666", "--peer-credentials",
                     address=str(open_dir / "s")) as agg:
         assert as_nobody("unixsock", agg.address, '{"from":"nobody"}\n{"bad json\n') == "ok"
         with Client("unixsock", agg.address) as c:
@@ -110,7 +111,7 @@ def test_peer_credentials_are_recorded_for_unix_stream_connections(tmp_path, ope
 
 @pytest.mark.timeout(60)
 def test_peer_credentials_are_off_by_default_but_rejects_name_the_peer(tmp_path):
-    with Aggregator("unixsock", tmp_path / "agg") as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg") as agg:
         with Client("unixsock", agg.address) as c:
             c.send(b'{"ok":1}\n[1]\n')
         agg.wait_lines(1)
@@ -127,8 +128,8 @@ def test_peer_credentials_are_off_by_default_but_rejects_name_the_peer(tmp_path)
 @pytest.mark.parametrize(("transport", "table"), [("tcp", "tcp"), ("udp", "udp")])
 def test_inet_transports_listen_on_loopback_by_default(tmp_path, transport, table):
     # A fresh network namespace: the default port 5140 is free whatever else runs on the machine.
-    agg = Aggregator(transport, tmp_path / "agg", address="default")
-    agg.command = ["unshare", "--net", *agg.command]
+    agg = AggregatorProc(transport, tmp_path / "agg", address="default")
+    agg.argv = ["unshare", "--net", *agg.argv]
     with agg:
         assert agg.address == "127.0.0.1:5140"
         rows = Path(f"/proc/{agg.pid}/net/{table}").read_text().splitlines()[1:]
@@ -168,14 +169,14 @@ def test_symlink_planted_at_the_socket_path_is_refused_and_its_target_untouched(
 def test_symlink_planted_at_the_output_path_before_a_reopen_is_not_followed(tmp_path):
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious\n")
-    with Aggregator("unixsock", tmp_path / "agg") as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg") as agg:
         with Client("unixsock", agg.address) as c:
             c.send(b'{"n":1}\n')
             agg.wait_lines(1)
             agg.output.rename(tmp_path / "rotated.jsonl")
             agg.output.symlink_to(victim)
-            agg.proc.send_signal(signal.SIGUSR1)
-            wait_until(lambda: "cannot reopen" in agg.stderr(), "the reopen refusal on stderr")
+            agg.send(signal.SIGUSR1)
+            wait_until(lambda: "cannot reopen" in agg.stderr_text(), "the reopen refusal on stderr")
             c.send(b'{"n":2}\n')  # still served, into the file it had open
             wait_until(lambda: (tmp_path / "rotated.jsonl").read_bytes().count(b"\n") == 2, "line 2")
         assert agg.running()

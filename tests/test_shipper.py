@@ -16,11 +16,10 @@ import sys
 
 import pytest
 
+from benchmarks.processes import console_script, nats_unavailable, wait_until
 from natslab.hosts import namespaces_unavailable
 from natslab.pipeline import Pipeline
-from natslab.procs import console_script, nats_unavailable, wait_until
 from natslab.readback import exactly_once, format_check, read_stream
-from natslab.hosts import run_async
 
 pytestmark = pytest.mark.skipif(nats_unavailable() is not None, reason=str(nats_unavailable()))
 

@@ -9,52 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PATH_TRANSPORTS, count_lines, duplicates, read_jsonl, seqs_by_producer, wait_until
+from aggregator.transports import transport_names
+from benchmarks.faults.checks import (
+    assert_address_released,
+    assert_sent_messages_written_once,
+    stop_mid_stream,
+)
+from benchmarks.processes import (
+    jsonl,
+    wait_until,
+)
+
+PATH_TRANSPORTS = transport_names(address_kind="path")
 
 PRODUCERS = 4
-
-
-def assert_address_released(transport: str, address: str) -> None:
-    if transport in PATH_TRANSPORTS:
-        assert not os.path.lexists(address), f"{address} left behind"
-    else:
-        host, _, port = address.rpartition(":")
-        kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
-        if kind == socket.SOCK_STREAM:
-            with socket.socket(socket.AF_INET, kind) as probe, pytest.raises(ConnectionRefusedError):
-                probe.connect((host, int(port)))
-
-
-def assert_sent_messages_written_once(agg, producers) -> int:
-    """Every message a producer reports as sent is in the output exactly once; returns the total."""
-    raw = agg.output.read_bytes()
-    assert raw.endswith(b"\n"), "the output must end with a newline (whole lines only)"
-    by_producer = seqs_by_producer(agg.records())
-    total = 0
-    for p in producers:
-        sent = p.summary()["sent"]
-        seqs = by_producer.get(p.id, [])
-        assert duplicates(seqs) == [], f"{p.id}: duplicated"
-        missing = sorted(set(range(sent)) - set(seqs))
-        assert missing == [], f"{p.id}: reported {sent} sent, {len(missing)} missing from the output, first {missing[:10]}"
-        assert set(seqs) <= set(range(p.count))
-        total += len(seqs)
-    return total
-
-
-def stop_mid_stream(lab, transport: str, count: int, producer_args: list[str], agg_args: list[str]):
-    agg = lab.aggregator(transport, *agg_args)
-    producers = lab.start_producers(transport, agg.address, PRODUCERS, count, *producer_args, together=True)
-    # Mid-stream: some messages have been written, and the producers are still going.
-    agg.wait_for_output_lines(200)
-    at_signal = count_lines(agg.output)
-    agg.send_signal(signal.SIGTERM)
-    for p in producers:
-        p.wait(60)
-    rc = agg.wait(20)  # the producers are done: the drain ends now, well before --drain-timeout
-    assert rc == 0, agg.stderr_text()
-    assert at_signal < PRODUCERS * count, "the producers had finished before SIGTERM: not a mid-stream test"
-    return agg, producers
 
 
 @pytest.mark.timeout(120)
@@ -80,7 +48,7 @@ def test_sigterm_mid_stream_reads_until_the_producers_close(lab, transport):
     count = 1500
     agg, producers = stop_mid_stream(lab, transport, count, ["--rate", "1500"], ["--drain-timeout", "120"])
     for p in producers:
-        assert p.proc.returncode == 0, p.stderr_text()
+        assert p.returncode() == 0, p.stderr_text()
         assert p.summary()["sent"] == count
     written = assert_sent_messages_written_once(agg, producers)
     assert written == PRODUCERS * count
@@ -108,7 +76,7 @@ def test_idle_aggregator_stops_on_signal_with_exit_0_and_removes_its_socket(lab,
 @pytest.mark.parametrize("transport", ["unixsock", "fifo"])
 def test_duration_stops_the_aggregator_with_exit_0(lab, transport):
     agg = lab.aggregator(transport, "--duration", "2")
-    client = lab.connect(transport, agg.address)
+    client = lab.client(transport, agg.address)
     client.send(b'{"seq":0}\n{"seq":1}\n{"seq":2}\n')
     client.close()
     rc = agg.wait(30)  # no signal: it stops by itself
@@ -123,21 +91,21 @@ def test_duration_stops_the_aggregator_with_exit_0(lab, transport):
 def test_sigusr1_reopens_the_output_after_rotation(lab):
     agg = lab.aggregator("unixsock")
     (a,) = lab.run_producers("unixsock", agg.address, 1, 300, prefix="before")
-    assert a.proc.returncode == 0
-    agg.wait_for_output_lines(300)
+    assert a.returncode() == 0
+    agg.wait_lines(300)
 
     rotated = agg.output.with_name("aggregated_logs.jsonl.1")
     os.rename(agg.output, rotated)
-    agg.send_signal(signal.SIGUSR1)
+    agg.send(signal.SIGUSR1)
     # The reopen creates a fresh file at the path: that is the signal that it happened.
     wait_until(agg.output.exists, f"{agg.output} recreated after SIGUSR1")
 
     (b,) = lab.run_producers("unixsock", agg.address, 1, 200, prefix="after")
-    assert b.proc.returncode == 0
+    assert b.returncode() == 0
     assert agg.stop() == 0, agg.stderr_text()
 
-    old = read_jsonl(rotated)
-    new = read_jsonl(agg.output)
+    old = jsonl(rotated)
+    new = jsonl(agg.output)
     assert sorted(r["seq"] for r in old) == list(range(300))
     assert {r["producer"] for r in old} == {"before0"}
     assert sorted(r["seq"] for r in new) == list(range(200))
@@ -152,9 +120,9 @@ def test_sigusr1_reopens_the_output_after_rotation(lab):
 @pytest.mark.timeout(60)
 def test_output_ends_with_a_newline_after_sigterm_with_a_partial_line_pending(lab):
     agg = lab.aggregator("tcp", "--drain-timeout", "0.5")
-    client = lab.connect("tcp", agg.address)
+    client = lab.client("tcp", agg.address)
     client.send(b'{"seq":0}\n{"seq":1}\n{"seq":')  # stays connected, mid-line
-    agg.wait_for_output_lines(2)
+    agg.wait_lines(2)
     assert agg.stop() == 0  # the drain timeout ends the wait for this connection
     assert agg.output.read_bytes().endswith(b"\n")
     assert [r["seq"] for r in agg.records()] == [0, 1]
@@ -190,14 +158,14 @@ def _refuses_connections(address: str) -> bool:
 @pytest.mark.timeout(90)
 def test_drain_ends_when_the_last_tcp_producer_closes_not_at_the_drain_timeout(lab):
     agg = lab.aggregator("tcp", "--drain-timeout", "120")
-    client = lab.connect("tcp", agg.address)
+    client = lab.client("tcp", agg.address)
     client.send(b'{"seq":0}\n')
-    agg.wait_for_output_lines(1)
-    agg.send_signal(signal.SIGTERM)
+    agg.wait_lines(1)
+    agg.send(signal.SIGTERM)
     # The listener closes when the drain begins: that is the signal to wait for.
     wait_until(lambda: _refuses_connections(agg.address), "the drain to begin (listener closed)")
     client.send(b'{"seq":1}\n')  # still read while draining
-    agg.wait_for_output_lines(2)
+    agg.wait_lines(2)
     client.close()  # the last producer leaves: nothing is left to wait for
     rc = agg.wait(15)  # far less than --drain-timeout 120
     assert rc == 0, agg.stderr_text()

@@ -9,8 +9,7 @@ import pytest
 
 from aggregator.framing import TORN_LINE_AT_START, Reject
 from aggregator.sink import OutputSink, SinkError, rejects_path_for
-
-from helpers import AGGREGATOR, run_cli
+from benchmarks.processes import AGGREGATOR, run_cli
 
 WHOLE = b'{"seq":0}\n{"seq":1}\n'
 
@@ -129,9 +128,9 @@ def test_aggregator_repairs_a_torn_output_at_start(lab, tmp_path):
     out.parent.mkdir()
     out.write_bytes(WHOLE + b'{"seq":2,"msg":"cut')
     agg = lab.aggregator("unixsock", output=out)
-    client = lab.connect("unixsock", agg.address)
+    client = lab.client("unixsock", agg.address)
     client.send(b'{"seq":3}\n')
-    agg.wait_for_output_lines(3)
+    agg.wait_lines(3)
     client.close()
     assert agg.stop() == 0, agg.stderr_text()
     assert out.read_bytes().startswith(WHOLE)
@@ -161,7 +160,7 @@ def test_sink_refuses_an_output_symlink(tmp_path):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("which", ["output", "rejects"])
-def test_aggregator_refuses_a_symlink_at_the_output_or_rejects_path(lab, tmp_path, which):
+def test_aggregator_refuses_a_symlink_at_the_output_or_rejects_path_for(lab, tmp_path, which):
     target = tmp_path / "target"
     target.write_bytes(b"precious no newline")  # a followed symlink would be 'repaired' too
     out = tmp_path / "out.jsonl"

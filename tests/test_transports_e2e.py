@@ -7,7 +7,11 @@ import time
 
 import pytest
 
-from helpers import STREAM_TRANSPORTS, TRANSPORTS, duplicates, seqs_by_producer
+from aggregator.transports import TRANSPORT_NAMES, transport_names
+from benchmarks.processes import duplicates, seqs_by_producer
+
+STREAM_TRANSPORTS = transport_names(kind="stream")
+TRANSPORTS = TRANSPORT_NAMES
 
 PRODUCERS = 4
 COUNT = 500  # per producer
@@ -61,7 +65,7 @@ def run_and_check(lab, transport: str, producer_args: list[str]) -> None:
     agg = lab.aggregator(transport)
     producers = lab.run_producers(transport, agg.address, PRODUCERS, COUNT, *producer_args)
     for p in producers:
-        assert p.proc.returncode == 0, p.stderr_text()
+        assert p.returncode() == 0, p.stderr_text()
         summary = p.summary()
         assert summary["sent"] == COUNT
         assert summary["errors"] == {}
@@ -87,7 +91,7 @@ def test_batched_writes_arrive_exactly_once(lab, transport):
 def test_message_size_is_kept(lab, transport):
     agg = lab.aggregator(transport)
     (p,) = lab.run_producers(transport, agg.address, 1, 50, "--size", "1000")
-    assert p.proc.returncode == 0, p.stderr_text()
+    assert p.returncode() == 0, p.stderr_text()
     assert agg.stop() == 0
     records = agg.records()
     assert sorted(r["seq"] for r in records) == list(range(50))

@@ -13,9 +13,19 @@ import psutil
 import pytest
 
 from aggregator.counters import merge_counters
+from benchmarks.faults.checks import (
+    assert_address_released,
+    assert_sent_messages_written_once,
+    stop_mid_stream,
+)
 from benchmarks.measure import _snapshot
-from helpers import AGGREGATOR, read_jsonl, run_cli, seqs_by_producer, wait_until
-from test_shutdown import assert_address_released, assert_sent_messages_written_once, stop_mid_stream
+from benchmarks.processes import (
+    AGGREGATOR,
+    jsonl,
+    run_cli,
+    seqs_by_producer,
+    wait_until,
+)
 
 
 def worker_pids(agg) -> list[int]:
@@ -39,8 +49,8 @@ def test_stream_connections_are_handed_to_the_workers_in_turn_and_every_line_arr
     agg = lab.aggregator(transport, "--workers", "2")
     assert len(worker_pids(agg)) == 2
     producers = lab.run_producers(transport, agg.address, 4, 3000, "--batch", "16")
-    assert all(p.proc.returncode == 0 for p in producers)
-    agg.wait_for_output_lines(12_000)
+    assert all(p.returncode() == 0 for p in producers)
+    agg.wait_lines(12_000)
     assert agg.stop() == 0, agg.stderr_text()
     by_producer = seqs_by_producer(agg.records())
     # A connection belongs to one worker: each producer's lines stay in order.
@@ -58,8 +68,8 @@ def test_stream_connections_are_handed_to_the_workers_in_turn_and_every_line_arr
 def test_at_a_moderate_rate_one_worker_reads_the_shared_datagram_socket_in_order(lab, transport):
     agg = lab.aggregator(transport, "--workers", "2")
     producers = lab.run_producers(transport, agg.address, 2, 500, "--rate", "250")
-    assert all(p.proc.returncode == 0 for p in producers)
-    agg.wait_for_output_lines(1000)
+    assert all(p.returncode() == 0 for p in producers)
+    agg.wait_lines(1000)
     assert agg.stop() == 0, agg.stderr_text()
     # 500 msg/s never leaves a backlog of 192 datagrams: the helper is never called in.
     assert seqs_by_producer(agg.records()) == {f"p{i}": list(range(500)) for i in range(2)}
@@ -116,19 +126,19 @@ def test_sigterm_mid_stream_with_workers_loses_nothing_the_kernel_accepted(lab):
 def test_sigusr1_gives_every_worker_the_new_output_opened_and_locked_by_the_supervisor(lab):
     agg = lab.aggregator("unixsock", "--workers", "2")
     before = lab.run_producers("unixsock", agg.address, 2, 200, prefix="before")  # one per worker
-    assert all(p.proc.returncode == 0 for p in before)
-    agg.wait_for_output_lines(400)
+    assert all(p.returncode() == 0 for p in before)
+    agg.wait_lines(400)
     rotated = agg.output.with_name(agg.output.name + ".1")
     os.rename(agg.output, rotated)
-    agg.send_signal(signal.SIGUSR1)
+    agg.send(signal.SIGUSR1)
     wait_until(agg.output.exists, f"{agg.output} recreated after SIGUSR1")
     # The supervisor opens (and locks) the new files and hands them to every worker.
     wait_until(lambda: all(holds_open(pid, agg.output) for pid in [agg.pid, *worker_pids(agg)]), "every worker switched")
     after = lab.run_producers("unixsock", agg.address, 2, 300, prefix="after")  # again one per worker
-    assert all(p.proc.returncode == 0 for p in after)
+    assert all(p.returncode() == 0 for p in after)
     assert agg.stop() == 0, agg.stderr_text()
-    assert {r["producer"] for r in read_jsonl(rotated)} == {"before0", "before1"}
-    new = read_jsonl(agg.output)
+    assert {r["producer"] for r in jsonl(rotated)} == {"before0", "before1"}
+    new = jsonl(agg.output)
     assert {r["producer"] for r in new} == {"after0", "after1"} and len(new) == 600
     assert [w["output_reopens"] for w in agg.stats()["per_worker"]] == [1, 1]
 
@@ -148,10 +158,10 @@ def test_a_worker_that_dies_stops_the_aggregator_with_exit_1_and_says_which(lab)
 def test_workers_drain_and_exit_when_the_supervisor_is_killed(lab):
     agg = lab.aggregator("unixsock", "--workers", "2")
     workers = worker_pids(agg)
-    client = lab.connect("unixsock", agg.address)
+    client = lab.client("unixsock", agg.address)
     client.send(b'{"seq":0}\n')
-    agg.wait_for_output_lines(1)
-    agg.send_signal(signal.SIGKILL)
+    agg.wait_lines(1)
+    agg.send(signal.SIGKILL)
     agg.wait(10)
     client.close()  # the worker holding it drains it and exits: no orphan keeps serving
     wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in workers), "workers gone")

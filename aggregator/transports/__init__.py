@@ -1,4 +1,6 @@
-"""The transport registry: name -> transport. The CLIs' choices come from here.
+"""The transport registry: name -> transport. The one list of transports: the CLIs' choices, the
+tests' parameters, the benchmark's cells and the peers' support are all derived from it, by the
+transports' own attributes (``transport_names(kind="datagram")``, ``reliable=True``, ...).
 
 See ``base.py`` for the interface and the class tree.
 """
@@ -18,6 +20,12 @@ TRANSPORTS: dict[str, Transport] = {
 TRANSPORT_NAMES = tuple(TRANSPORTS)
 
 
+def transport_names(**attributes) -> tuple[str, ...]:
+    """The registered transports whose attributes equal every one given, in registry order:
+    ``transport_names(kind="stream", reliable=True)``, ``transport_names(address_kind="path")``."""
+    return tuple(name for name, t in TRANSPORTS.items() if all(getattr(t, k) == v for k, v in attributes.items()))
+
+
 def get_transport(name: str) -> Transport:
     try:
         return TRANSPORTS[name]
@@ -35,4 +43,5 @@ __all__ = [
     "Transport",
     "TransportError",
     "get_transport",
+    "transport_names",
 ]

@@ -168,6 +168,7 @@ def _bind_or_explain(sock: socket.socket, target, shown: str) -> None:
 class UnixPathAddressing:
     """Addressing hooks for AF_UNIX sockets: a filesystem path, private by default."""
 
+    address_kind = "path"
     default_filename: str
     socket_type: int
 
@@ -194,6 +195,7 @@ class UnixPathAddressing:
 class InetAddressing:
     """Addressing hooks for tcp/udp: HOST:PORT, loopback by default."""
 
+    address_kind = "inet"
     def default_address(self) -> str:
         return f"{DEFAULT_INET_HOST}:{DEFAULT_INET_PORT}"
 

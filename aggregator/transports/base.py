@@ -125,7 +125,13 @@ class Binding:
 
 class Sender(Protocol):
     def send(self, data: bytes) -> None:
-        """Write all of ``data`` (one datagram on datagram transports) or raise OSError."""
+        """Write all of ``data`` as the producer does: kept whole (one datagram on datagram
+        transports; at most ``atomic_write_limit`` bytes where writers share a pipe) or OSError."""
+        ...
+
+    def write_all(self, data: bytes) -> None:
+        """Write all of ``data`` however the transport splits it (a raw or hostile client's
+        write: no atomicity promised; one message on message transports)."""
         ...
 
     def close(self) -> None: ...
@@ -134,9 +140,16 @@ class Sender(Protocol):
 class Transport(ABC):
     name: ClassVar[str]
     kind: ClassVar[str]  # "stream" or "datagram": how messages are framed
+    address_kind: ClassVar[str]  # "path" (a filesystem path) or "inet" (HOST:PORT)
     description: ClassVar[str]
     # Delivers everything the sender was told was sent, blocking the sender when full (udp: no).
     reliable: ClassVar[bool] = True
+    # A connection per producer (accepted from a listener; peer credentials, hand-off to workers).
+    connected: ClassVar[bool] = False
+    # At a stop, shutdown(SHUT_RD) makes senders' next write fail, so everything the kernel
+    # accepted can be read to the end and nothing more can arrive: an exact drain (AF_UNIX).
+    # Otherwise the drain waits for senders to close, bounded by --drain-timeout.
+    shutdown_read_on_drain: ClassVar[bool] = False
     # Largest single write the transport keeps whole when several writers share it (PIPE_BUF
     # for a FIFO); None when every write is whole by construction (sockets).
     atomic_write_limit: ClassVar[int | None] = None
@@ -156,4 +169,6 @@ class Transport(ABC):
     def listen(self, address: str, options: ListenOptions) -> Binding: ...
 
     @abstractmethod
-    def connect(self, address: str) -> Sender: ...
+    def connect(self, address: str, timeout: float | None = None) -> Sender:
+        """The producer side. ``timeout``: a deadline on each operation (None: block, which is
+        backpressure); a client of the lab's uses one so that a stuck test fails, not hangs."""

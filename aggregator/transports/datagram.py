@@ -197,6 +197,8 @@ class DatagramSender:
         if n != len(data):  # cannot happen for datagrams; guard the invariant anyway
             raise OSError(f"short datagram send: {n} of {len(data)} bytes")
 
+    write_all = send  # a datagram is whole or not sent
+
     def close(self) -> None:
         self.sock.close()
 
@@ -205,10 +207,8 @@ class DatagramSocketTransport(Transport):
     kind = "datagram"
     parallel = "shared"
     max_datagram_bytes: ClassVar[int | None] = None  # the longest datagram the transport carries, if bounded
-    # AF_UNIX: shutdown(SHUT_RD) makes every later send fail with EPIPE, so draining the queue
-    # after it is exact. UDP has no such signal (and refuses shutdown on an unconnected socket):
-    # what arrives after the last read is lost, as UDP may lose anything.
-    shutdown_read_on_drain: ClassVar[bool] = False
+    # shutdown_read_on_drain: AF_UNIX yes. UDP has no such signal (and refuses shutdown on an
+    # unconnected socket): what arrives after the last read is lost, as UDP may lose anything.
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
         family, bind_address = self._bind_address(address, options)
@@ -232,10 +232,11 @@ class DatagramSocketTransport(Transport):
         """Datagrams the kernel queues before senders block; None when bounded by bytes only."""
         return None
 
-    def connect(self, address: str) -> DatagramSender:
+    def connect(self, address: str, timeout: float | None = None) -> DatagramSender:
         family, target = self._connect_address(address)
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
+            sock.settimeout(timeout)
             sock.connect(target)
         except BaseException:
             sock.close()

@@ -72,8 +72,9 @@ class FifoEndpoint:
 class FifoSender:
     """Producer side: blocking writes of at most PIPE_BUF bytes, each kept whole by the kernel."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, timeout: float | None = None) -> None:
         self.fd = fd
+        self.timeout = timeout
 
     def send(self, data: bytes) -> None:
         if len(data) > PIPE_BUF:
@@ -81,6 +82,15 @@ class FifoSender:
         n = os.write(self.fd, data)
         if n != len(data):  # cannot happen for <= PIPE_BUF in blocking mode; guard anyway
             raise OSError(f"short fifo write: {n} of {len(data)} bytes")
+
+    def write_all(self, data: bytes) -> None:
+        """Any size, in as many writes as the pipe takes (no atomicity past PIPE_BUF), each
+        waiting at most ``timeout`` for room."""
+        view = memoryview(data)
+        while view:
+            if self.timeout is not None and not select.select([], [self.fd], [], self.timeout)[1]:
+                raise TimeoutError(f"the FIFO stayed full for {self.timeout} s")
+            view = view[os.write(self.fd, view) :]
 
     def close(self) -> None:
         os.close(self.fd)
@@ -91,6 +101,7 @@ class FifoTransport(Transport):
     kind = "stream"
     description = "named pipe (FIFO) shared by all producers: reliable, writes <= 4096 bytes atomic"
     atomic_write_limit = PIPE_BUF
+    address_kind = "path"
     single_reader_reason = "a line can straddle two reads of a FIFO"
 
     def default_address(self) -> str:
@@ -121,7 +132,7 @@ class FifoTransport(Transport):
             cleanup=cleanup,
         )
 
-    def connect(self, address: str) -> FifoSender:
+    def connect(self, address: str, timeout: float | None = None) -> FifoSender:
         try:
             # Non-blocking open fails at once (ENXIO) when nobody reads, instead of hanging.
             fd = os.open(address, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -133,4 +144,4 @@ class FifoTransport(Transport):
             os.close(fd)
             raise BadAddress(f"{address} is not a FIFO")
         os.set_blocking(fd, True)  # a full pipe blocks the producer: backpressure, no loss
-        return FifoSender(fd)
+        return FifoSender(fd, timeout)

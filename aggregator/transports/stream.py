@@ -17,7 +17,6 @@ the drain at shutdown. Subclasses set the class attributes and address hooks:
 from __future__ import annotations
 
 import socket
-from typing import ClassVar
 
 from ..framing import LineFramer, Reject
 from .base import Binding, ListenOptions, Transport
@@ -138,14 +137,16 @@ class StreamSender:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    write_all = send
+
     def close(self) -> None:
         self.sock.close()
 
 
 class StreamSocketTransport(Transport):
     kind = "stream"
+    connected = True
     parallel = "handoff"
-    shutdown_read_on_drain: ClassVar[bool] = False
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
         family, bind_address = self._bind_address(address, options)
@@ -169,10 +170,11 @@ class StreamSocketTransport(Transport):
         label, peer_fields = self._peer(conn, addr)
         return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain)
 
-    def connect(self, address: str) -> StreamSender:
+    def connect(self, address: str, timeout: float | None = None) -> StreamSender:
         family, target = self._connect_address(address)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
+            sock.settimeout(timeout)
             sock.connect(target)
             self._configure_sender(sock)
         except BaseException:

@@ -12,8 +12,8 @@ import socket
 
 import pytest
 
-from benchmarks.faultlib import Aggregator, jsonl
-from benchmarks.torture import connection_churn
+from benchmarks.faults.scenarios import connection_churn
+from benchmarks.processes import AggregatorProc, jsonl
 
 
 @pytest.mark.timeout(120)
@@ -27,8 +27,8 @@ def test_churning_clients_lose_nothing_at_a_tiny_connection_limit(tmp_path, tran
 @pytest.mark.timeout(120)
 def test_fd_limit_below_max_connections_serves_everyone_without_spinning(tmp_path):
     total = 300
-    agg = Aggregator("unixsock", tmp_path / "agg", "--max-connections", 1024, stats_interval=0.2)
-    agg.command = ["prlimit", "--nofile=200:200", "--", *agg.command]
+    agg = AggregatorProc("unixsock", tmp_path / "agg", "--max-connections", 1024, stats_interval=0.2)
+    agg.argv = ["prlimit", "--nofile=200:200", "--", *agg.argv]
     with agg:
         socks = []
         try:
@@ -47,9 +47,9 @@ def test_fd_limit_below_max_connections_serves_everyone_without_spinning(tmp_pat
             for s in socks:
                 s.close()
         agg.wait_lines(total, 60)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         st = agg.stats()
     assert sorted(r["seq"] for r in jsonl(agg.output)) == list(range(total))
     assert st["connections_opened"] == st["connections_closed"] == total
     assert st["accept_errors"] == 0
-    assert "max connections" in agg.stderr() and "fd limit" in agg.stderr(), agg.stderr()
+    assert "max connections" in agg.stderr_text() and "fd limit" in agg.stderr_text(), agg.stderr_text()

@@ -12,13 +12,13 @@ import subprocess
 
 import pytest
 
-from benchmarks.faultlib import (
+from benchmarks.processes import (
     AGGREGATOR,
-    Aggregator,
-    producer,
+    AggregatorProc,
     producer_summary,
     reap,
     short_tempdir,
+    start_producer,
 )
 
 
@@ -39,15 +39,15 @@ def test_more_than_one_unixgram_reader_is_refused_with_the_reason(tmp_path):
 @pytest.mark.timeout(120)
 def test_unixgram_at_capacity_with_workers_0_keeps_every_producers_order(tmp_path):
     n = 20_000
-    with Aggregator("unixgram", tmp_path / "agg", "--workers", 0) as agg:
-        procs = [producer("unixgram", agg.address, f"p{i}", n, tmp_path) for i in range(4)]
+    with AggregatorProc("unixgram", tmp_path / "agg", "--workers", 0) as agg:
+        procs = [start_producer("unixgram", agg.address, f"p{i}", n, tmp_path) for i in range(4)]
         try:
             for p in procs:
                 assert p.wait(90) == 0
         finally:
             reap(procs)
         agg.wait_lines(4 * n, 60)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         records = agg.records()
     for i in range(4):
         seqs = [r["seq"] for r in records if r["producer"] == f"p{i}"]

@@ -12,14 +12,14 @@ import os
 import subprocess
 
 import pytest
-from helpers import run_cli
 
-from benchmarks.faultlib import (
+from benchmarks.processes import (
     AGGREGATOR,
     PRODUCER,
-    Aggregator,
+    AggregatorProc,
     Client,
     proc_status,
+    run_cli,
     short_tempdir,
 )
 
@@ -31,7 +31,7 @@ def test_a_large_file_without_a_newline_is_refused_and_left_intact(tmp_path):
     out = tmp_path / "foreign.jsonl"
     data = os.urandom(1024).hex().encode() * 20_000  # 40 MB, no newline
     out.write_bytes(data)
-    result = run_cli(*Aggregator("unixsock", tmp_path / "agg", output=out).command)
+    result = run_cli(*AggregatorProc("unixsock", tmp_path / "agg", output=out).command)
     assert result.returncode == 1, result
     assert "not a line" in result.stderr and "refusing" in result.stderr, result.stderr
     assert out.stat().st_size == len(data) and out.read_bytes() == data
@@ -43,13 +43,13 @@ def test_a_torn_tail_is_moved_whole_never_cut_to_a_prefix(tmp_path):
     torn = b'{"seq":1,"pad":"' + b"p" * 100_000  # longer than a reject's usual 512-byte prefix
     out = tmp_path / "out.jsonl"
     out.write_bytes(head + torn)
-    with Aggregator("unixsock", tmp_path / "agg", output=out) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", output=out) as agg:
         assert agg.stop() == 0
         (reject,) = agg.reject_records()
     assert out.read_bytes() == head
     assert reject["reason"] == "torn_line_at_start"
     assert reject["data"].encode() == torn and reject["length"] == len(torn) and reject["truncated"] is False
-    assert f"moved {len(torn)} bytes" in agg.stderr(), agg.stderr()
+    assert f"moved {len(torn)} bytes" in agg.stderr_text(), agg.stderr_text()
 
 
 # -- item 11: rejects amplification ----------------------------------------------------------------
@@ -58,12 +58,12 @@ def test_a_torn_tail_is_moved_whole_never_cut_to_a_prefix(tmp_path):
 @pytest.mark.timeout(120)
 def test_a_flood_of_garbage_cannot_grow_the_rejects_file_without_bound(tmp_path):
     flood = b"x\n" * (512 * 1024)  # 1 MB, 524,288 rejects
-    with Aggregator("unixsock", tmp_path / "agg", "--rejects-burst", 1000, "--rejects-interval", 3600) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", "--rejects-burst", 1000, "--rejects-interval", 3600) as agg:
         with Client("unixsock", agg.address) as c:
             c.send(flood)
             c.send(b'{"after":"the flood"}\n')
         agg.wait_lines(1)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         stats = agg.stats()
         rejects = agg.reject_records()
     assert stats["rejected"] == {"invalid_json": 512 * 1024}
@@ -77,12 +77,12 @@ def test_a_flood_of_garbage_cannot_grow_the_rejects_file_without_bound(tmp_path)
 
 @pytest.mark.timeout(60)
 def test_the_rejects_file_stops_at_its_size_limit(tmp_path):
-    with Aggregator("unixsock", tmp_path / "agg", "--max-rejects-bytes", 100_000) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", "--max-rejects-bytes", 100_000) as agg:
         with Client("unixsock", agg.address) as c:
             c.send(b"not json " * 50 + b"\n" * 1 + (b"y" * 300 + b"\n") * 5000)
             c.send(b'{"after":1}\n')
         agg.wait_lines(1)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         stats = agg.stats()
         rejects = agg.reject_records()
     assert agg.rejects.stat().st_size <= 100_000 + 1024  # the limit, plus the one summary that says so
@@ -98,7 +98,7 @@ def test_the_rejects_file_stops_at_its_size_limit(tmp_path):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("transport", ["unixgram", "udp"])
 def test_datagram_memory_does_not_grow_with_max_line_bytes(tmp_path, transport):
-    with Aggregator(transport, tmp_path / "agg", "--max-line-bytes", 4 * 1024 * 1024) as agg:
+    with AggregatorProc(transport, tmp_path / "agg", "--max-line-bytes", 4 * 1024 * 1024) as agg:
         with Client(transport, agg.address) as c:
             c.send(b'{"big":"' + b"b" * 60_000 + b'"}')
         agg.wait_lines(1)
@@ -121,7 +121,7 @@ def test_max_line_bytes_beyond_its_limit_is_a_clear_error(tmp_path):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("transport", ["unixsock", "unixgram"])
 def test_a_whitespace_only_line_is_empty_on_every_transport(tmp_path, transport):
-    with Aggregator(transport, tmp_path / "agg") as agg:
+    with AggregatorProc(transport, tmp_path / "agg") as agg:
         with Client(transport, agg.address) as c:
             for msg in (b"\r\n", b" \t \n", b'{"ok":1}\n'):
                 c.send(msg)
@@ -191,7 +191,7 @@ def test_an_unwritable_stats_file_is_an_error_at_start(tmp_path):
 @pytest.mark.timeout(60)
 def test_a_valid_300_deep_record_carrying_received_ns_is_kept(tmp_path):
     deep = b'{"received_ns":1,"transport":"x","n":' + b"[" * 300 + b"]" * 300 + b"}"
-    with Aggregator("unixsock", tmp_path / "agg") as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg") as agg:
         with Client("unixsock", agg.address) as c:
             c.send(deep + b"\n")
         agg.wait_lines(1)
@@ -205,7 +205,7 @@ def test_a_valid_300_deep_record_carrying_received_ns_is_kept(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_unixgram_producer_stops_when_the_aggregator_goes_and_writes_its_summary(tmp_path):
-    with Aggregator("unixgram", tmp_path / "agg") as agg:
+    with AggregatorProc("unixgram", tmp_path / "agg") as agg:
         summary = tmp_path / "p.json"
         p = subprocess.Popen([PRODUCER, "unixgram", "--address", agg.address, "--id", "p", "--count", "100000000",
                               "--rate", "2000", "--summary-json", str(summary), "--quiet"],

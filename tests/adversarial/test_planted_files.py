@@ -13,12 +13,12 @@ import stat
 import time
 
 import pytest
-from helpers import run_cli
 
-from benchmarks.faultlib import (
-    Aggregator,
+from benchmarks.faults.machine import nobody_ids
+from benchmarks.processes import (
+    AggregatorProc,
     Client,
-    nobody_ids,
+    run_cli,
     short_tempdir,
     wait_until,
 )
@@ -38,11 +38,11 @@ def _plant(target, pids, precious) -> list:
 def test_a_symlink_at_the_old_predictable_stats_temp_name_is_not_followed(tmp_path):
     precious = tmp_path / "precious"
     precious.write_bytes(b"do not touch\n")
-    with Aggregator("unixsock", tmp_path / "agg", stats_interval=0.3) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", stats_interval=0.3) as agg:
         planted = _plant(agg.stats_file, [agg.pid], precious)
         after = time.time_ns()
         agg.wait_stats(lambda s: s["written_at_unix_ns"] > after, "a periodic stats write after the plant")
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
     assert precious.read_bytes() == b"do not touch\n"
     assert planted[0].is_symlink()
 
@@ -51,13 +51,13 @@ def test_a_symlink_at_the_old_predictable_stats_temp_name_is_not_followed(tmp_pa
 def test_a_symlink_at_the_old_predictable_ready_temp_name_is_not_followed(tmp_path):
     precious = tmp_path / "precious"
     precious.write_bytes(b"do not touch\n")
-    agg = Aggregator("unixsock", tmp_path / "agg")
+    agg = AggregatorProc("unixsock", tmp_path / "agg")
     agg.workdir.mkdir(parents=True, exist_ok=True)
     last = int(open("/proc/sys/kernel/ns_last_pid").read())  # the aggregator's pid comes soon after
     planted = _plant(agg.ready_file, range(last + 1, last + 300), precious)
     with agg:
         assert agg.pid in range(last + 1, last + 300), "the machine is busy: pids moved on too fast"
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
     assert precious.read_bytes() == b"do not touch\n"
     assert all(link.is_symlink() for link in planted)
 
@@ -69,7 +69,7 @@ def test_fifo_at_the_output_path_is_refused_at_once(tmp_path, reader):
     os.mkfifo(out)
     fd = os.open(out, os.O_RDONLY | os.O_NONBLOCK) if reader else None
     try:
-        agg = Aggregator("unixsock", tmp_path / "agg", output=out)
+        agg = AggregatorProc("unixsock", tmp_path / "agg", output=out)
         result = run_cli(*agg.command, timeout=20)  # before the fix: hung (no reader) or served the reader
         assert result.returncode == 1, result
         assert "not a regular file" in result.stderr, result.stderr
@@ -85,7 +85,7 @@ def test_fifo_at_the_output_path_is_refused_at_once(tmp_path, reader):
 @pytest.mark.skipif(not IS_ROOT or nobody_ids() is None, reason="needs root (to create a file owned by another user) and a 'nobody' user")
 def test_a_file_owned_by_another_user_is_refused(tmp_path, which):
     uid, gid = nobody_ids()
-    agg = Aggregator("unixsock", tmp_path / "agg")
+    agg = AggregatorProc("unixsock", tmp_path / "agg")
     path = agg.output if which == "output" else agg.stats_file
     path.write_bytes(b"theirs\n")
     os.chown(path, uid, gid)
@@ -99,7 +99,7 @@ def test_a_file_owned_by_another_user_is_refused(tmp_path, which):
 def test_a_hard_linked_output_is_refused(tmp_path):
     precious = tmp_path / "precious"
     precious.write_bytes(b"do not touch, no newline")
-    agg = Aggregator("unixsock", tmp_path / "agg")
+    agg = AggregatorProc("unixsock", tmp_path / "agg")
     os.link(precious, agg.output)
     result = run_cli(*agg.command)
     assert result.returncode == 1, result
@@ -109,19 +109,19 @@ def test_a_hard_linked_output_is_refused(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_fifo_planted_before_a_reopen_is_refused_and_writing_goes_on(tmp_path):
-    with Aggregator("unixsock", tmp_path / "agg", "--flush-interval", 0) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", "--flush-interval", 0) as agg:
         with Client("unixsock", agg.address) as c:
             c.send(b'{"seq":0}\n')
             agg.wait_lines(1)
             os.rename(agg.output, agg.output.with_name("out.jsonl.1"))
             os.mkfifo(agg.output)
-            agg.proc.send_signal(__import__("signal").SIGUSR1)
-            wait_until(lambda: "cannot reopen" in agg.stderr(), "the refused reopen reported")
+            agg.send(__import__("signal").SIGUSR1)
+            wait_until(lambda: "cannot reopen" in agg.stderr_text(), "the refused reopen reported")
             c.send(b'{"seq":1}\n')
             wait_until(lambda: agg.output.with_name("out.jsonl.1").read_bytes().count(b"\n") == 2, "seq 1 in the old file")
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
     assert stat.S_ISFIFO(os.lstat(agg.output).st_mode)
-    assert "not a regular file" in agg.stderr()
+    assert "not a regular file" in agg.stderr_text()
 
 
 LIVE_PAIRS = [(a, b) for a in ("unixsock", "unixgram", "fifo") for b in ("unixsock", "unixgram", "fifo") if a != b]
@@ -133,9 +133,9 @@ def test_a_live_address_is_never_taken_over_by_another_transport(tmp_path, live,
     sockdir = short_tempdir()
     try:
         path = sockdir / "shared-path"
-        with Aggregator(live, tmp_path / "live", address=str(path)) as first:
+        with AggregatorProc(live, tmp_path / "live", address=str(path)) as first:
             before = os.lstat(path)
-            second = Aggregator(newcomer, tmp_path / "second", address=str(path))
+            second = AggregatorProc(newcomer, tmp_path / "second", address=str(path))
             result = run_cli(*second.command)
             assert result.returncode != 0, result
             assert "already listening" in result.stderr, result.stderr

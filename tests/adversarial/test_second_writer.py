@@ -7,15 +7,14 @@ in progress looked torn, and ``ftruncate`` cut lines out of the running aggregat
 from __future__ import annotations
 
 import pytest
-from helpers import run_cli
 
-from benchmarks.faultlib import AGGREGATOR, Aggregator, Client
-from benchmarks.torture import second_start
+from benchmarks.faults.scenarios import second_start
+from benchmarks.processes import AGGREGATOR, AggregatorProc, Client, run_cli
 
 
 @pytest.mark.timeout(60)
 def test_refused_start_on_the_same_address_leaves_the_live_output_untouched(tmp_path):
-    with Aggregator("unixsock", tmp_path / "a") as first:
+    with AggregatorProc("unixsock", tmp_path / "a") as first:
         with Client("unixsock", first.address) as c:
             c.send(b'{"seq":0}\n')
             first.wait_lines(1)
@@ -34,7 +33,7 @@ def test_refused_start_on_the_same_address_leaves_the_live_output_untouched(tmp_
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("which", ["output", "rejects"])
 def test_second_writer_of_the_same_output_is_refused_and_names_the_first(tmp_path, which):
-    with Aggregator("unixsock", tmp_path / "a") as first:
+    with AggregatorProc("unixsock", tmp_path / "a") as first:
         with Client("unixsock", first.address) as c:
             c.send(b'{"seq":0}\nnot json\n')
             first.wait_lines(1)
@@ -44,7 +43,7 @@ def test_second_writer_of_the_same_output_is_refused_and_names_the_first(tmp_pat
             # "out" (no .jsonl) has the same rejects file as "out.jsonl": it is refused too.
             out = first.output.with_suffix("")
         before_out, before_rej = first.output.read_bytes(), first.rejects.read_bytes()
-        second = Aggregator("unixsock", tmp_path / "b", output=out)
+        second = AggregatorProc("unixsock", tmp_path / "b", output=out)
         result = run_cli(*second.command)
         assert result.returncode == 1, result.stderr
         assert "Traceback" not in result.stderr

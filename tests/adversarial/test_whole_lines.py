@@ -12,8 +12,9 @@ import json
 
 import pytest
 
-from benchmarks.faultlib import Aggregator, Client, can_mount_tmpfs, remount, tmpfs
-from benchmarks.torture import rotation_full_disk, worker_kill
+from benchmarks.faults.machine import can_mount_tmpfs, remount, tmpfs
+from benchmarks.faults.scenarios import rotation_full_disk, worker_kill
+from benchmarks.processes import AggregatorProc, Client
 
 NEEDS_TMPFS = can_mount_tmpfs()
 
@@ -36,7 +37,7 @@ def test_rotation_while_the_disk_is_full_never_tears_a_line(tmp_path, transport)
 def test_a_dead_workers_half_line_is_moved_to_rejects_before_anyone_appends(tmp_path):
     # What a worker SIGKILLed in the middle of write(2) leaves: the head of a line, no newline.
     # (The torture scenario below kills real workers; this reproduces the state exactly.)
-    with Aggregator("unixsock", tmp_path / "agg", "--workers", 2, "--flush-interval", 0) as agg:
+    with AggregatorProc("unixsock", tmp_path / "agg", "--workers", 2, "--flush-interval", 0) as agg:
         with Client("unixsock", agg.address) as c:
             c.send(b'{"seq":0}\n')
             agg.wait_lines(1)
@@ -44,7 +45,7 @@ def test_a_dead_workers_half_line_is_moved_to_rejects_before_anyone_appends(tmp_
                 f.write(b'{"seq":"half of a dead worker\'s li')
             c.send(b'{"seq":1}\n')
             agg.wait_lines(2)
-        assert agg.stop() == 0, agg.stderr()
+        assert agg.stop() == 0, agg.stderr_text()
         records = _all_json(agg.output.read_bytes())
         rejects = agg.reject_records()
         stats = agg.stats()
@@ -68,7 +69,7 @@ def test_torture_worker_kill_leaves_only_whole_lines(tmp_path):
 def test_rejects_on_a_full_disk_are_whole_named_and_retried(tmp_path):
     bad = [b"not json %06d " % i + b"x" * 200 + b"\n" for i in range(3000)]
     with tmpfs("256k") as mnt:
-        with Aggregator("unixsock", tmp_path / "agg", output=mnt / "out.jsonl", stats_interval=0.2) as agg:
+        with AggregatorProc("unixsock", tmp_path / "agg", output=mnt / "out.jsonl", stats_interval=0.2) as agg:
             with Client("unixsock", agg.address) as c:
                 for line in bad:
                     c.send(line)
@@ -76,10 +77,10 @@ def test_rejects_on_a_full_disk_are_whole_named_and_retried(tmp_path):
                 agg.wait_stats(lambda s: s["rejected"].get("invalid_json", 0) == len(bad) and s["rejects_write_errors"] > 0, "rejects counted, disk full")
                 remount(mnt, "64m")
                 agg.wait_stats(lambda s: s["rejects_pending_bytes"] == 0, "held rejects written once space returned")
-            assert agg.stop() == 0, agg.stderr()
+            assert agg.stop() == 0, agg.stderr_text()
             rejects = _all_json(agg.rejects.read_bytes())
             stats = agg.stats()
-        err = agg.stderr()
+        err = agg.stderr_text()
     assert f"cannot write {agg.rejects}" in err, err
     assert f"rejects writable again ({agg.rejects})" in err, err
     written = [r for r in rejects if r["reason"] == "invalid_json"]

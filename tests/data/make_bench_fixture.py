@@ -15,7 +15,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from benchmarks.results import BenchParams, LatencyRecord, ProcessStats, ResultsWriter, RunRecord, SweepPoint  # noqa: E402
+from benchmarks.results import (  # noqa: E402
+    BenchParams,
+    LatencyRecord,
+    ProcessStats,
+    ResultsWriter,
+    RunRecord,
+    SweepPoint,
+)
 from benchmarks.seqcheck import analyze_output, expected_counts  # noqa: E402
 
 ENV = {

@@ -1,7 +1,7 @@
 """soak: a bounded soak run, a steady rate over every transport at once, sampled over time.
 
 USAGE (as a function; wire it into ``loglab``/``make bench`` tooling, not the unit suite):
-    from benchmarks.soak import run_soak, plot_soak
+    from benchmarks.faults.soak import run_soak, plot_soak
     result = run_soak(duration_s=120, rate=2000, producers=2, sample_interval_s=1.0, out_json=Path("soak.json"))
     plot_soak(result, Path("soak.png"))
 
@@ -40,18 +40,22 @@ import time
 from pathlib import Path
 
 
-from .faultlib import RELIABLE, TRANSPORTS, Aggregator, producer, producer_summary, proc_status, reap
+from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
+
+from ..processes import AggregatorProc, proc_status, producer_summary, reap, start_producer
+
+RELIABLE = transport_names(reliable=True)
 
 VERSION = 1
 MIB = 1 << 20
 
 
 def run_soak(duration_s: float = 120.0, rate: float = 2000.0, producers: int = 2, sample_interval_s: float = 1.0,
-             transports=TRANSPORTS, workdir: Path | None = None, out_json: Path | None = None) -> dict:
+             transports=TRANSPORT_NAMES, workdir: Path | None = None, out_json: Path | None = None) -> dict:
     own = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="loglab-soak-")) if own else workdir
     count = int(rate * duration_s)
-    aggs: dict[str, Aggregator] = {}
+    aggs: dict[str, AggregatorProc] = {}
     procs: dict[str, list] = {}
     result = {"version": VERSION, "kind": "loglab-soak", "started_unix_ns": time.time_ns(),
               "params": {"duration_s": duration_s, "rate_per_producer": rate, "producers": producers,
@@ -59,11 +63,11 @@ def run_soak(duration_s: float = 120.0, rate: float = 2000.0, producers: int = 2
               "transports": {}}
     try:
         for t in transports:
-            aggs[t] = Aggregator(t, workdir / t / "agg", stats_interval=max(0.1, sample_interval_s / 2)).start()
+            aggs[t] = AggregatorProc(t, workdir / t / "agg", stats_interval=max(0.1, sample_interval_s / 2)).start()
             result["transports"][t] = {"samples": []}
         start = time.monotonic()
         for t in transports:
-            procs[t] = [producer(t, aggs[t].address, f"{t}-p{i}", count, workdir / t, "--rate", rate) for i in range(producers)]
+            procs[t] = [start_producer(t, aggs[t].address, f"{t}-p{i}", count, workdir / t, "--rate", rate) for i in range(producers)]
         next_sample = start
         while True:
             now = time.monotonic()
@@ -82,7 +86,7 @@ def run_soak(duration_s: float = 120.0, rate: float = 2000.0, producers: int = 2
             next_sample += sample_interval_s
             time.sleep(max(0.0, next_sample - time.monotonic()))
         for t in transports:
-            if t == "udp":
+            if not get_transport(t).reliable:
                 time.sleep(0.2)  # the last datagrams in the socket buffer (udp has no drain signal)
             aggs[t].stop(signal.SIGTERM, timeout=60)
             s = aggs[t].stats()

@@ -1,17 +1,10 @@
-"""torture: the heavier reliability scenarios of issue #5, each bounded (seconds to a minute),
-printed as one table of what was sent, written, rejected and lost.
+"""The aggregator's torture scenarios: the heavier reliability checks, each bounded (seconds to a
+minute), each a plain function ``scenario(workdir: Path, scale: float) -> list[Row]`` with exact
+expected figures (``benchmarks/faults/rows.py``). ``loglab torture`` runs them
+(``benchmarks/faults/torture.py``); the tests call them at a small scale.
 
-USAGE (as a function; ``loglab torture`` wires it):
-    from benchmarks.torture import main
-    rows = main(scenarios=None, scale=1.0, workdir=None, out_json=None)
-
-Each scenario is a plain function ``scenario(workdir: Path, scale: float) -> list[Row]`` returning
-rows with exact expected figures: ``expected_written`` is what must be in the output and ``ok`` says
-whether it was. ``lost`` = sent - written - rejected (rejected counts the lines the producers sent
-that the aggregator refused, e.g. a killed producer's half line). Results are plain data
-(``out_json``: ``{"version": 1, "kind": "loglab-torture", "rows": [...]}``).
-
-The process helpers are shared with the test suite (``benchmarks/faultlib.py``).
+Every process is started through ``benchmarks.processes`` and every transport list comes from the
+registry's attributes, so a new transport is tortured by being registered.
 """
 
 from __future__ import annotations
@@ -20,46 +13,30 @@ import json
 import os
 import shutil
 import signal
-import socket
+import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from aggregator.transports import get_transport, transport_names
 
-from .faultlib import (
-    Aggregator,
+from ..processes import (
+    AGGREGATOR,
+    AggregatorProc,
     Client,
-    can_mount_tmpfs,
     proc_cpu_seconds,
     proc_status,
-    producer,
     producer_summary,
     reap,
-    remount,
+    run_cli,
     seqs_of,
+    short_tempdir,
     start_half_line_writer,
-    tmpfs,
+    start_producer,
     whole_lines,
 )
-
-VERSION = 1
-
-
-@dataclass
-class Row:
-    scenario: str
-    transport: str
-    sent: int = 0
-    written: int = 0
-    rejected: int = 0
-    lost: int = 0
-    expected_written: int | None = None
-    ok: bool = True
-    seconds: float = 0.0
-    notes: str = ""
-    figures: dict = field(default_factory=dict)
+from .machine import can_mount_tmpfs, remount, tmpfs
+from .rows import Row, finish, scaled
 
 
 def _sent(wd: Path, pid_id: str) -> int:
@@ -70,29 +47,17 @@ def _sent(wd: Path, pid_id: str) -> int:
         return 0
 
 
-def _n(base: int, scale: float) -> int:
-    return max(1, int(base * scale))
-
-
-def _finish(row: Row, t0: float) -> Row:
-    row.lost = row.sent - row.written - row.rejected
-    row.seconds = round(time.monotonic() - t0, 2)
-    if row.expected_written is not None:
-        row.ok = row.ok and row.written == row.expected_written
-    return row
-
-
 # -- scenarios ----------------------------------------------------------------------------------
 
 def producer_sigkill(workdir: Path, scale: float) -> list[Row]:
-    """Stream transports: a producer SIGKILLed mid-line next to 4 healthy ones."""
+    """Connected stream transports: a producer SIGKILLed mid-line next to 4 healthy ones."""
     rows = []
-    for transport in ("unixsock", "tcp"):
+    for transport in transport_names(kind="stream", connected=True):
         t0 = time.monotonic()
-        n, victim_lines = _n(20000, scale), _n(1000, scale)
+        n, victim_lines = scaled(20000, scale), scaled(1000, scale)
         wd = workdir / f"sigkill-{transport}"
-        with Aggregator(transport, wd / "agg") as agg:
-            procs = [producer(transport, agg.address, f"p{i}", n, wd, "--rate", 20000) for i in range(4)]
+        with AggregatorProc(transport, wd / "agg") as agg:
+            procs = [start_producer(transport, agg.address, f"p{i}", n, wd, "--rate", 20000) for i in range(4)]
             try:
                 victim = start_half_line_writer(transport, agg.address, victim_lines)
                 victim.kill()
@@ -110,29 +75,25 @@ def producer_sigkill(workdir: Path, scale: float) -> list[Row]:
                   rejected=s["rejected_total"], expected_written=4 * n + victim_lines)
         row.ok = seqs_of(recs, "victim") == list(range(victim_lines)) and s["rejected"] == {"partial_line_at_close": 1}
         row.notes = "half line -> partial_line_at_close"
-        rows.append(_finish(row, t0))
+        rows.append(finish(row, t0))
     return rows
 
 
 def aggregator_sigterm(workdir: Path, scale: float) -> list[Row]:
     """SIGTERM mid-stream on each reliable transport; what the producers were told was sent is written."""
     rows = []
-    for transport in ("unixsock", "unixgram", "tcp", "fifo"):
+    for transport in transport_names(reliable=True):
         t0 = time.monotonic()
         wd = workdir / f"sigterm-{transport}"
-        # unixsock/unixgram stop the producers (EPIPE/ECONNREFUSED); tcp/fifo are read until the
-        # producers close, so they get a finite count and a drain timeout long enough for it.
-        finite = transport in ("tcp", "fifo")
-        count = _n(20000, scale) if finite else 10_000_000
-        with Aggregator(transport, wd / "agg", "--drain-timeout", 60) as agg:
-            procs = [producer(transport, agg.address, f"p{i}", count, wd, "--rate", 20000) for i in range(4)]
+        # An exact drain (AF_UNIX) stops the producers (EPIPE, then ECONNREFUSED); the others are
+        # read until the producers close, so they get a finite count and a long drain timeout.
+        finite = not get_transport(transport).shutdown_read_on_drain
+        count = scaled(20000, scale) if finite else 10_000_000
+        with AggregatorProc(transport, wd / "agg", "--drain-timeout", 60) as agg:
+            procs = [start_producer(transport, agg.address, f"p{i}", count, wd, "--rate", 20000) for i in range(4)]
             try:
                 agg.wait_lines(5000)
                 agg.stop()
-                if transport == "unixgram":  # datagram senders go on (ECONNREFUSED each): interrupt them
-                    for p in procs:
-                        if p.poll() is None:
-                            p.send_signal(signal.SIGINT)
                 for p in procs:
                     p.wait(120)
             finally:
@@ -144,7 +105,7 @@ def aggregator_sigterm(workdir: Path, scale: float) -> list[Row]:
                   rejected=s["rejected_total"], expected_written=sent)
         row.ok = all(set(range(_sent(wd, f"p{i}"))) <= set(seqs_of(recs, f"p{i}")) for i in range(4))
         row.notes = "producers stopped by the drain" if not finite else "read until producers closed"
-        rows.append(_finish(row, t0))
+        rows.append(finish(row, t0))
     return rows
 
 
@@ -154,15 +115,15 @@ def aggregator_sigkill(workdir: Path, scale: float) -> list[Row]:
     wd = workdir / "sigkill-agg"
     wd.mkdir(parents=True, exist_ok=True)
     out = wd / "out.jsonl"
-    sockdir = Path(tempfile.mkdtemp(prefix="loglab-tt-"))
+    sockdir = short_tempdir("loglab-tt-")
     try:
-        first = Aggregator("unixsock", wd / "a1", output=out, sockdir=sockdir)
+        first = AggregatorProc("unixsock", wd / "a1", output=out, address=str(sockdir / "unixsock.sock"))
         with first:
-            procs = [producer("unixsock", first.address, f"p{i}", 10_000_000, wd, "--rate", 20000) for i in range(4)]
+            procs = [start_producer("unixsock", first.address, f"p{i}", 10_000_000, wd, "--rate", 20000) for i in range(4)]
             try:
-                first.wait_lines(_n(20000, scale))
-                first.proc.send_signal(signal.SIGKILL)
-                first.proc.wait()
+                first.wait_lines(scaled(20000, scale))
+                first.send(signal.SIGKILL)
+                first.wait()
                 for p in procs:
                     p.wait(30)
             finally:
@@ -171,10 +132,10 @@ def aggregator_sigkill(workdir: Path, scale: float) -> list[Row]:
         raw = out.read_bytes()
         torn = not raw.endswith(b"\n")
         kept = len(whole_lines(out))
-        second = Aggregator("unixsock", wd / "a2", output=out, address=first.address)
+        second = AggregatorProc("unixsock", wd / "a2", output=out, address=first.address)
         with second:
-            n2 = _n(5000, scale)
-            procs = [producer("unixsock", second.address, f"q{i}", n2, wd) for i in range(4)]
+            n2 = scaled(5000, scale)
+            procs = [start_producer("unixsock", second.address, f"q{i}", n2, wd) for i in range(4)]
             try:
                 for p in procs:
                     p.wait(60)
@@ -190,14 +151,14 @@ def aggregator_sigkill(workdir: Path, scale: float) -> list[Row]:
               rejected=s2["rejected"].get("torn_line_at_start", 0), expected_written=None)
     row.ok = gapless and len(records) == kept + 4 * n2 and out.read_bytes().endswith(b"\n")
     row.notes = f"lost = unflushed tail at SIGKILL (<= --flush-interval); torn line at kill: {torn}"
-    return [_finish(row, t0)]
+    return [finish(row, t0)]
 
 
 def udp_overload(workdir: Path, scale: float) -> list[Row]:
     """udp outrun by producers: loss is counted by the kernel and by the sequence check."""
     t0 = time.monotonic()
     wd = workdir / "udp"
-    n = _n(100_000, scale)
+    n = scaled(100_000, scale)
 
     def rcvbuf_errors() -> int:
         lines = Path("/proc/net/snmp").read_text().splitlines()
@@ -205,8 +166,8 @@ def udp_overload(workdir: Path, scale: float) -> list[Row]:
         return int(vals[head.index("RcvbufErrors")])
 
     before = rcvbuf_errors()
-    with Aggregator("udp", wd / "agg", "--rcvbuf", 65536) as agg:
-        procs = [producer("udp", agg.address, f"p{i}", n, wd) for i in range(4)]
+    with AggregatorProc("udp", wd / "agg", "--rcvbuf", 65536) as agg:
+        procs = [start_producer("udp", agg.address, f"p{i}", n, wd) for i in range(4)]
         try:
             for p in procs:
                 p.wait(120)
@@ -224,7 +185,7 @@ def udp_overload(workdir: Path, scale: float) -> list[Row]:
     row.ok = missing == sent - s["messages_written"] == s.get("kernel_drops")
     row.notes = f"aggregator kernel_drops {s.get('kernel_drops')}; seq gaps {missing}; RcvbufErrors +{kernel} (machine-wide)"
     row.figures = {"kernel_rcvbuf_errors": kernel, "seq_missing": missing, "effective_rcvbuf": s.get("effective_rcvbuf"), "kernel_drops": s.get("kernel_drops")}
-    return [_finish(row, t0)]
+    return [finish(row, t0)]
 
 
 def disk_full(workdir: Path, scale: float) -> list[Row]:
@@ -233,20 +194,20 @@ def disk_full(workdir: Path, scale: float) -> list[Row]:
     if why:
         return [Row("disk_full_stall_resume", "-", ok=True, notes=f"skipped: {why}")]
     rows = []
-    for transport in ("unixsock", "tcp", "fifo", "unixgram"):
+    for transport in transport_names(reliable=True):
         t0 = time.monotonic()
         wd = workdir / f"diskfull-{transport}"
         n = 100_000  # 20 MB: more than socket/pipe buffers hold whatever the scale
         with tmpfs("1m") as mnt:
-            with Aggregator(transport, wd / "agg", "--max-backlog-bytes", 1 << 20, output=mnt / "out.jsonl", stats_interval=0.2) as agg:
+            with AggregatorProc(transport, wd / "agg", "--max-backlog-bytes", 1 << 20, output=mnt / "out.jsonl", stats_interval=0.2) as agg:
                 base = proc_status(agg.pid)["VmRSS"]
-                p = producer(transport, agg.address, "p", n, wd)
+                p = start_producer(transport, agg.address, "p", n, wd)
                 try:
                     agg.wait_stats(lambda s: s["reading_paused"] >= 1, "reading paused", 60)
                     cpu0, w0 = proc_cpu_seconds(agg.pid), time.monotonic()
                     time.sleep(1.0)
                     cpu = (proc_cpu_seconds(agg.pid) - cpu0) / (time.monotonic() - w0)
-                    blocked = p.poll() is None
+                    blocked = p.running()
                     hwm = proc_status(agg.pid)["VmHWM"]
                     remount(mnt, "128m")
                     p.wait(120)
@@ -261,32 +222,26 @@ def disk_full(workdir: Path, scale: float) -> list[Row]:
         row.figures = {"rss_growth_bytes": hwm - base, "stalled_cpu_fraction": round(cpu, 3),
                        "write_errors": s["output_write_errors"], "reading_paused": s["reading_paused"]}
         row.notes = f"producer blocked={blocked}, RSS +{(hwm - base) >> 10} KiB, CPU {cpu:.0%} while stalled"
-        rows.append(_finish(row, t0))
+        rows.append(finish(row, t0))
     return rows
 
 
 def connection_flood(workdir: Path, scale: float) -> list[Row]:
     """1000 connections, each sending a line and staying open, against --max-connections 900
-    (tcp and unixsock): 900 are served at once, the other 100 wait in the kernel's backlog and
-    are served as the first ones close. None is accepted and dropped."""
+    (the connected transports): 900 are served at once, the other 100 wait in the kernel's backlog
+    and are served as the first ones close. None is accepted and dropped."""
     rows = []
     total, limit = 1000, 900
-    for transport in ("unixsock", "tcp"):
+    for transport in transport_names(connected=True):
         t0 = time.monotonic()
         wd = workdir / f"flood-{transport}"
-        with Aggregator(transport, wd / "agg", "--max-connections", limit, stats_interval=0.2) as agg:
+        with AggregatorProc(transport, wd / "agg", "--max-connections", limit, stats_interval=0.2) as agg:
             socks = []
             try:
                 for i in range(total):
-                    if transport == "tcp":
-                        host, _, port = agg.address.rpartition(":")
-                        s = socket.create_connection((host, int(port)), timeout=30)
-                    else:
-                        s = socket.socket(socket.AF_UNIX)
-                        s.settimeout(30)
-                        s.connect(agg.address)
-                    s.sendall(b'{"producer":"c","seq":%d}\n' % i)
-                    socks.append(s)
+                    c = Client(transport, agg.address)
+                    socks.append(c)
+                    c.send(b'{"producer":"c","seq":%d}\n' % i)
                 held = agg.wait_stats(lambda st: st["messages_written"] >= limit and st["accept_paused"] >= 1, "the limit reached", 60)
                 for s in socks[:limit]:
                     s.close()
@@ -303,7 +258,7 @@ def connection_flood(workdir: Path, scale: float) -> list[Row]:
                        "connections_open_peak": st["connections_open_peak"]}
         row.notes = (f"{held['messages_written']} served at the limit, the other {total - held['messages_written']} waited "
                      f"in the backlog; peak {st['connections_open_peak']} open")
-        rows.append(_finish(row, t0))
+        rows.append(finish(row, t0))
     return rows
 
 
@@ -312,7 +267,7 @@ def huge_line(workdir: Path, scale: float) -> list[Row]:
     t0 = time.monotonic()
     size = 100 * 1024 * 1024
     wd = workdir / "hugeline"
-    with Aggregator("unixsock", wd / "agg") as agg:
+    with AggregatorProc("unixsock", wd / "agg") as agg:
         base = proc_status(agg.pid)["VmRSS"]
         with Client("unixsock", agg.address) as c:
             chunk = b"A" * (1 << 20)
@@ -329,7 +284,7 @@ def huge_line(workdir: Path, scale: float) -> list[Row]:
     row.ok = rej["reason"] == "line_too_long" and rej["length"] == size
     row.figures = {"rss_base_bytes": base, "rss_peak_bytes": hwm, "rss_growth_bytes": hwm - base}
     row.notes = f"RSS base {base >> 20} MiB, peak {hwm >> 20} MiB (+{(hwm - base) >> 10} KiB)"
-    return [_finish(row, t0)]
+    return [finish(row, t0)]
 
 
 def fsync_cost(workdir: Path, scale: float) -> list[Row]:
@@ -337,14 +292,14 @@ def fsync_cost(workdir: Path, scale: float) -> list[Row]:
     blocks) and at a steady 4 x 2000 msg/s (a write every --flush-interval, 10 ms): messages/s,
     aggregator CPU per message, fsyncs. Output on the working directory's disk."""
     rows = []
-    for rate, n in ((0, _n(50_000, scale)), (2000, _n(10_000, scale))):
+    for rate, n in ((0, scaled(50_000, scale)), (2000, scaled(10_000, scale))):
         for mode in ("never", "interval", "always"):
             t0 = time.monotonic()
             wd = workdir / f"fsync-{mode}-{rate}"
-            with Aggregator("unixsock", wd / "agg", "--fsync", mode, "--fsync-interval", 1.0) as agg:
+            with AggregatorProc("unixsock", wd / "agg", "--fsync", mode, "--fsync-interval", 1.0) as agg:
                 cpu0 = proc_cpu_seconds(agg.pid)
                 w0 = time.monotonic()
-                procs = [producer("unixsock", agg.address, f"p{i}", n, wd, "--rate", rate) for i in range(4)]
+                procs = [start_producer("unixsock", agg.address, f"p{i}", n, wd, "--rate", rate) for i in range(4)]
                 try:
                     for p in procs:
                         p.wait(300)
@@ -362,7 +317,7 @@ def fsync_cost(workdir: Path, scale: float) -> list[Row]:
                            "fsync_calls": s["fsync_calls"], "output_write_calls": s["output_write_calls"]}
             row.notes = (f"{4 * n / wall:,.0f} msg/s, {cpu / (4 * n) * 1e6:.2f} us CPU/msg, "
                          f"{s['fsync_calls']} fsyncs / {s['output_write_calls']} writes")
-            rows.append(_finish(row, t0))
+            rows.append(finish(row, t0))
     return rows
 
 
@@ -370,45 +325,48 @@ def fsync_cost(workdir: Path, scale: float) -> list[Row]:
 # -- issue 9: the adversarial probe's scenarios -------------------------------------------------
 
 # A client that opens a connection, sends one line and closes, as fast as it can, N times; it
-# prints how many lines it was told were sent (sendall returned) and how many connects failed.
-# Blocking sockets: when the listen backlog is full, connect() waits (the kernel's push-back);
-# a socket with a timeout is non-blocking underneath, and AF_UNIX then fails with EAGAIN instead.
+# prints how many lines it was told were sent and how many connects or sends failed. The
+# transport's own connect, without a timeout: when the listen backlog is full, connect() waits
+# (the kernel's push-back); a socket with a timeout is non-blocking underneath, and AF_UNIX then
+# fails with EAGAIN instead.
 CHURN_CLIENT = r"""
-import socket, sys
+import sys
+from aggregator.transports import get_transport
 transport, address, name, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-if transport == "tcp":
-    host, _, port = address.rpartition(":"); family, target = socket.AF_INET, (host, int(port))
-else:
-    family, target = socket.AF_UNIX, address
+t = get_transport(transport)
 sent = errors = 0
 for i in range(n):
-    s = socket.socket(family, socket.SOCK_STREAM)
     try:
-        s.connect(target)
-        s.sendall(b'{"producer":"%s","seq":%d}\n' % (name.encode(), i))
+        sender = t.connect(address)
+    except OSError as exc:
+        errors += 1
+        print("error", type(exc).__name__, exc, file=sys.stderr)
+        continue
+    try:
+        sender.write_all(b'{"producer":"%s","seq":%d}\n' % (name.encode(), i))
         sent += 1
     except OSError as exc:
         errors += 1
         print("error", type(exc).__name__, exc, file=sys.stderr)
     finally:
-        s.close()
+        sender.close()
 print(sent, errors, flush=True)
 """
 
 
-def connection_churn(workdir: Path, scale: float, transports=("unixsock", "tcp"), max_connections: int | None = None) -> list[Row]:
+def connection_churn(workdir: Path, scale: float, transports: tuple[str, ...] | None = None,
+                     max_connections: int | None = None) -> list[Row]:  # fmt: skip
     """Three clients doing connect -> one line -> close as fast as they can (issue 9, item 2).
     Every line a client was told was sent must be written once: connections over
     ``--max-connections`` wait in the kernel's backlog, they are never accepted and dropped."""
-    import subprocess
-
     rows = []
-    for transport in transports:
+    for transport in transports or transport_names(connected=True):
         t0 = time.monotonic()
         wd = workdir / f"churn-{transport}"
-        per_client = _n(10_000 if transport != "tcp" else 5_000, scale)  # tcp: TIME_WAIT ports
+        # Fewer over IP: each closed connection holds an ephemeral port in TIME_WAIT.
+        per_client = scaled(10_000 if get_transport(transport).address_kind == "path" else 5_000, scale)
         limit_args = ("--max-connections", max_connections) if max_connections else ()
-        with Aggregator(transport, wd / "agg", *limit_args) as agg:
+        with AggregatorProc(transport, wd / "agg", *limit_args) as agg:
             clients = [subprocess.Popen([sys.executable, "-c", CHURN_CLIENT, transport, agg.address, f"c{k}", str(per_client)],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k in range(3)]
             try:
@@ -430,32 +388,29 @@ def connection_churn(workdir: Path, scale: float, transports=("unixsock", "tcp")
                        "connections_open_peak": s["connections_open_peak"], "max_connections": max_connections or 1024}
         row.notes = (f"{s['connections_opened']} connections, peak {s['connections_open_peak']} open, "
                      f"accepting paused {s.get('accept_paused')} times")
-        rows.append(_finish(row, t0))
+        rows.append(finish(row, t0))
     return rows
 
 
 def second_start(workdir: Path, scale: float) -> list[Row]:
     """A second aggregator started again and again on a running one's address and output while it
     runs flat out (issue 9, item 1): every start is refused, and the first loses nothing."""
-    import subprocess
-
     t0 = time.monotonic()
     wd = workdir / "second-start"
     attempts = max(6, int(45 * scale))
     refused = 0
-    with Aggregator("unixsock", wd / "first") as first:
-        procs = [producer("unixsock", first.address, f"p{i}", 100_000_000, wd, "--batch", 16) for i in range(4)]
+    with AggregatorProc("unixsock", wd / "first") as first:
+        procs = [start_producer("unixsock", first.address, f"p{i}", 100_000_000, wd, "--batch", 16) for i in range(4)]
         try:
             first.wait_lines(10_000)
             for k in range(attempts):
                 # Half on the same address and output (the defaults run twice), half on another
                 # address with the same output: both must be refused before touching anything.
                 address = first.address if k % 2 == 0 else str(Path(first.address).with_name(f"other-{k}.sock"))
-                r = subprocess.run([first.command[0], "unixsock", "--address", address, "--output", str(first.output)],
-                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+                r = run_cli(AGGREGATOR, "unixsock", "--address", address, "--output", first.output, timeout=60)
                 refused += r.returncode != 0 and ("already listening" in r.stderr or "another aggregator" in r.stderr)
             for p in procs:
-                p.send_signal(signal.SIGINT)  # the producer writes its summary: what it was told was sent
+                p.send(signal.SIGINT)  # the producer writes its summary: what it was told was sent
             for p in procs:
                 p.wait(60)
         finally:
@@ -468,28 +423,28 @@ def second_start(workdir: Path, scale: float) -> list[Row]:
     row.ok = refused == attempts and all(sorted(seqs_of(recs, f"p{i}")) == list(range(_sent(wd, f"p{i}"))) for i in range(4))
     row.figures = {"attempts": attempts, "refused": refused, "stats_written": s["messages_written"]}
     row.notes = f"{refused}/{attempts} second starts refused while the first ran flat out"
-    return [_finish(row, t0)]
+    return [finish(row, t0)]
 
 
-def rotation_full_disk(workdir: Path, scale: float, transports=("unixsock", "fifo")) -> list[Row]:
+def rotation_full_disk(workdir: Path, scale: float, transports: tuple[str, ...] | None = None) -> list[Row]:
     """Rotate (mv + SIGUSR1) while the disk is full and part of a line is pending (issue 9,
     item 3): the old file ends in a whole line, the new one starts with one."""
     why = can_mount_tmpfs()
     if why:
         return [Row("rotation_full_disk", "-", ok=True, notes=f"skipped: {why}")]
     rows = []
-    for transport in transports:
+    for transport in transports or transport_names(reliable=True):
         t0 = time.monotonic()
         wd = workdir / f"rotate-{transport}"
         n = 20_000  # 4 MB against a 1 MiB disk, whatever the scale
         with tmpfs("1m") as mnt:
             out = mnt / "out.jsonl"
-            with Aggregator(transport, wd / "agg", "--max-backlog-bytes", 1 << 20, output=out, stats_interval=0.1) as agg:
-                p = producer(transport, agg.address, "p", n, wd)
+            with AggregatorProc(transport, wd / "agg", "--max-backlog-bytes", 1 << 20, output=out, stats_interval=0.1) as agg:
+                p = start_producer(transport, agg.address, "p", n, wd)
                 try:
                     agg.wait_stats(lambda st: st["output_write_errors"] >= 1, "the disk full", 60)
                     os.rename(out, mnt / "out.jsonl.1")
-                    agg.proc.send_signal(signal.SIGUSR1)
+                    agg.send(signal.SIGUSR1)
                     agg.wait_stats(lambda st: st["output_reopens"] >= 1, "the reopen", 60)
                     remount(mnt, "128m")
                     p.wait(120)
@@ -513,7 +468,7 @@ def rotation_full_disk(workdir: Path, scale: float, transports=("unixsock", "fif
         row.figures = {"old_file_bytes": len(old), "new_file_bytes": len(new), "files_ending_torn": torn, "unparsable_lines": bad,
                        "write_errors": s["output_write_errors"]}
         row.notes = f"old file {len(old)} B, new {len(new)} B; torn files {torn}, unparsable lines {bad}"
-        rows.append(_finish(row, t0))
+        rows.append(finish(row, t0))
     return rows
 
 
@@ -528,16 +483,16 @@ def worker_kill(workdir: Path, scale: float) -> list[Row]:
     gapless = True
     for trial in range(trials):
         wd = workdir / f"worker-kill-{trial}"
-        with Aggregator("unixsock", wd / "agg", "--workers", 2, "--flush-interval", 0) as agg:
-            procs = [producer("unixsock", agg.address, f"p{i}", 100_000_000, wd, "--batch", 64) for i in range(4)]
+        with AggregatorProc("unixsock", wd / "agg", "--workers", 2, "--flush-interval", 0) as agg:
+            procs = [start_producer("unixsock", agg.address, f"p{i}", 100_000_000, wd, "--batch", 64) for i in range(4)]
             try:
                 agg.wait_lines(20_000 * (trial % 3 + 1))
                 victim = psutil.Process(agg.pid).children()[trial % 2]
                 victim.kill()
-                agg.proc.wait(60)  # the supervisor stops the other worker, which drains
+                agg.wait(60)  # the supervisor stops the other worker, which drains
                 for p in procs:
-                    if p.poll() is None:
-                        p.send_signal(signal.SIGINT)
+                    if p.running():
+                        p.send(signal.SIGINT)
                 for p in procs:
                     p.wait(60)
             finally:
@@ -562,77 +517,20 @@ def worker_kill(workdir: Path, scale: float) -> list[Row]:
     row.figures = {"trials": trials, "torn_lines_in_output": torn_lines, "torn_lines_repaired": repaired, "gapless_prefixes": gapless}
     row.notes = (f"{trials} trials: {torn_lines} torn lines in the output, {repaired} moved to rejects; "
                  "lost = the killed worker's unwritten lines and kernel buffers")
-    return [_finish(row, t0)]
+    return [finish(row, t0)]
 
 
 SCENARIOS = {
-    "connection_churn": connection_churn,
-    "second_start": second_start,
-    "rotation_full_disk": rotation_full_disk,
-    "worker_kill": worker_kill,
     "producer_sigkill": producer_sigkill,
     "aggregator_sigterm": aggregator_sigterm,
     "aggregator_sigkill": aggregator_sigkill,
     "udp_overload": udp_overload,
     "disk_full": disk_full,
     "connection_flood": connection_flood,
+    "connection_churn": connection_churn,
     "huge_line": huge_line,
     "fsync_cost": fsync_cost,
+    "second_start": second_start,
+    "rotation_full_disk": rotation_full_disk,
+    "worker_kill": worker_kill,
 }
-
-# Shipping beyond one machine (issue 13): ship_* scenarios, in natslab/torture.py (they need nats-server).
-from natslab.torture import SCENARIOS as _SHIPPING  # noqa: E402
-
-SCENARIOS.update(_SHIPPING)
-
-
-def format_table(rows: list[Row]) -> str:
-    head = ("scenario", "transport", "sent", "written", "rejected", "lost", "expected", "ok", "s", "notes")
-    body = [(r.scenario, r.transport, r.sent, r.written, r.rejected, r.lost,
-             "-" if r.expected_written is None else r.expected_written, "yes" if r.ok else "NO", r.seconds, r.notes)
-            for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    fmt = lambda cells: "  ".join(str(c).ljust(w) if i in (0, 1, 9) else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)])
-
-
-def main(scenarios: list[str] | None = None, *, scale: float = 1.0, workdir: Path | None = None,
-         out_json: Path | None = None, echo=print) -> list[Row]:
-    """Run the named scenarios (all by default); print and return the table's rows.
-
-    ``scale`` multiplies message counts (0.2 for a quick run). Files go to ``workdir`` (a temp
-    directory, removed afterwards, by default). Rows are written to ``out_json`` as they complete.
-    """
-    names = scenarios or list(SCENARIOS)
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown:
-        raise ValueError(f"unknown scenarios {unknown}; choose from {list(SCENARIOS)}")
-    own = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="loglab-torture-")) if own else workdir
-    rows: list[Row] = []
-    try:
-        for name in names:
-            try:
-                got = SCENARIOS[name](workdir / name, scale)
-            except Exception as exc:  # a failed scenario is a row, not the end of the run
-                got = [Row(name, "-", ok=False, notes=f"error: {type(exc).__name__}: {str(exc)[:200]}")]
-            rows.extend(got)
-            for r in got:
-                echo(f"torture: {r.scenario} {r.transport}: {'ok' if r.ok else 'FAILED'} {r.notes}")
-            if out_json is not None:
-                out_json.write_text(json.dumps({"version": VERSION, "kind": "loglab-torture",
-                                                "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
-    finally:
-        if own:
-            shutil.rmtree(workdir, ignore_errors=True)
-    echo(format_table(rows))
-    return rows
-
-
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    scale = 1.0
-    if args and args[0].startswith("--scale="):
-        scale = float(args.pop(0).split("=", 1)[1])
-    result = main(args or None, scale=scale)
-    sys.exit(0 if all(r.ok for r in result) else 1)
