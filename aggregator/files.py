@@ -64,13 +64,17 @@ def check_writable_target(path: Path, what: str) -> None:
         raise UnsafePath(f"cannot write the {what} {path}: directory {path.parent} is not writable")
 
 
-def replace_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` as the whole new content of ``path`` (see the module doc)."""
+def replace_atomically(path: Path, data: bytes, mode: int = 0o644, fsync: bool = False) -> None:
+    """Write ``data`` as the whole new content of ``path`` (see the module doc). ``fsync``: on
+    disk before the rename, so that even a machine crash leaves the old file or the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
             f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

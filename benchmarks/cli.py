@@ -51,7 +51,7 @@ def bench(
     batch: Optional[str] = typer.Option(None, help="Lines per write on stream transports (list = sweep)."),
     repeat: int = typer.Option(3, min=1, help="Measured repeats per cell."),
     warmup: int = typer.Option(1, min=0, help="Warm-up runs per system and transport, before its first cell (kept in the results, flagged, left out of figures)."),
-    peer: str = typer.Option("syslog-ng", help="Run the same workload through this peer too: syslog-ng, or none."),
+    peer: str = typer.Option("syslog-ng", help="Run the same workload through this peer too (one of benchmarks/peers: syslog-ng), or none."),
     trace: Optional[bool] = typer.Option(
         None, "--trace/--no-trace", help="One extra traced run per cell (capacity and efficiency; every cell of a custom run) with the BCC tracer (default: on when available)."
     ),
@@ -66,8 +66,8 @@ def bench(
     scale: float = typer.Option(1.0, min=0.0001, help="Multiply the standard suite's message counts (quick looks: 0.1)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.md and report.html at the end."),
 ) -> None:
-    from . import bench as bench_mod
-    from .suite import custom_scenario, default_suite, parse_list, restrict
+    from .run import bench as bench_mod
+    from .run.suite import custom_scenario, default_suite, parse_list, restrict
 
     chosen = _split_transports(transports)
     pipeline = bool(scenarios) and "pipeline" in {s.strip() for s in scenarios.split(",")}
@@ -148,8 +148,8 @@ def compare(
     b: Path = typer.Argument(..., exists=True, help="Results B."),
     force: bool = typer.Option(False, "--force", help="Compare even if the environments differ (the differences are listed)."),
 ) -> None:
-    from .compare import EnvironmentMismatch, format_table
-    from .compare import compare as compare_results
+    from .results.compare import EnvironmentMismatch, format_table
+    from .results.compare import compare as compare_results
     from .results import ResultsError
 
     try:

@@ -28,6 +28,7 @@ for the inet ones. So a new transport is served by being registered.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -500,9 +501,7 @@ def nats_unavailable() -> str | None:
     """None when nats-server can be run, else why not (the reason a skip reports)."""
     if nats_server_binary() is None:
         return "nats-server is not installed (make setup-lab installs Debian's nats-server as root)"
-    try:
-        import nats  # noqa: F401 - only whether it can be imported
-    except ImportError:
+    if importlib.util.find_spec("nats") is None:
         return "the nats-py client is not installed (make setup)"
     return None
 

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.measure import _delta, _snapshot
+from benchmarks.run.measure import stats_delta, process_tree_stats
 from benchmarks.results import LatencyRecord, ProcessStats, ResultsWriter, RunRecord, SweepPoint
-from benchmarks.seqcheck import SeqCheckResult
+from benchmarks.results.seqcheck import SeqCheckResult
 
 from .cluster import NatsDeployment
 from .pipeline import Pipeline
@@ -50,7 +50,7 @@ def _snap(pids: list[int]) -> ProcessStats:
     total = ProcessStats()
     for pid in pids:
         try:
-            s = _snapshot(psutil.Process(pid))
+            s = process_tree_stats(psutil.Process(pid))
         except psutil.Error:
             continue
         total.cpu_s += s.cpu_s
@@ -89,7 +89,7 @@ def shipper_run(workdir: Path, nodes: int, rate: float, count: int, repeat: int,
         window_start_ns=start_ns, window_end_ns=result.last_received_ns or time.time_ns(), expected=PRODUCERS * count,
         sent=PRODUCERS * count, seq=result,
         latency=LatencyRecord.from_samples(result.latencies_ns) if result.latencies_ns else None,
-        aggregator=_delta(a_agg, b_agg), shipper=_delta(a_ship, b_ship),
+        aggregator=stats_delta(a_agg, b_agg), shipper=stats_delta(a_ship, b_ship),
         system_stats={"nats_nodes": nodes, "nats_cpu_s": a_nats.cpu_s - b_nats.cpu_s, "shipper_counters": stats,
                       "stream_messages_read": read.messages},
         notes=[describe],

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from benchmarks.seqcheck import SeqCheckResult, analyze_output
+from benchmarks.results.seqcheck import SeqCheckResult, analyze_output
 from shipper.stream import STREAM, SUBJECT_PREFIX
 
 FETCH = 2000

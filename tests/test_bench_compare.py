@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from benchmarks.compare import EnvironmentMismatch, compare, format_table
+from benchmarks.results.compare import EnvironmentMismatch, compare, format_table
 
 FIXTURE = Path(__file__).parent / "data" / "bench_results"
 

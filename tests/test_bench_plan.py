@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from benchmarks.bench import plan_runs
-from benchmarks.suite import default_suite
+from benchmarks.run.bench import plan_runs
+from benchmarks.run.suite import default_suite
 
 
 def test_default_suite_plan_warms_each_transport_once_and_traces_capacity_and_efficiency_only():

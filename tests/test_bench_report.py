@@ -84,9 +84,9 @@ def test_render_defaults_to_results_dir(tmp_path):
 def test_report_says_how_many_workers_loglab_ran_per_transport():
     from types import SimpleNamespace as Run
 
-    from benchmarks.report import _loglab_workers
+    from benchmarks.report.content import loglab_workers
 
     runs = [Run(system="loglab", transport="tcp", system_stats={"workers": 2}),
             Run(system="loglab", transport="fifo", system_stats={"messages_written": 5}),  # single process
             Run(system="syslog-ng", transport="tcp", system_stats={"messages_written": 5})]  # fmt: skip
-    assert _loglab_workers(runs) == {"fifo": "1", "tcp": "2"}
+    assert loglab_workers(runs) == {"fifo": "1", "tcp": "2"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from benchmarks.environment import collect_environment
+from benchmarks.results.environment import collect_environment
 from benchmarks.results import (
     SCHEMA_VERSION,
     BenchParams,
@@ -18,7 +18,7 @@ from benchmarks.results import (
     load_results,
     write_bundle,
 )  # fmt: skip
-from benchmarks.seqcheck import analyze_output
+from benchmarks.results.seqcheck import analyze_output
 
 ENV = {"kernel": "6.1.0", "cpu_model": "X", "cpu_count": 2, "python": "3.11.2", "sysctls": {"net.core.rmem_max": "1"}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from benchmarks.seqcheck import SeqCheckResult, analyze_output
+from benchmarks.results.seqcheck import SeqCheckResult, analyze_output
 
 
 def rec(producer, seq, intended=1000, received=1500):

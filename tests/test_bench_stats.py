@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks import stats
+from benchmarks.results import stats
 
 
 def test_nearest_rank_percentiles_of_1_to_1000_are_exact_samples():

@@ -22,6 +22,7 @@ import pytest
 
 from benchmarks.peers import syslog_ng
 from benchmarks.peers.syslog_ng import SyslogNgPeer
+from benchmarks.processes import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ["unixsock", "unixgram", "tcp", "udp", "fifo"]
@@ -69,46 +70,6 @@ def contract_line(producer: str, seq: int, size: int = 200) -> bytes:
     return line
 
 
-def _inet(address: str) -> tuple[str, int]:
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
-class Sender:
-    """One producer's connection in the transport's own way (what producers/ do, minimally)."""
-
-    def __init__(self, transport: str, address: str) -> None:
-        self.transport = transport
-        self.fd: int | None = None
-        self.sock: socket.socket | None = None
-        if transport == "fifo":
-            self.fd = os.open(address, os.O_WRONLY)
-        elif transport in ("unixsock", "tcp"):
-            family = socket.AF_UNIX if transport == "unixsock" else socket.AF_INET
-            self.sock = socket.socket(family, socket.SOCK_STREAM)
-            self.sock.connect(address if transport == "unixsock" else _inet(address))
-        else:
-            family = socket.AF_UNIX if transport == "unixgram" else socket.AF_INET
-            self.sock = socket.socket(family, socket.SOCK_DGRAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-            self.sock.connect(address if transport == "unixgram" else _inet(address))
-
-    def send(self, line: bytes) -> None:
-        if self.fd is not None:
-            # Whole lines up to PIPE_BUF are atomic on a FIFO: writers never interleave.
-            assert os.write(self.fd, line) == len(line)
-        elif self.transport in ("unixsock", "tcp"):
-            self.sock.sendall(line)
-        else:
-            assert self.sock.send(line) == len(line)  # one message per datagram, newline included
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-        if self.sock is not None:
-            self.sock.close()
-
-
 def send_all(peer: SyslogNgPeer, transport: str, address: str, producers: int, count: int) -> None:
     """PRODUCERS concurrent senders, COUNT lines each. UDP has no backpressure: to test the peer
     rather than the kernel's buffer, UDP senders wait (polling syslog-ng's own counter) until it
@@ -124,7 +85,7 @@ def send_all(peer: SyslogNgPeer, transport: str, address: str, producers: int, c
             time.sleep(0.002)
 
     def produce(i: int) -> None:
-        sender = Sender(transport, address)
+        sender = Client(transport, address)
         try:
             for seq in range(count):
                 sender.send(contract_line(f"p{i}", seq))
@@ -185,7 +146,7 @@ def test_64k_lines_arrive_whole(make_peer, transport):
     address = peer.start()
     # UDP's largest payload is 65507 bytes; everything else takes a 64 KiB line.
     sizes = [65507 if transport == "udp" else 65536, 200]
-    sender = Sender(transport, address)
+    sender = Client(transport, address)
     try:
         for seq, size in enumerate(sizes):
             sender.send(contract_line("big", seq, size))
@@ -204,13 +165,13 @@ def test_tcp_port_in_use_is_retried(make_peer, monkeypatch):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        real = syslog_ng._free_port
+        real = syslog_ng.free_ports
         ports = iter([taken])
-        monkeypatch.setattr(syslog_ng, "_free_port", lambda kind: next(ports, None) or real(kind))
+        monkeypatch.setattr(syslog_ng, "free_ports", lambda n, **kw: [p] if (p := next(ports, None)) else real(n, **kw))
         peer = make_peer("tcp")
         address = peer.start()
         assert address != f"127.0.0.1:{taken}"
-        Sender("tcp", address).close()
+        Client("tcp", address).close()
         assert peer.stop()["exit_code"] == 0
 
 

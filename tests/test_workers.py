@@ -18,7 +18,7 @@ from benchmarks.faults.checks import (
     assert_sent_messages_written_once,
     stop_mid_stream,
 )
-from benchmarks.measure import _snapshot
+from benchmarks.run.measure import process_tree_stats
 from benchmarks.processes import (
     AGGREGATOR,
     jsonl,
@@ -213,9 +213,9 @@ def test_the_benchmark_counts_cpu_of_child_processes():
     parent = subprocess.Popen([sys.executable, "-c", f"import subprocess,sys,time\np=subprocess.Popen([sys.executable,'-c',{child_burn!r}])\ntime.sleep(60)"])
     try:
         proc = psutil.Process(parent.pid)
-        before = _snapshot(proc)
+        before = process_tree_stats(proc)
         wait_until(lambda: proc.children() and sum(c.cpu_times().user + c.cpu_times().system for c in proc.children()) >= 0.3, "the child burned its CPU")
-        after = _snapshot(proc)
+        after = process_tree_stats(proc)
         assert after.cpu_s - before.cpu_s >= 0.25
     finally:
         for c in psutil.Process(parent.pid).children(recursive=True):

@@ -84,9 +84,15 @@ from typing import Iterator
 
 import orjson
 
+from aggregator.transports import get_transport
+
+from ..processes import Proc, free_ports
+
 __all__ = ["SyslogNgPeer", "TRANSPORT_DRIVERS"]
 
-# loglab transport name -> syslog-ng source driver.
+# loglab transport name -> syslog-ng source driver: the transports this peer supports. A
+# transport of the registry missing here is one syslog-ng has no source for (seqpacket): the
+# bench skips that cell for this peer and the report says so.
 TRANSPORT_DRIVERS = {
     "unixsock": "unix-stream",
     "unixgram": "unix-dgram",
@@ -94,8 +100,9 @@ TRANSPORT_DRIVERS = {
     "udp": "udp",
     "fifo": "pipe",
 }
-_STREAM = {"unixsock", "tcp"}
-_DGRAM = {"unixgram", "udp"}
+# Grouped by the registry's own attributes: connection per producer, or one socket for all.
+_STREAM = {t for t in TRANSPORT_DRIVERS if get_transport(t).connected}
+_DGRAM = {t for t in TRANSPORT_DRIVERS if get_transport(t).kind == "datagram"}
 
 # syslog-ng lives in /usr/sbin on Debian, which is not on a non-root user's PATH.
 _SEARCH_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin", "/opt/syslog-ng/sbin")
@@ -125,13 +132,6 @@ def _version_output(binary: str) -> str:
         except (OSError, subprocess.SubprocessError):
             _version_cache[binary] = ""
     return _version_cache[binary]
-
-
-def _free_port(kind: int) -> int:
-    """A port the kernel considers free right now (racy by nature: start() retries)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _socket_inodes(pid: int) -> set[int]:
@@ -234,12 +234,17 @@ class SyslogNgPeer:
     name = "syslog-ng"
     comm = "syslog-ng"  # what tracers see (every thread keeps the name)
 
+    @staticmethod
+    def supports(transport: str) -> bool:
+        return transport in TRANSPORT_DRIVERS
+
     def __init__(
         self,
         transport: str,
         workdir: Path,
         *,
         rcvbuf: int | None = None,
+        workers: int | None = None,  # loglab's option; syslog-ng runs threads of its own
         max_connections: int = 1024,
         max_line_bytes: int = 65536,
         pipe_size: int | None = 1 << 20,
@@ -249,6 +254,8 @@ class SyslogNgPeer:
         if transport not in TRANSPORT_DRIVERS:
             raise ValueError(f"unknown transport {transport!r}; one of {', '.join(TRANSPORT_DRIVERS)}")
         self.transport = transport
+        self._driver = TRANSPORT_DRIVERS[transport]
+        self._inet = get_transport(transport).address_kind == "inet"  # else a path: a Unix socket or the FIFO
         self.workdir = Path(workdir)
         self.rcvbuf = rcvbuf or None
         self.max_connections = max_connections
@@ -260,17 +267,16 @@ class SyslogNgPeer:
         self.pid_path = self.workdir / "syslog-ng.pid"
         self.control_path = self.workdir / "syslog-ng.ctl"
         self.persist_path = self.workdir / "syslog-ng.persist"
-        self.stderr_path = self.workdir / "syslog-ng.stderr"
+        self.stderr_path = self.workdir / "daemon.err"  # the Proc's (named "daemon") stderr file
         self.output_path = self.workdir / "syslog-ng.out"
         self.config_text = ""
         self.address = ""
         self.pid = 0
-        self.proc: subprocess.Popen | None = None
+        self.proc: Proc | None = None
         self.parse_errors = 0
         self.bad_lines: list[bytes] = []  # the first few lines that did not parse, for diagnosis
         self.last_stats: dict[str, int] = {}
         self.effective_rcvbuf: int | None = None  # datagram sources: SO_RCVBUF as the kernel has it
-        self._stderr = None
         self._pipe_fd: int | None = None
         self._unix_path: str | None = None
 
@@ -340,7 +346,7 @@ class SyslogNgPeer:
                 "one FIFO, one deep window"
                 + (f" (pipe buffer set to {self.pipe_size} bytes by the peer, as the aggregator does)" if self.pipe_size else ""),
             ))
-        if self.transport in {"unixsock", "unixgram"}:
+        if not self._inet and self._driver != "pipe":
             opts.append(("perm(0600)", "socket file mode, as the aggregator's default --socket-mode"))
         if self.transport in _DGRAM and self.rcvbuf:
             opts.append((
@@ -348,7 +354,7 @@ class SyslogNgPeer:
                 "kernel receive buffer as the aggregator's --rcvbuf (SO_RCVBUF, capped by "
                 "rmem_max; the peer then applies SO_RCVBUFFORCE like the aggregator)",
             ))
-        if self.transport == "tcp":
+        if self._driver == "tcp":
             opts.append(("so-keepalive(no)", "local, short-lived connections: no keepalive probes"))
         width = max(len(o) for o, _ in opts)
         body = "\n".join(f"        {o.ljust(width)}  # {why}" for o, why in opts)
@@ -421,7 +427,7 @@ log {{
             raise RuntimeError(why)
         self.workdir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
-        attempts = 8 if self.transport in {"tcp", "udp"} else 1
+        attempts = 8 if self._inet else 1  # syslog-ng cannot bind port 0: a free port can be lost to a race
         last_error = ""
         for _ in range(attempts):
             spec, address = self._prepare_address()
@@ -442,13 +448,12 @@ log {{
         raise RuntimeError(f"syslog-ng did not start on {self.transport}: {last_error or 'timeout'}")
 
     def _prepare_address(self) -> tuple[str, str]:
-        if self.transport in {"tcp", "udp"}:
-            port = _free_port(socket.SOCK_STREAM if self.transport == "tcp" else socket.SOCK_DGRAM)
+        if self._inet:
+            (port,) = free_ports(1, kind=socket.SOCK_STREAM if get_transport(self.transport).connected else socket.SOCK_DGRAM)
             return f'ip("127.0.0.1") port({port})', f"127.0.0.1:{port}"
-        name = {"unixsock": "syslog-ng.sock", "unixgram": "syslog-ng.dgram", "fifo": "syslog-ng.fifo"}[self.transport]
-        path = str(self.workdir / name)
+        path = str(self.workdir / f"syslog-ng.{self.transport}")
         self._unix_path = path
-        if self.transport == "fifo":
+        if self._driver == "pipe":
             self._make_fifo(path)
         else:
             try:
@@ -479,8 +484,6 @@ log {{
                 os.unlink(p)
             except FileNotFoundError:
                 pass
-        if self._stderr is None:
-            self._stderr = open(self.stderr_path, "ab")
         args = [
             self.binary,
             "-F",  # foreground: the pid we get is the daemon, no supervisor
@@ -491,14 +494,9 @@ log {{
             f"--persist-file={self.persist_path}",
             "--no-caps",  # do not fiddle with capabilities (root or not)
         ]
-        self.proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=self._stderr,
-            cwd=self.workdir,
-            start_new_session=True,  # a terminal's ^C goes to the harness, which stops us
-        )
+        # Readiness is observed by _await_ready (the listening socket and the control socket):
+        # syslog-ng prints no line that says it.
+        self.proc = Proc("daemon", args, self.workdir, cwd=self.workdir).start(wait=False)
         self.pid = self.proc.pid
 
     def _stderr_tail(self) -> str:
@@ -509,19 +507,19 @@ log {{
 
     def _listening(self, address: str) -> bool:
         pid = self.pid
-        if self.transport == "fifo":
+        if self._driver == "pipe":
             return address in _fd_targets(pid)
         mine = _socket_inodes(pid)
-        if self.transport in {"unixsock", "unixgram"}:
+        if not self._inet:
             return bool(_unix_bound(address) & mine)
         port = int(address.rsplit(":", 1)[1])
         return bool(_inet_listeners(self.transport, port) & mine)
 
     def _listener_fd(self) -> int | None:
         """syslog-ng's descriptor number for its source socket (None for fifo / not found)."""
-        if self.transport == "fifo":
+        if self._driver == "pipe":
             return None
-        if self.transport in {"unixsock", "unixgram"}:
+        if not self._inet:
             wanted = _unix_bound(self.address)
         else:
             wanted = _inet_listeners(self.transport, int(self.address.rsplit(":", 1)[1]))
@@ -569,7 +567,7 @@ log {{
     def _await_ready(self, address: str, deadline: float) -> str:
         delay = 0.001
         while True:
-            if self.proc.poll() is not None:
+            if not self.proc.running():
                 err = self._stderr_tail()
                 if "Error binding socket" in err or "Address already in use" in err:
                     return "bind-failed"
@@ -644,7 +642,7 @@ log {{
             )
             if caught_up and now - since >= quiet:
                 return True
-            if now >= deadline or self.proc.poll() is not None:
+            if now >= deadline or not self.proc.running():
                 return False
             time.sleep(0.02)
 
@@ -655,14 +653,14 @@ log {{
             return {}
         start = time.monotonic()
         drained = False
-        if proc.poll() is None:
+        if proc.running():
             drained = self._drain(start + timeout / 2, drain_quiet)
         summary = self._summarize(self.last_stats)
         killed = self._reap(kill=False, timeout=max(0.5, timeout - (time.monotonic() - start)))
         self._cleanup_files()
         summary.update(
             drained=drained,
-            exit_code=proc.returncode,
+            exit_code=proc.returncode(),
             killed=killed,
             effective_rcvbuf=self.effective_rcvbuf,
             counters=dict(self.last_stats),
@@ -679,13 +677,12 @@ log {{
         proc, killed = self.proc, False
         if proc is None:
             return False
-        if proc.poll() is None:
+        if proc.running():
+            proc.send(signal.SIGKILL if kill else signal.SIGTERM)
             try:
-                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
                 proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            except AssertionError:  # hung: SIGKILL
                 proc.kill()
-                proc.wait()
                 killed = True
         self.proc = None
         return killed or kill
@@ -701,9 +698,6 @@ log {{
                 except OSError as e:
                     if e.errno != errno.ENOENT:
                         raise
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
     def __enter__(self) -> "SyslogNgPeer":
         return self
@@ -717,9 +711,8 @@ log {{
 
     def __del__(self) -> None:  # last resort: never leave a daemon behind
         proc = getattr(self, "proc", None)
-        if proc is not None and proc.poll() is None:
+        if proc is not None and proc.running():
             proc.kill()
-            proc.wait()
 
     # ---------------------------------------------------------------- output
     def read_records(self) -> Iterator[dict]:

@@ -22,14 +22,15 @@ from pathlib import Path
 
 from aggregator.transports import TRANSPORTS
 
-from .environment import collect_environment
+from ..peers import PEERS
+from ..results.environment import collect_environment
 from .measure import Measurement, Workload, run_measurement
-from .results import BenchParams, LatencyRecord, ResultsWriter, RunRecord, SweepPoint
-from .seqcheck import analyze_output, expected_counts
+from ..results import BenchParams, LatencyRecord, ResultsWriter, RunRecord, SweepPoint
+from ..results.seqcheck import analyze_output, expected_counts
 from .suite import Point, Scenario
-from .systems import LoglabSystem
-from .tracing import SyscallTracer, summarize
-from .tracing import available as tracing_available
+from .systems import SYSTEMS, make_system
+from ..tracing import SyscallTracer, summarize
+from ..tracing import available as tracing_available
 
 
 @dataclass(frozen=True)
@@ -67,25 +68,23 @@ def plan_runs(scenarios: list[Scenario], systems: list[str], repeat: int, warmup
     for scenario in scenarios:
         for point in scenario.points:
             for transport in scenario.transports:
+                serving = [s for s in systems if SYSTEMS[s].supports(transport)]
                 if transport not in warmed:
                     warmed.add(transport)
                     for w in range(warmup):
-                        runs += [RunSpec(scenario.name, point, transport, s, w, warmup=True) for s in systems]
+                        runs += [RunSpec(scenario.name, point, transport, s, w, warmup=True) for s in serving]
                 for r in range(repeat):
-                    runs += [RunSpec(scenario.name, point, transport, s, r) for s in systems]
+                    runs += [RunSpec(scenario.name, point, transport, s, r) for s in serving]
                 if trace and scenario.traced:
-                    runs += [RunSpec(scenario.name, point, transport, s, repeat, traced=True) for s in systems]
+                    runs += [RunSpec(scenario.name, point, transport, s, repeat, traced=True) for s in serving]
     return runs
 
 
-def make_system(name: str, transport: str, workdir: Path, rcvbuf: int | None, workers: int = 1):
-    if name == "loglab":
-        return LoglabSystem(transport, workdir, rcvbuf=rcvbuf, workers=workers)
-    if name == "syslog-ng":
-        from .peers.syslog_ng import SyslogNgPeer
-
-        return SyslogNgPeer(transport, workdir, rcvbuf=rcvbuf)
-    raise ValueError(f"unknown system {name!r}")
+def unserved(scenarios: list[Scenario], systems: list[str]) -> list[str]:
+    """What a system cannot serve (a peer with no source for a transport): one note each, for
+    the results and the report, instead of a failed run."""
+    transports = dict.fromkeys(t for s in scenarios for t in s.transports)
+    return [f"{s} has no {t} source: its {t} cells were skipped" for s in systems for t in transports if not SYSTEMS[s].supports(t)]
 
 
 def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None) -> RunRecord:
@@ -93,7 +92,7 @@ def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None)
     under /tmp (a Unix socket path must stay under 108 bytes), removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="loglab-run-"))
     try:
-        system = make_system(spec.system, spec.transport, workdir, rcvbuf, workers)
+        system = make_system(spec.system, spec.transport, workdir, rcvbuf=rcvbuf, workers=workers)
         workload = spec.workload
         m: Measurement = run_measurement(system, workload, workdir, tracer=tracer if spec.traced else None)
         seq = analyze_output(system.read_records(), expected_counts(workload.producers, workload.count))
@@ -164,12 +163,10 @@ def run_bench(
     systems = ["loglab"]
     peer_info = None
     if peer is not None:
-        if peer != "syslog-ng":
-            raise ValueError(f"unknown peer {peer!r} (known: syslog-ng)")
-        from .peers.syslog_ng import SyslogNgPeer
-
-        ok, why = SyslogNgPeer.available()
-        peer_info = (peer, ok, why, SyslogNgPeer.version() if ok else None)
+        if peer not in PEERS:
+            raise ValueError(f"unknown peer {peer!r} (known: {', '.join(PEERS)})")
+        ok, why = PEERS[peer].available()
+        peer_info = (peer, ok, why, PEERS[peer].version() if ok else None)
         if ok:
             systems.append(peer)
         else:
@@ -202,6 +199,9 @@ def run_bench(
     if peer_info:
         writer.set_peer(*peer_info)
     writer.set_tracing(bool(trace), "" if trace else tracing_why, "bcc" if trace else None)
+    for note in unserved(suite, systems):
+        print(f"bench: {note}", file=sys.stderr)
+        writer.note(note)
     runs = plan_runs(suite, systems, repeat, warmup, bool(trace))
     print(f"bench: {len(runs)} runs ({', '.join(systems)}; {repeat} repeats, {warmup} warm-ups); results in {out_dir}", file=sys.stderr)
     progress = Progress(len(runs))

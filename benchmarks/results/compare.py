@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from . import stats
 from .environment import environment_differences
-from .results import load_results
+from .store import load_results
 
 METRICS = (  # (derived key, label, higher is better)
     ("messages_per_s", "messages/s", True),

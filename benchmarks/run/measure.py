@@ -17,17 +17,17 @@ on both sides.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
 
-from .results import ProcessStats
-from .systems import System, command, read_line
+from ..processes import ProducerProc
+from ..results import ProcessStats
+from .systems import System
 
 QUIET_PERIOD_S = 0.3  # output unchanged this long = the system has written all it will
 MAX_QUIESCE_S = 30.0
@@ -51,27 +51,12 @@ class Workload:
         """Messages/s offered in all (0 = unbounded)."""
         return self.rate * self.producers
 
-    def producer_args(self, address: str, index: int) -> list[str]:
-        return [
-            command("producer"),
-            self.transport,
-            "--address",
-            address,
-            "--id",
-            f"p{index}",
-            "--count",
-            str(self.count),
-            "--size",
-            str(self.size),
-            "--rate",
-            str(self.rate),
-            "--batch",
-            str(self.batch),
-            "--seed",
-            str(index),
-            "--start-on-stdin",
-            "--quiet",
-        ]
+    def producer(self, address: str, index: int, workdir: Path) -> ProducerProc:
+        """Producer ``p{index}`` of this workload, behind the start barrier (not started)."""
+        return ProducerProc(
+            self.transport, address, f"p{index}", self.count, workdir, "--size", self.size, "--rate", self.rate,
+            "--batch", self.batch, "--seed", index, "--quiet", barrier=True,
+        )  # fmt: skip
 
 
 @dataclass
@@ -128,7 +113,7 @@ def _schedstat_cpu_s(pid: int) -> float:
     return total / 1e9
 
 
-def _snapshot(proc: psutil.Process) -> ProcessStats:
+def process_tree_stats(proc: psutil.Process) -> ProcessStats:
     """The process and its descendants (loglab's --workers are child processes; syslog-ng's
     threads are counted per thread by schedstat). Peak RSS is the sum of each process's own
     peak, so pages shared after fork count once per process: an upper bound."""
@@ -161,7 +146,7 @@ def process_tree_pids(pid: int) -> list[int]:
         return [pid]
 
 
-def _delta(after: ProcessStats, before: ProcessStats) -> ProcessStats:
+def stats_delta(after: ProcessStats, before: ProcessStats) -> ProcessStats:
     return ProcessStats(
         after.cpu_s - before.cpu_s,
         after.user_s - before.user_s,
@@ -189,39 +174,33 @@ def _wait_quiet(path: Path, deadline: float) -> None:
 def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer=None, timeout: float = 120.0) -> Measurement:
     """Run ``workload`` against ``system`` (already constructed, not started); always tear down."""
     m = Measurement(system=system.name, workload=workload)
-    producers: list[subprocess.Popen] = []
+    producers: list[ProducerProc] = []
     address = system.start()
     try:
         agg = psutil.Process(system.pid)
-        summaries = [workdir / f"producer-{i}.json" for i in range(workload.producers)]
         for i in range(workload.producers):
-            args = workload.producer_args(address, i) + ["--summary-json", str(summaries[i])]
-            producers.append(
-                subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(workdir / f"producer-{i}.stderr", "wb"))
-            )
+            producers.append(workload.producer(address, i, workdir).start(wait=False))
         ready_before: list[ProcessStats] = []
         for p in producers:
-            line = read_line(p.stdout, 30.0)
-            if line != "ready":
-                raise RuntimeError(f"producer said {line!r} instead of 'ready'")
-            ready_before.append(_snapshot(psutil.Process(p.pid)))
+            p.wait_ready(30.0)  # connected, waiting on stdin
+            ready_before.append(process_tree_stats(psutil.Process(p.pid)))
         is_udp = workload.transport == "udp"
         if is_udp:
             m.udp_snmp_before = read_udp_snmp()
         if tracer is not None:
             # Only this run's processes: other logprod/logagg may run on the machine meanwhile.
             tracer.open_window(pids=[*process_tree_pids(system.pid), *(p.pid for p in producers)])
-        agg_before = _snapshot(agg)
+        agg_before = process_tree_stats(agg)
         m.window_start_ns = time.time_ns()
         for p in producers:  # the barrier: every producer is connected; go
-            p.stdin.write(b"go\n")
-            p.stdin.close()
+            p.go()
         deadline = time.monotonic() + timeout
         producer_total = ProcessStats()
         for p, before in zip(producers, ready_before):
             status, usage = _wait4(p, deadline)
-            p.returncode = os.waitstatus_to_exitcode(status)
-            m.producer_exit_codes.append(p.returncode)
+            code = os.waitstatus_to_exitcode(status)
+            p.popen.returncode = code  # reaped here (for its rusage): tell Popen
+            m.producer_exit_codes.append(code)
             producer_total.cpu_s += usage.ru_utime + usage.ru_stime - before.cpu_s
             producer_total.user_s += usage.ru_utime - before.user_s
             producer_total.system_s += usage.ru_stime - before.system_s
@@ -231,35 +210,30 @@ def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer
         m.producers = producer_total
         m.producers_done_ns = time.time_ns()
         _wait_quiet(system.output_path, time.monotonic() + MAX_QUIESCE_S)
-        m.aggregator = _delta(_snapshot(agg), agg_before)
+        m.aggregator = stats_delta(process_tree_stats(agg), agg_before)
         m.window_end_ns = time.time_ns() - int(QUIET_PERIOD_S * 1e9)
         if tracer is not None:
             m.trace = tracer.close_window()
         if is_udp:
             m.udp_snmp_after = read_udp_snmp()
-        for path in summaries:
-            if path.exists():
-                m.producer_summaries.append(json.loads(path.read_text()))
+        for p in producers:
+            if p.summary_path.exists():
+                m.producer_summaries.append(p.summary())
     finally:
         for p in producers:
-            if p.returncode is None:
-                p.kill()
-                p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream and not stream.closed:
-                    stream.close()
+            p.close()
         m.system_stats = system.stop()
     return m
 
 
-def _wait4(p: subprocess.Popen, deadline: float):
+def _wait4(p: ProducerProc, deadline: float):
     """wait4 with a deadline: the child's own rusage (CPU, ctx switches, peak RSS)."""
     while True:
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)
         if pid:
             return status, usage
         if time.monotonic() >= deadline:
-            p.kill()
+            os.kill(p.pid, signal.SIGKILL)  # not p.kill(): that reaps it, and its rusage with it
             pid, status, usage = os.wait4(p.pid, 0)
             return status, usage
         time.sleep(0.01)

@@ -1,0 +1,97 @@
+"""What the report computes from runs: groups (one scenario and workload), per-cell spreads
+(median [min–max] over repeats), ratios to the peer, and the orders transports and systems are
+shown in. Shared by the content and the charts; reads only result records."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..results import RunRecord, stats
+
+PEER = "syslog-ng"
+OWN = "loglab"
+SYSTEM_STYLE = {OWN: {"hatch": "", "ls": "-"}, PEER: {"hatch": "//", "ls": "--"}}
+
+try:  # the registry's order; the report must still work from results alone
+    from aggregator.transports import TRANSPORTS
+
+    TRANSPORT_ORDER = list(TRANSPORTS)
+    DATAGRAM = {n for n, t in TRANSPORTS.items() if t.kind == "datagram"}
+except Exception:  # pragma: no cover
+    TRANSPORT_ORDER, DATAGRAM = [], set()
+
+
+def group_key(r: RunRecord) -> tuple:
+    p = r.point
+    return (r.scenario, p.producers, p.count, p.size, p.rate, p.batch)
+
+
+def groups_of(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
+    out: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        out[group_key(r)].append(r)
+    return dict(out)
+
+
+def group_label(runs: list[RunRecord]) -> str:
+    return f"{runs[0].scenario}: {runs[0].point.label()}"
+
+
+def color(transport: str) -> str:
+    """One colour per transport in every chart (the system is told by line style / hatch)."""
+    i = TRANSPORT_ORDER.index(transport) if transport in TRANSPORT_ORDER else len(TRANSPORT_ORDER) + hash(transport) % 3
+    return f"C{i % 10}"
+
+
+def order(names) -> list[str]:
+    names = set(names)
+    return [t for t in TRANSPORT_ORDER if t in names] + sorted(names - set(TRANSPORT_ORDER))
+
+
+def systems(runs) -> list[str]:
+    s = {r.system for r in runs}
+    return [x for x in (OWN, PEER) if x in s] + sorted(s - {OWN, PEER})
+
+
+def metric(runs: list[RunRecord], system: str, transport: str, fn) -> stats.Spread | None:
+    return stats.spread(fn(r) for r in runs if r.system == system and r.transport == transport and r.status == "ok")
+
+
+def derived(key):
+    return lambda r: r.derived.get(key)
+
+
+def latency(key):
+    return lambda r: (r.latency.summary.get(key) if r.latency else None)
+
+
+def loss_pct(r):
+    v = r.derived.get("loss_fraction")
+    return None if v is None else v * 100
+
+
+
+
+def ratio(runs, transport, key) -> stats.Ratio | None:
+    a = metric(runs, OWN, transport, derived(key))
+    b = metric(runs, PEER, transport, derived(key))
+    return stats.ratio(a, b) if a and b else None
+
+
+def trace_side(trace: dict | None, side: str) -> dict | None:
+    """The producer/aggregator part of a run's ``trace`` (see results.py for the keys accepted)."""
+    if not trace:
+        return None
+    aliases = {"producer": ("producer", "logprod"), "aggregator": ("aggregator", "logagg", "syslog-ng")}[side]
+    for k in aliases:
+        if isinstance(trace.get(k), dict):
+            return trace[k]
+    return None
+
+
+def syscalls_per_message(side: dict | None):
+    if not side:
+        return None
+    return side.get("syscalls_per_message", side.get("syscalls_per_msg"))
+
+

@@ -1,0 +1,107 @@
+"""The systems under test: loglab's own aggregator, and the peers (``benchmarks/peers``), behind one face.
+
+A system receives the workload on one transport and exposes what the runner measures: its pid
+(CPU, memory, context switches via psutil), its output (records with ``received_ns``), and
+counters of its own where it has them. ``SYSTEMS`` maps a name to its class; each class says
+whether it can run here (``available``) and which transports it serves (``supports``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import orjson
+
+from aggregator.transports import TRANSPORTS
+
+from ..peers import PEERS
+from ..processes import AggregatorProc, address_for
+
+
+class System(Protocol):
+    name: str
+    comm: str  # the receiving process's name, as tracers see it
+    pid: int
+    output_path: Path
+
+    def start(self, timeout: float = 10.0) -> str: ...
+    def stop(self, timeout: float = 10.0) -> dict: ...
+    def read_records(self) -> Iterator[dict]: ...
+
+
+class LoglabSystem:
+    """loglab's aggregator, started through ``benchmarks.processes`` like everywhere else."""
+
+    name = "loglab"
+    comm = "logagg"
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        return True, ""
+
+    @staticmethod
+    def version() -> str:
+        from importlib.metadata import version
+
+        return version("loglab")
+
+    @staticmethod
+    def supports(transport: str) -> bool:
+        return transport in TRANSPORTS
+
+    def __init__(self, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int = 1,
+                 extra_args: list[str] | None = None) -> None:  # fmt: skip
+        self.transport = transport
+        self.workers = workers  # --workers (0 = one per CPU; a one-reader transport always has one)
+        self.workdir = workdir
+        args = list(extra_args or [])
+        if rcvbuf is not None:
+            args += ["--rcvbuf", str(rcvbuf)]
+        if workers != 1 and TRANSPORTS[transport].parallel is not None:
+            args += ["--workers", str(workers)]
+        self.proc = AggregatorProc(transport, workdir, *args, address=address_for(transport, workdir))
+        self.output_path = self.proc.output
+        self.pid = 0
+        self.address = ""
+
+    def start(self, timeout: float = 10.0) -> str:
+        try:
+            self.proc.start(timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"aggregator did not start: {exc}") from None
+        self.pid = self.proc.pid
+        self.address = self.proc.address
+        return self.address
+
+    def stop(self, timeout: float = 10.0) -> dict:
+        if not self.pid:
+            return {}
+        try:
+            code = self.proc.stop(timeout=timeout)
+        except AssertionError:  # did not stop in time: killed
+            code = self.proc.returncode()
+        self.proc.close()
+        try:
+            stats = self.proc.stats()
+        except (FileNotFoundError, ValueError):
+            stats = {}
+        stats["exit_code"] = code
+        self.pid = 0
+        return stats
+
+    def read_records(self) -> Iterator[dict]:
+        with open(self.output_path, "rb") as f:
+            for line in f:
+                yield orjson.loads(line)
+
+
+SYSTEMS = {LoglabSystem.name: LoglabSystem, **PEERS}
+
+
+def make_system(name: str, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int = 1):
+    try:
+        cls = SYSTEMS[name]
+    except KeyError:
+        raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}") from None
+    return cls(transport, workdir, rcvbuf=rcvbuf, workers=workers)
