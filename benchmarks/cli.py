@@ -176,41 +176,44 @@ def compare(
 def torture(
     scenarios: Optional[str] = typer.Option(None, help="Comma-separated scenarios (default: all)."),
     scale: float = typer.Option(1.0, min=0.01, help="Multiply message counts (0.3: a quick run)."),
-    out: Optional[Path] = typer.Option(None, help="Write the rows as JSON here, as they complete."),
+    out: Optional[Path] = typer.Option(
+        None, help="A results directory to write the runs into, as they complete (kind 'torture'; added to what it holds; "
+        "'loglab report' renders them)."
+    ),
 ) -> None:
-    from .faults.torture import SCENARIOS
+    from .faults.torture import SCENARIOS, failed
     from .faults.torture import main as torture_main
 
     names = [n.strip() for n in scenarios.split(",")] if scenarios else None
     if names and set(names) - set(SCENARIOS):
         raise typer.BadParameter(f"unknown scenario(s); choose from {', '.join(SCENARIOS)}")
-    rows = torture_main(names, scale=scale, out_json=out)
-    if not all(r.ok for r in rows):
+    runs = torture_main(names, scale=scale, out_dir=out)
+    if failed(runs):
         raise typer.Exit(1)
 
 
 @app.command(
     help=(
         "Soak: every transport at a steady rate for DURATION seconds, sampling the aggregator's RSS, open "
-        "fds and delivery over time. Writes soak.json and soak.png to --out (a bench results directory "
-        "works: the report then includes the soak). Exit 1 on growth or on loss on a reliable transport."
+        "fds and delivery over time. Writes the runs (kind 'soak') into the results directory --out (a bench "
+        "results directory works: its report then includes the soak) and soak.png beside them. Exit 1 on growth "
+        "or on loss on a reliable transport."
     )
 )
 def soak(
     duration: float = typer.Option(120.0, min=1.0, help="Seconds per transport (all run at once)."),
     rate: float = typer.Option(2000.0, min=1.0, help="Messages/s per producer."),
     producers: int = typer.Option(2, min=1, help="Producers per transport."),
-    out: Path = typer.Option(Path("results/soak"), help="Directory for soak.json and soak.png."),
+    out: Path = typer.Option(Path("results/soak"), help="Results directory to add the soak's runs to."),
 ) -> None:
     from .faults.soak import plot_soak, run_soak, summary_table
 
     out.mkdir(parents=True, exist_ok=True)
-    result = run_soak(duration_s=duration, rate=rate, producers=producers, out_json=out / "soak.json")
-    print(summary_table(result))
-    plot_soak(result, out / "soak.png")
-    print(f"soak: {out / 'soak.json'}, {out / 'soak.png'}", file=sys.stderr)
-    verdicts = [e["verdict"] for e in result["transports"].values()]
-    if not all(v["no_growth"] and v["no_loss"] is not False for v in verdicts):
+    runs = run_soak(duration_s=duration, rate=rate, producers=producers, out_dir=out)
+    print(summary_table(runs))
+    plot_soak(runs, out / "soak.png")
+    print(f"soak: {out / 'results.json'}, {out / 'soak.png'}", file=sys.stderr)
+    if not all(r.ok for r in runs):
         raise typer.Exit(1)
 
 

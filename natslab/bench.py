@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.run.measure import stats_delta, process_tree_stats
-from benchmarks.results import LatencyRecord, ProcessStats, ResultsWriter, RunRecord, SweepPoint
+from benchmarks.results import LatencyRecord, ProcessStats, ResultsWriter, RunRecord, Workload
 from benchmarks.results.seqcheck import SeqCheckResult
 
 from .cluster import NatsDeployment
@@ -68,7 +68,7 @@ def _nats_pids(d: NatsDeployment) -> list[int]:
 
 def shipper_run(workdir: Path, nodes: int, rate: float, count: int, repeat: int, keep_lines: Path | None = None) -> RunRecord:
     batch = 64 if not rate else 1
-    point = SweepPoint(PRODUCERS, count, SIZE, rate, batch)
+    point = Workload(PRODUCERS, count, SIZE, rate, batch)
     with Pipeline(workdir, hosts=1, nats_nodes=nodes, mode="loopback") as p:
         h = p.hosts.hosts[0]
         ship, agg, nats_pids = p.shipper(h).pid, p.aggregator(h).pid, _nats_pids(p.nats)
@@ -85,7 +85,7 @@ def shipper_run(workdir: Path, nodes: int, rate: float, count: int, repeat: int,
             shutil.copyfile(p.output(h), keep_lines)
         describe = p.describe()
     record = RunRecord(
-        system="shipper", transport=f"jetstream-R{nodes}", scenario="pipeline", point=point, repeat=repeat,
+        system="shipper", transport=f"jetstream-R{nodes}", scenario="pipeline", workload=point, repeat=repeat,
         window_start_ns=start_ns, window_end_ns=result.last_received_ns or time.time_ns(), expected=PRODUCERS * count,
         sent=PRODUCERS * count, seq=result,
         latency=LatencyRecord.from_samples(result.latencies_ns) if result.latencies_ns else None,
@@ -101,7 +101,7 @@ def shipper_run(workdir: Path, nodes: int, rate: float, count: int, repeat: int,
 
 def ceiling_run(workdir: Path, nodes: int, mode: str, lines: Path, repeat: int) -> RunRecord:
     n = sum(1 for _ in open(lines, "rb"))
-    point = SweepPoint(1, n, SIZE, 0.0, 500)
+    point = Workload(1, n, SIZE, 0.0, 500)
     group = ProcGroup()
     try:
         d = NatsDeployment(workdir / "nats", group, nodes).start()
@@ -121,7 +121,7 @@ def ceiling_run(workdir: Path, nodes: int, mode: str, lines: Path, repeat: int) 
     system = "nats-py publish_async" if mode == "jetstream" else "nats-py core publish"
     return RunRecord(
         system=system, transport=f"jetstream-R{nodes}" if mode == "jetstream" else "core-nats", scenario="pipeline",
-        point=point, repeat=repeat, window_start_ns=start_ns, window_end_ns=start_ns + int(res["seconds"] * 1e9),
+        workload=point, repeat=repeat, window_start_ns=start_ns, window_end_ns=start_ns + int(res["seconds"] * 1e9),
         expected=n, sent=n, seq=seq, shipper=ProcessStats(cpu_s=res["cpu_s"]),
         system_stats={"nats_nodes": nodes, "nats_cpu_s": a_nats.cpu_s - b_nats.cpu_s, "publisher": res},
         notes=["the same lines published from memory by one Python process (natslab/ceiling.py)"],
@@ -157,7 +157,7 @@ def run_pipeline_bench(writer: ResultsWriter, repeat: int = 2, scale: float = 1.
                         record = fn()
                     except Exception as exc:  # one broken run must not lose the others
                         record = RunRecord(system=label, transport=f"jetstream-R{nodes}", scenario="pipeline",
-                                           point=SweepPoint(PRODUCERS, 0, SIZE, 0.0, 0), repeat=r, status="failed",
+                                           workload=Workload(PRODUCERS, 0, SIZE, 0.0, 0), repeat=r, status="failed",
                                            errors=[f"{type(exc).__name__}: {exc}"])  # fmt: skip
                     writer.add_run(record)
                     ok &= record.status == "ok" and not record.errors

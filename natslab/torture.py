@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from .pipeline import Pipeline
-from benchmarks.faults.rows import Row, finish
+from benchmarks.faults.rows import finish, skipped, torture_run
+from benchmarks.results import RunRecord
 from benchmarks.processes import nats_unavailable, wait_until
 from .readback import exactly_once
 
@@ -25,9 +26,9 @@ def _n(base: int, scale: float) -> int:
     return max(1, int(base * scale))
 
 
-def _skipped(name: str) -> list[Row] | None:
+def _skipped(name: str) -> list[RunRecord] | None:
     why = nats_unavailable()
-    return [Row(name, "-", ok=True, notes=f"skipped: {why}")] if why else None
+    return [skipped(name, why)] if why else None
 
 
 def _sent(p: Pipeline, procs) -> int:
@@ -35,7 +36,7 @@ def _sent(p: Pipeline, procs) -> int:
     return sum(proc.sent for proc in procs)
 
 
-def _finish_row(name: str, p: Pipeline, procs, count: int, t0: float, figures: dict, notes: str) -> Row:
+def _finish_row(name: str, p: Pipeline, procs, count: int, t0: float, figures: dict, notes: str) -> RunRecord:
     for proc in procs:
         proc.wait(300)
     expected = p.expected(PRODUCERS, count)
@@ -43,13 +44,13 @@ def _finish_row(name: str, p: Pipeline, procs, count: int, t0: float, figures: d
     p.wait_stream_messages(total, 300)
     read, result = p.readback(expected)
     stats = [p.shipper_stats(h) for h in p.hosts.hosts]
-    row = Row(name, f"R{p.nats_nodes} {p.hosts.mode}", sent=_sent(p, procs), written=result.received, rejected=0,
+    row = torture_run(name, f"R{p.nats_nodes} {p.hosts.mode}", sent=_sent(p, procs), written=result.received, rejected=0,
               expected_written=total)  # fmt: skip
     row.ok = exactly_once(result)
     row.figures = {"duplicates_in_stream": result.duplicates, "reordered": result.reordered, "missing": result.missing,
                    "dedup_hits": sum(s.get("dedup_hits", 0) for s in stats), "retries": sum(s.get("retries", 0) for s in stats),
                    "publish_errors": sum(s.get("publish_errors", 0) for s in stats), "hosts": p.describe(), **figures}  # fmt: skip
-    row.notes = f"{notes}; dup {result.duplicates}, dedup hits {row.figures['dedup_hits']}, retries {row.figures['retries']}"
+    row.notes = [f"{notes}; dup {result.duplicates}, dedup hits {row.figures['dedup_hits']}, retries {row.figures['retries']}"]
     return finish(row, t0)
 
 
@@ -58,7 +59,7 @@ def _pipeline(workdir: Path, nodes: int = 3, **kw) -> Pipeline:
                     shipper_args=("--stats-interval", "0.2", "--backoff-max", "2"), **kw)  # fmt: skip
 
 
-def shipper_sigkill(workdir: Path, scale: float) -> list[Row]:
+def shipper_sigkill(workdir: Path, scale: float) -> list[RunRecord]:
     """Every host's shipper SIGKILLed twice mid-stream and restarted."""
     if (skip := _skipped("ship_shipper_sigkill")) is not None:
         return skip
@@ -75,7 +76,7 @@ def shipper_sigkill(workdir: Path, scale: float) -> list[Row]:
         return [_finish_row("ship_shipper_sigkill", p, procs, count, t0, {"kills": kills}, f"{kills} SIGKILLs")]
 
 
-def node_kill(workdir: Path, scale: float) -> list[Row]:
+def node_kill(workdir: Path, scale: float) -> list[RunRecord]:
     """The stream's leader (one node of three) SIGKILLed mid-stream, brought back later."""
     if (skip := _skipped("ship_nats_node_kill")) is not None:
         return skip
@@ -97,7 +98,7 @@ def node_kill(workdir: Path, scale: float) -> list[Row]:
                             f"leader {p.nats.nodes[leader].name} killed; stream grew again after {resumed_s:.1f} s")]  # fmt: skip
 
 
-def nats_down(workdir: Path, scale: float, outage_s: float = 30.0) -> list[Row]:
+def nats_down(workdir: Path, scale: float, outage_s: float = 30.0) -> list[RunRecord]:
     """The whole three-node deployment down for 30 s mid-stream: shippers wait with flat memory,
     aggregators go on (the files are the buffer), and everything is shipped once NATS is back."""
     if (skip := _skipped("ship_nats_down_30s")) is not None:
@@ -129,7 +130,7 @@ def nats_down(workdir: Path, scale: float, outage_s: float = 30.0) -> list[Row]:
         return [row]
 
 
-def rotation(workdir: Path, scale: float) -> list[Row]:
+def rotation(workdir: Path, scale: float) -> list[RunRecord]:
     """Every host's output rotated twice mid-stream (mv, then SIGUSR1 to its aggregator)."""
     if (skip := _skipped("ship_rotation")) is not None:
         return skip
@@ -148,7 +149,7 @@ def rotation(workdir: Path, scale: float) -> list[Row]:
         return [row]
 
 
-def stream_full(workdir: Path, scale: float) -> list[Row]:
+def stream_full(workdir: Path, scale: float) -> list[RunRecord]:
     """LOGS limited to 2 MiB: publishers are refused, shippers wait; the operator raises the limit
     and everything arrives, nothing old dropped."""
     if (skip := _skipped("ship_stream_full")) is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.results import load_results
+from benchmarks.results import SCHEMA_VERSION, load_results
 
 LOGLAB = str(Path(sys.executable).parent / "loglab")
 
@@ -31,7 +31,7 @@ def test_tiny_bench_writes_results_runs_and_a_report(tmp_path):
     assert "[6/6]" in proc.stderr  # progress: one line per run (2 transports x (1 warm-up + 2 repeats))
 
     index = json.loads((out / "results.json").read_text())
-    assert index["schema_version"] == 1 and index["complete"] is True
+    assert index["schema_version"] == SCHEMA_VERSION and index["complete"] is True
     assert index["tracing"]["enabled"] is False and "no-trace" in index["tracing"]["reason"]
     assert len(index["runs"]) == 6 and all((out / r["file"]).exists() for r in index["runs"])
     assert index["environment"]["cpu_count"] >= 1 and "sysctls" in index["environment"]

@@ -1,4 +1,4 @@
-"""benchmarks.bench.plan_runs: which runs a benchmark makes, in which order."""
+"""benchmarks.run.bench.plan_runs: which runs a benchmark makes, in which order."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_default_suite_plan_warms_each_transport_once_and_traces_capacity_and_ef
         first = next(i for i, r in enumerate(runs) if r.transport == w.transport and not r.warmup)
         assert runs.index(w) < first
     assert {r.scenario for r in runs if r.traced} == {"capacity", "efficiency"}
-    cells = {(r.scenario, r.point, r.transport) for r in runs}
+    cells = {(r.scenario, r.workload, r.transport) for r in runs}
     assert len([r for r in runs if not r.warmup and not r.traced]) == len(cells) * 3 * 2
     # The two systems alternate within a cell, so drift on the machine hits both alike.
     measured = [r for r in runs if not r.warmup and not r.traced]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from benchmarks.results.environment import collect_environment
 from benchmarks.results import (
     SCHEMA_VERSION,
     BenchParams,
@@ -14,10 +13,11 @@ from benchmarks.results import (
     ResultsError,
     ResultsWriter,
     RunRecord,
-    SweepPoint,
+    Workload,
     load_results,
     write_bundle,
 )  # fmt: skip
+from benchmarks.results.environment import collect_environment
 from benchmarks.results.seqcheck import analyze_output
 
 ENV = {"kernel": "6.1.0", "cpu_model": "X", "cpu_count": 2, "python": "3.11.2", "sysctls": {"net.core.rmem_max": "1"}}
@@ -26,7 +26,7 @@ ENV = {"kernel": "6.1.0", "cpu_model": "X", "cpu_count": 2, "python": "3.11.2", 
 def make_run(repeat=0, warm=False, transport="udp"):
     seq = analyze_output([{"producer": "p0", "seq": s, "intended_ns": 10 * s, "received_ns": 10 * s + 7 + s} for s in range(9)], {"p0": 10})
     return RunRecord(
-        system="loglab", transport=transport, scenario="capacity", point=SweepPoint(1, 10, 200, 0.0, 1), repeat=repeat,
+        system="loglab", transport=transport, scenario="capacity", workload=Workload(1, 10, 200, 0.0, 1), repeat=repeat,
         is_warmup=warm, window_start_ns=1_000_000_000, window_end_ns=1_500_000_000, expected=10, sent=10, seq=seq,
         latency=LatencyRecord.from_samples(seq.latencies_ns, 4),
         aggregator=ProcessStats(0.0009, 0.0005, 0.0004, 3, 1, 1 << 20), producers=ProcessStats(0.001, 0, 0, 1, 0, 1 << 20),
@@ -98,3 +98,33 @@ def test_collect_environment_has_the_compared_keys():
     assert "net.core.rmem_max" in env["sysctls"] and "net.unix.max_dgram_qlen" in env["sysctls"]
     assert env["syslog_ng"] == "3.38.1"
     orjson.dumps(env)  # plain data
+
+
+def test_version_1_results_are_read_as_version_2(tmp_path):
+    # The committed fixture was written by schema version 1: "point", no "kind".
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "data" / "bench_results"
+    assert orjson.loads((fixture / "results.json").read_bytes())["schema_version"] == 1
+    res = load_results(fixture)
+    assert res.schema_version == 1 and res.runs
+    assert all(r.kind == "bench" and isinstance(r.workload, Workload) for r in res.runs)
+    assert {r.workload.rate for r in res.runs if r.scenario == "loss"} == {5000.0, 20000.0}
+
+
+def test_torture_and_soak_runs_share_the_results_directory(tmp_path):
+    w = ResultsWriter(tmp_path, ENV, {"repeats": 1})
+    w.add_run(make_run())
+    w.add_run(RunRecord(system="loglab", transport="unixsock", scenario="connection_churn", kind="torture",
+                        sent=30, written=29, rejected=1, expected=29, figures={"accept_paused": 3}))  # fmt: skip
+    w.close()
+    w2 = ResultsWriter(tmp_path, ENV, {}, append=True)  # a soak added beside the benchmark
+    w2.add_run(RunRecord(system="loglab", transport="udp", scenario="soak", kind="soak", workload=Workload(2, 100, 200, 50.0, 1),
+                         series=[{"t_s": 0.0, "rss_bytes": 1}], sent=200, written=200, rejected=0))  # fmt: skip
+    w2.close()
+    res = load_results(tmp_path)
+    assert [r.kind for r in res.runs] == ["bench", "torture", "soak"]
+    assert len(res.measured()) == 1 and [r.scenario for r in res.of_kind("torture")] == ["connection_churn"]
+    (torture,) = res.of_kind("torture")
+    assert torture.lost == 0 and torture.ok and torture.figures == {"accept_paused": 3}
+    assert res.of_kind("soak")[0].series == [{"t_s": 0.0, "rss_bytes": 1}]

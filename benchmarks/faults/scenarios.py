@@ -1,5 +1,5 @@
 """The aggregator's torture scenarios: the heavier reliability checks, each bounded (seconds to a
-minute), each a plain function ``scenario(workdir: Path, scale: float) -> list[Row]`` with exact
+minute), each a plain function ``scenario(workdir: Path, scale: float) -> list[RunRecord]`` with exact
 expected figures (``benchmarks/faults/rows.py``). ``loglab torture`` runs them
 (``benchmarks/faults/torture.py``); the tests call them at a small scale.
 
@@ -35,8 +35,9 @@ from ..processes import (
     start_producer,
     whole_lines,
 )
+from ..results import RunRecord
 from .machine import can_mount_tmpfs, remount, tmpfs
-from .rows import Row, finish, scaled
+from .rows import finish, scaled, skipped, torture_run
 
 
 def _sent(wd: Path, pid_id: str) -> int:
@@ -49,7 +50,7 @@ def _sent(wd: Path, pid_id: str) -> int:
 
 # -- scenarios ----------------------------------------------------------------------------------
 
-def producer_sigkill(workdir: Path, scale: float) -> list[Row]:
+def producer_sigkill(workdir: Path, scale: float) -> list[RunRecord]:
     """Connected stream transports: a producer SIGKILLed mid-line next to 4 healthy ones."""
     rows = []
     for transport in transport_names(kind="stream", connected=True):
@@ -71,15 +72,15 @@ def producer_sigkill(workdir: Path, scale: float) -> list[Row]:
             s = agg.stats()
             recs = agg.records()
         sent = sum(_sent(wd, f"p{i}") for i in range(4)) + victim_lines + 1
-        row = Row("producer_sigkill_mid_line", transport, sent=sent, written=s["messages_written"],
+        row = torture_run("producer_sigkill_mid_line", transport, sent=sent, written=s["messages_written"],
                   rejected=s["rejected_total"], expected_written=4 * n + victim_lines)
         row.ok = seqs_of(recs, "victim") == list(range(victim_lines)) and s["rejected"] == {"partial_line_at_close": 1}
-        row.notes = "half line -> partial_line_at_close"
+        row.notes = ["half line -> partial_line_at_close"]
         rows.append(finish(row, t0))
     return rows
 
 
-def aggregator_sigterm(workdir: Path, scale: float) -> list[Row]:
+def aggregator_sigterm(workdir: Path, scale: float) -> list[RunRecord]:
     """SIGTERM mid-stream on each reliable transport; what the producers were told was sent is written."""
     rows = []
     for transport in transport_names(reliable=True):
@@ -101,15 +102,15 @@ def aggregator_sigterm(workdir: Path, scale: float) -> list[Row]:
             s = agg.stats()
             recs = agg.records()
         sent = sum(_sent(wd, f"p{i}") for i in range(4))
-        row = Row("aggregator_sigterm_mid_stream", transport, sent=sent, written=s["messages_written"],
+        row = torture_run("aggregator_sigterm_mid_stream", transport, sent=sent, written=s["messages_written"],
                   rejected=s["rejected_total"], expected_written=sent)
         row.ok = all(set(range(_sent(wd, f"p{i}"))) <= set(seqs_of(recs, f"p{i}")) for i in range(4))
-        row.notes = "producers stopped by the drain" if not finite else "read until producers closed"
+        row.notes = ["producers stopped by the drain" if not finite else "read until producers closed"]
         rows.append(finish(row, t0))
     return rows
 
 
-def aggregator_sigkill(workdir: Path, scale: float) -> list[Row]:
+def aggregator_sigkill(workdir: Path, scale: float) -> list[RunRecord]:
     """SIGKILL mid-stream, restart on the same output: whole lines only, clean append."""
     t0 = time.monotonic()
     wd = workdir / "sigkill-agg"
@@ -147,14 +148,14 @@ def aggregator_sigkill(workdir: Path, scale: float) -> list[Row]:
         gapless = all(seqs_of(records, f"p{i}") == list(range(len(seqs_of(records, f"p{i}")))) for i in range(4))
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
-    row = Row("aggregator_sigkill_then_restart", "unixsock", sent=sent + 4 * n2, written=kept + s2["messages_written"],
+    row = torture_run("aggregator_sigkill_then_restart", "unixsock", sent=sent + 4 * n2, written=kept + s2["messages_written"],
               rejected=s2["rejected"].get("torn_line_at_start", 0), expected_written=None)
     row.ok = gapless and len(records) == kept + 4 * n2 and out.read_bytes().endswith(b"\n")
-    row.notes = f"lost = unflushed tail at SIGKILL (<= --flush-interval); torn line at kill: {torn}"
+    row.notes = [f"lost = unflushed tail at SIGKILL (<= --flush-interval); torn line at kill: {torn}"]
     return [finish(row, t0)]
 
 
-def udp_overload(workdir: Path, scale: float) -> list[Row]:
+def udp_overload(workdir: Path, scale: float) -> list[RunRecord]:
     """udp outrun by producers: loss is counted by the kernel and by the sequence check."""
     t0 = time.monotonic()
     wd = workdir / "udp"
@@ -180,19 +181,19 @@ def udp_overload(workdir: Path, scale: float) -> list[Row]:
     kernel = rcvbuf_errors() - before
     sent = sum(_sent(wd, f"p{i}") for i in range(4))
     missing = sum(n - len(set(seqs_of(recs, f"p{i}"))) for i in range(4))
-    row = Row("udp_overload", "udp", sent=sent, written=s["messages_written"], rejected=s["rejected_total"])
+    row = torture_run("udp_overload", "udp", sent=sent, written=s["messages_written"], rejected=s["rejected_total"])
     # The sequence check and the aggregator's own kernel_drops (SO_MEMINFO) account for every loss.
     row.ok = missing == sent - s["messages_written"] == s.get("kernel_drops")
-    row.notes = f"aggregator kernel_drops {s.get('kernel_drops')}; seq gaps {missing}; RcvbufErrors +{kernel} (machine-wide)"
+    row.notes = [f"aggregator kernel_drops {s.get('kernel_drops')}; seq gaps {missing}; RcvbufErrors +{kernel} (machine-wide)"]
     row.figures = {"kernel_rcvbuf_errors": kernel, "seq_missing": missing, "effective_rcvbuf": s.get("effective_rcvbuf"), "kernel_drops": s.get("kernel_drops")}
     return [finish(row, t0)]
 
 
-def disk_full(workdir: Path, scale: float) -> list[Row]:
+def disk_full(workdir: Path, scale: float) -> list[RunRecord]:
     """Output on a 1 MiB tmpfs: producers block, memory bounded, resume when space returns."""
     why = can_mount_tmpfs()
     if why:
-        return [Row("disk_full_stall_resume", "-", ok=True, notes=f"skipped: {why}")]
+        return [skipped("disk_full_stall_resume", why)]
     rows = []
     for transport in transport_names(reliable=True):
         t0 = time.monotonic()
@@ -216,17 +217,17 @@ def disk_full(workdir: Path, scale: float) -> list[Row]:
                 agg.wait_lines(n, 60)
                 agg.stop()
                 s = agg.stats()
-        row = Row("disk_full_stall_resume", transport, sent=_sent(wd, "p"), written=s["messages_written"],
+        row = torture_run("disk_full_stall_resume", transport, sent=_sent(wd, "p"), written=s["messages_written"],
                   rejected=s["rejected_total"], expected_written=n)
         row.ok = blocked and cpu < 0.5
         row.figures = {"rss_growth_bytes": hwm - base, "stalled_cpu_fraction": round(cpu, 3),
                        "write_errors": s["output_write_errors"], "reading_paused": s["reading_paused"]}
-        row.notes = f"producer blocked={blocked}, RSS +{(hwm - base) >> 10} KiB, CPU {cpu:.0%} while stalled"
+        row.notes = [f"producer blocked={blocked}, RSS +{(hwm - base) >> 10} KiB, CPU {cpu:.0%} while stalled"]
         rows.append(finish(row, t0))
     return rows
 
 
-def connection_flood(workdir: Path, scale: float) -> list[Row]:
+def connection_flood(workdir: Path, scale: float) -> list[RunRecord]:
     """1000 connections, each sending a line and staying open, against --max-connections 900
     (the connected transports): 900 are served at once, the other 100 wait in the kernel's backlog
     and are served as the first ones close. None is accepted and dropped."""
@@ -251,18 +252,18 @@ def connection_flood(workdir: Path, scale: float) -> list[Row]:
                     s.close()
             agg.stop()
             st = agg.stats()
-        row = Row("connection_flood", transport, sent=total, written=st["messages_written"], rejected=st["rejected_total"],
+        row = torture_run("connection_flood", transport, sent=total, written=st["messages_written"], rejected=st["rejected_total"],
                   expected_written=total)
         row.ok = held["connections_open_peak"] <= limit and st["connections_opened"] == total
         row.figures = {"served_while_at_the_limit": held["messages_written"], "accept_paused": st["accept_paused"],
                        "connections_open_peak": st["connections_open_peak"]}
-        row.notes = (f"{held['messages_written']} served at the limit, the other {total - held['messages_written']} waited "
-                     f"in the backlog; peak {st['connections_open_peak']} open")
+        row.notes = [(f"{held['messages_written']} served at the limit, the other {total - held['messages_written']} waited "
+                     f"in the backlog; peak {st['connections_open_peak']} open")]
         rows.append(finish(row, t0))
     return rows
 
 
-def huge_line(workdir: Path, scale: float) -> list[Row]:
+def huge_line(workdir: Path, scale: float) -> list[RunRecord]:
     """100 MB without a newline: bounded memory, one line_too_long reject, service continues."""
     t0 = time.monotonic()
     size = 100 * 1024 * 1024
@@ -279,15 +280,15 @@ def huge_line(workdir: Path, scale: float) -> list[Row]:
         agg.stop()
         s = agg.stats()
         (rej,) = agg.reject_records()
-    row = Row("no_newline_100MB", "unixsock", sent=2, written=s["messages_written"], rejected=s["rejected_total"],
+    row = torture_run("no_newline_100MB", "unixsock", sent=2, written=s["messages_written"], rejected=s["rejected_total"],
               expected_written=1)
     row.ok = rej["reason"] == "line_too_long" and rej["length"] == size
     row.figures = {"rss_base_bytes": base, "rss_peak_bytes": hwm, "rss_growth_bytes": hwm - base}
-    row.notes = f"RSS base {base >> 20} MiB, peak {hwm >> 20} MiB (+{(hwm - base) >> 10} KiB)"
+    row.notes = [f"RSS base {base >> 20} MiB, peak {hwm >> 20} MiB (+{(hwm - base) >> 10} KiB)"]
     return [finish(row, t0)]
 
 
-def fsync_cost(workdir: Path, scale: float) -> list[Row]:
+def fsync_cost(workdir: Path, scale: float) -> list[RunRecord]:
     """The same workload with --fsync never|interval|always, at full speed (writes are 256 KiB
     blocks) and at a steady 4 x 2000 msg/s (a write every --flush-interval, 10 ms): messages/s,
     aggregator CPU per message, fsyncs. Output on the working directory's disk."""
@@ -311,12 +312,12 @@ def fsync_cost(workdir: Path, scale: float) -> list[Row]:
                 agg.stop()
                 s = agg.stats()
             load = "max" if not rate else f"4x{rate}/s"
-            row = Row(f"fsync_{mode}_{load}", "unixsock", sent=4 * n, written=s["messages_written"],
+            row = torture_run(f"fsync_{mode}_{load}", "unixsock", sent=4 * n, written=s["messages_written"],
                       rejected=s["rejected_total"], expected_written=4 * n)
             row.figures = {"load": load, "msgs_per_s": round(4 * n / wall), "cpu_us_per_msg": round(cpu / (4 * n) * 1e6, 2),
                            "fsync_calls": s["fsync_calls"], "output_write_calls": s["output_write_calls"]}
-            row.notes = (f"{4 * n / wall:,.0f} msg/s, {cpu / (4 * n) * 1e6:.2f} us CPU/msg, "
-                         f"{s['fsync_calls']} fsyncs / {s['output_write_calls']} writes")
+            row.notes = [(f"{4 * n / wall:,.0f} msg/s, {cpu / (4 * n) * 1e6:.2f} us CPU/msg, "
+                         f"{s['fsync_calls']} fsyncs / {s['output_write_calls']} writes")]
             rows.append(finish(row, t0))
     return rows
 
@@ -355,7 +356,7 @@ print(sent, errors, flush=True)
 
 
 def connection_churn(workdir: Path, scale: float, transports: tuple[str, ...] | None = None,
-                     max_connections: int | None = None) -> list[Row]:  # fmt: skip
+                     max_connections: int | None = None) -> list[RunRecord]:  # fmt: skip
     """Three clients doing connect -> one line -> close as fast as they can (issue 9, item 2).
     Every line a client was told was sent must be written once: connections over
     ``--max-connections`` wait in the kernel's backlog, they are never accepted and dropped."""
@@ -380,19 +381,19 @@ def connection_churn(workdir: Path, scale: float, transports: tuple[str, ...] | 
             agg.stop()
             s = agg.stats()
             recs = agg.records()
-        row = Row("connection_churn", transport, sent=sum(sent_by.values()), written=s["messages_written"],
+        row = torture_run("connection_churn", transport, sent=sum(sent_by.values()), written=s["messages_written"],
                   rejected=s["rejected_total"], expected_written=3 * per_client)
         once = all(sorted(seqs_of(recs, name)) == list(range(per_client)) for name in sent_by)
         row.ok = once and row.sent == 3 * per_client
         row.figures = {"connections_opened": s["connections_opened"], "accept_paused": s.get("accept_paused"), "client_errors": client_errors,
                        "connections_open_peak": s["connections_open_peak"], "max_connections": max_connections or 1024}
-        row.notes = (f"{s['connections_opened']} connections, peak {s['connections_open_peak']} open, "
-                     f"accepting paused {s.get('accept_paused')} times")
+        row.notes = [(f"{s['connections_opened']} connections, peak {s['connections_open_peak']} open, "
+                     f"accepting paused {s.get('accept_paused')} times")]
         rows.append(finish(row, t0))
     return rows
 
 
-def second_start(workdir: Path, scale: float) -> list[Row]:
+def second_start(workdir: Path, scale: float) -> list[RunRecord]:
     """A second aggregator started again and again on a running one's address and output while it
     runs flat out (issue 9, item 1): every start is refused, and the first loses nothing."""
     t0 = time.monotonic()
@@ -419,19 +420,19 @@ def second_start(workdir: Path, scale: float) -> list[Row]:
         s = first.stats()
         recs = first.records()
     sent = sum(_sent(wd, f"p{i}") for i in range(4))
-    row = Row("second_start_refused", "unixsock", sent=sent, written=len(recs), rejected=s["rejected_total"], expected_written=sent)
+    row = torture_run("second_start_refused", "unixsock", sent=sent, written=len(recs), rejected=s["rejected_total"], expected_written=sent)
     row.ok = refused == attempts and all(sorted(seqs_of(recs, f"p{i}")) == list(range(_sent(wd, f"p{i}"))) for i in range(4))
     row.figures = {"attempts": attempts, "refused": refused, "stats_written": s["messages_written"]}
-    row.notes = f"{refused}/{attempts} second starts refused while the first ran flat out"
+    row.notes = [f"{refused}/{attempts} second starts refused while the first ran flat out"]
     return [finish(row, t0)]
 
 
-def rotation_full_disk(workdir: Path, scale: float, transports: tuple[str, ...] | None = None) -> list[Row]:
+def rotation_full_disk(workdir: Path, scale: float, transports: tuple[str, ...] | None = None) -> list[RunRecord]:
     """Rotate (mv + SIGUSR1) while the disk is full and part of a line is pending (issue 9,
     item 3): the old file ends in a whole line, the new one starts with one."""
     why = can_mount_tmpfs()
     if why:
-        return [Row("rotation_full_disk", "-", ok=True, notes=f"skipped: {why}")]
+        return [skipped("rotation_full_disk", why)]
     rows = []
     for transport in transports or transport_names(reliable=True):
         t0 = time.monotonic()
@@ -463,16 +464,16 @@ def rotation_full_disk(workdir: Path, scale: float, transports: tuple[str, ...] 
                 records.append(json.loads(line))
             except ValueError:
                 bad += 1
-        row = Row("rotation_full_disk", transport, sent=_sent(wd, "p"), written=len(records), rejected=s["rejected_total"], expected_written=n)
+        row = torture_run("rotation_full_disk", transport, sent=_sent(wd, "p"), written=len(records), rejected=s["rejected_total"], expected_written=n)
         row.ok = torn == 0 and bad == 0 and seqs_of(records, "p") == list(range(n))
         row.figures = {"old_file_bytes": len(old), "new_file_bytes": len(new), "files_ending_torn": torn, "unparsable_lines": bad,
                        "write_errors": s["output_write_errors"]}
-        row.notes = f"old file {len(old)} B, new {len(new)} B; torn files {torn}, unparsable lines {bad}"
+        row.notes = [f"old file {len(old)} B, new {len(new)} B; torn files {torn}, unparsable lines {bad}"]
         rows.append(finish(row, t0))
     return rows
 
 
-def worker_kill(workdir: Path, scale: float) -> list[Row]:
+def worker_kill(workdir: Path, scale: float) -> list[RunRecord]:
     """SIGKILL one of two workers while four producers run flat out (issue 9, item 4), several
     trials: the output holds whole lines only, each producer's lines a gapless prefix."""
     import psutil
@@ -512,11 +513,11 @@ def worker_kill(workdir: Path, scale: float) -> list[Row]:
             for i in range(4):
                 seqs = seqs_of(records, f"p{i}")
                 gapless = gapless and seqs == list(range(len(seqs)))
-    row = Row("worker_sigkill", "unixsock", sent=sent, written=written, rejected=rejected)
+    row = torture_run("worker_sigkill", "unixsock", sent=sent, written=written, rejected=rejected)
     row.ok = torn_lines == 0 and gapless and agg.output.read_bytes().endswith(b"\n")
     row.figures = {"trials": trials, "torn_lines_in_output": torn_lines, "torn_lines_repaired": repaired, "gapless_prefixes": gapless}
-    row.notes = (f"{trials} trials: {torn_lines} torn lines in the output, {repaired} moved to rejects; "
-                 "lost = the killed worker's unwritten lines and kernel buffers")
+    row.notes = [(f"{trials} trials: {torn_lines} torn lines in the output, {repaired} moved to rejects; "
+                 "lost = the killed worker's unwritten lines and kernel buffers")]
     return [finish(row, t0)]
 
 

@@ -128,8 +128,8 @@ def latency_cdf(groups):
 
 
 def loss_chart(runs: list[RunRecord]):
-    dgram = [r for r in runs if r.transport in DATAGRAM and r.point.rate > 0]
-    rates = {r.point.offered_rate for r in dgram}
+    dgram = [r for r in runs if r.transport in DATAGRAM and r.workload.rate > 0]
+    rates = {r.workload.offered_rate for r in dgram}
     fig, axes = _panels(1, 4)
     ax = axes[0]
     if len(rates) >= 2:
@@ -137,7 +137,7 @@ def loss_chart(runs: list[RunRecord]):
             for system in systems(dgram):
                 pts = []
                 for rate in sorted(rates):
-                    sel = [r for r in dgram if r.point.offered_rate == rate]
+                    sel = [r for r in dgram if r.workload.offered_rate == rate]
                     s = metric(sel, system, t, loss_pct)
                     if s is not None:
                         pts.append((rate, s))

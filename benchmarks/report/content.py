@@ -118,28 +118,38 @@ def _overhead_rows(measured: list[RunRecord], traced: list[RunRecord]) -> list[l
 
 
 def _soak_blocks(res: Results, charts: list) -> list:
-    """A soak (``loglab soak --out RESULTS_DIR``) stored beside the results: its chart and table."""
-    path = res.path.parent / "soak.json" if res.path else None
-    if path is None or not path.exists():
+    """Soak runs (``loglab soak --out RESULTS_DIR``) stored with the results: their chart and table."""
+    runs = res.of_kind("soak")
+    if not runs:
         return []
-    import json
+    import tempfile
+    from pathlib import Path
 
     from ..faults.soak import plot_soak
 
-    soak = json.loads(path.read_text())
-    tmp = path.with_name(".soak-chart.png")
-    plot_soak(soak, tmp)
-    png = tmp.read_bytes()
-    tmp.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        png = plot_soak(runs, Path(tmp) / "soak.png").read_bytes()
     chart = Chart("soak", "Soak: memory, file descriptors and delivery over time",
                   "Top: the aggregator's resident memory; middle: its open file descriptors; bottom: messages sent but "
                   "not yet written (in flight; returns to 0 on reliable transports). Flat lines mean no growth.", png)  # fmt: skip
     charts.append(chart)
-    rows = [[t, e["sent"], e["written"], e["lost"], f"{e['rss_first_bytes'] / 2**20:.1f} → {e['rss_last_bytes'] / 2**20:.1f}",
-             f"{e['fds_first']} → {e['fds_last']}", e["verdict"]["no_growth"], e["verdict"]["no_loss"]]
-            for t, e in soak["transports"].items()]  # fmt: skip
+    rows = [[r.transport, r.sent, r.written, r.lost, f"{r.figures['rss_first_bytes'] / 2**20:.1f} → {r.figures['rss_last_bytes'] / 2**20:.1f}",
+             f"{r.figures['fds_first']} → {r.figures['fds_last']}", r.figures["no_growth"], r.figures["no_loss"]] for r in runs]  # fmt: skip
     return [Heading(2, "Soak"), chart,
             Table(["transport", "sent", "written", "lost", "RSS MiB first → last", "fds first → last", "no growth", "no loss"], rows)]  # fmt: skip
+
+
+def _torture_blocks(res: Results) -> list:
+    """Torture runs (``loglab torture --out RESULTS_DIR``): what each scenario sent, wrote and lost."""
+    runs = res.of_kind("torture")
+    if not runs:
+        return []
+    rows = [[r.scenario, r.transport, r.sent, r.written, r.rejected, r.lost, "–" if r.expected is None else r.expected,
+             r.status if r.status == "skipped" else ("yes" if r.ok else "NO"), "; ".join(r.notes + r.errors)] for r in runs]  # fmt: skip
+    return [Heading(2, "Torture"),
+            Paragraph("Fault scenarios (loglab torture): lost = sent - written - rejected; ok when every expectation of "
+                      "the scenario held."),
+            Table(["scenario", "transport", "sent", "written", "rejected", "lost", "expected", "ok", "notes"], rows)]  # fmt: skip
 
 
 def loglab_workers(runs) -> dict[str, str]:
@@ -235,8 +245,8 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
                          "(negative: the traced run was slower / used more CPU). Within the untraced min–max range means "
                          "the overhead is not distinguishable from noise.")]  # fmt: skip
         blocks.append(Table(["scenario", "transport", "system", "msg/s traced vs untraced", "agg CPU/msg traced vs untraced"], _overhead_rows(measured, traced)))
-    soak = _soak_blocks(res, charts)
-    blocks += soak
+    blocks += _soak_blocks(res, charts)
+    blocks += _torture_blocks(res)
     blocks += _pipeline_blocks([r for r in measured if r.scenario == "pipeline"])
     blocks += [Heading(2, "Workload parameters"), Table(["parameter", "value"], [[k, _short(v)] for k, v in res.params.items()])]
     env_rows = []
@@ -257,7 +267,7 @@ def _pipeline_blocks(runs: list[RunRecord]) -> list:
               "publisher CPU µs/msg", "nats-server CPU µs/msg", "aggregator CPU µs/msg", "missing", "dup"]  # fmt: skip
     rows = []
     for runs_g in groups_of(runs).values():
-        p = runs_g[0].point
+        p = runs_g[0].workload
         load = f"{p.producers}x{p.rate:,.0f}/s" if p.rate else f"{p.producers} flat out" if p.producers > 1 else "from memory"
         for t in order(r.transport for r in runs_g):
             for system in systems(runs_g):
@@ -290,7 +300,7 @@ def _top(side: dict | None) -> str:
 
 def _short(v) -> str:
     if isinstance(v, list) and v and isinstance(v[0], dict):
-        return "; ".join(", ".join(f"{k}={_short(x)}" for k, x in d.items() if k != "points") for d in v)
+        return "; ".join(", ".join(f"{k}={_short(x)}" for k, x in d.items() if k not in ("points", "workloads")) for d in v)
     text = str(v)
     return text if len(text) <= 300 else text[:297] + "..."
 

@@ -22,7 +22,7 @@ except Exception:  # pragma: no cover
 
 
 def group_key(r: RunRecord) -> tuple:
-    p = r.point
+    p = r.workload
     return (r.scenario, p.producers, p.count, p.size, p.rate, p.batch)
 
 
@@ -34,7 +34,7 @@ def groups_of(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
 
 
 def group_label(runs: list[RunRecord]) -> str:
-    return f"{runs[0].scenario}: {runs[0].point.label()}"
+    return f"{runs[0].scenario}: {runs[0].workload.label()}"
 
 
 def color(transport: str) -> str:

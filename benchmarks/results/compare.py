@@ -35,10 +35,11 @@ class EnvironmentMismatch(RuntimeError):
 
 @dataclass
 class Row:
+    kind: str
     system: str
     transport: str
     scenario: str
-    point: str
+    workload: str
     metric: str
     a: stats.Spread | None
     b: stats.Spread | None
@@ -75,7 +76,7 @@ class ComparisonResult:
 
 
 def _key(r):
-    return (r.system, r.transport, r.scenario, r.point.label())
+    return (r.kind, r.system, r.transport, r.scenario, r.workload.label() if r.workload else "")
 
 
 def compare(a_path, b_path, force: bool = False) -> ComparisonResult:

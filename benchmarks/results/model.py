@@ -1,4 +1,5 @@
-"""Benchmark results as plain data: dataclasses, the results directory, writer and reader.
+"""Results as plain data: one workload model and one run record for every kind of run (a benchmark
+cell, a torture scenario, a soak), so the report and ``compare`` read them all the same way.
 
 Layout of a results directory (written as the run goes, hyperfine style)::
 
@@ -10,9 +11,9 @@ Layout of a results directory (written as the run goes, hyperfine style)::
 
 Reports and ``compare`` read only these files (``load_results``).
 
-results.json (``schema_version`` 1)::
+results.json (``schema_version`` 2)::
 
-    {"schema_version": 1, "kind": "loglab-bench-results",
+    {"schema_version": 2, "kind": "loglab-bench-results",
      "created_ns", "updated_ns": int, "complete": bool (True after ResultsWriter.close()),
      "environment": {...}           environment.collect_environment()
      "params": {...}                BenchParams: repeats, warmups, systems, transports,
@@ -20,12 +21,15 @@ results.json (``schema_version`` 1)::
      "peer": {"name", "available", "reason", "version"} | null
      "tracing": {"enabled", "reason", "tool"} | null
      "notes": [str],
-     "runs": [{"file": "runs/0001-....json", "system", "transport", "scenario", "repeat",
+     "runs": [{"file": "runs/0001-....json", "kind", "system", "transport", "scenario", "repeat",
                "is_warmup", "status"}]}
 
 Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
 
-    system "loglab"|"syslog-ng", transport, scenario, point {producers, count, size, rate, batch},
+    kind "bench"|"torture"|"soak"  (what made it: loglab bench, loglab torture, loglab soak)
+    system "loglab"|"syslog-ng"|..., transport, scenario,
+    workload {producers, count, size, rate, batch} | null  (null: a torture scenario whose
+             workload is its own, said in its notes),
     repeat (0-based, counted separately for warm-ups and measured runs), is_warmup,
     traced (the extra run per cell with the tracer attached; left out of headline figures),
     status "ok"|"failed",
@@ -45,9 +49,13 @@ Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
              udp_rcvbuf_errors, udp_in_errors, window_s,
              shipper_cpu_us_per_msg, nats_cpu_us_per_msg}     (RunRecord.compute_derived)
     shipper: ProcessStats | null    (pipeline scenario: the shipper, or the ceiling's publisher)
-
+    written, rejected: int | null   (torture, soak: lines in the output and rejects, as counted by
+                                     the scenario; bench runs count delivery in ``seq``)
+    figures {...}                   what a scenario measured beyond the common fields
+    series [{...}]                  samples over time (soak: t_s, rss_bytes, fds, written, expected)
+    seconds: float | null           how long a torture scenario or soak took
 Derived figures: ``window_s = (window_end_ns - window_start_ns) / 1e9``; ``messages_per_s =
-seq.received / window_s``; ``mb_per_s = messages_per_s * point.size / 1e6`` (MB = 10^6 bytes of
+seq.received / window_s``; ``mb_per_s = messages_per_s * workload.size / 1e6`` (MB = 10^6 bytes of
 producer message lines); ``agg_cpu_us_per_msg = aggregator.cpu_s / seq.received * 1e6``;
 ``prod_cpu_us_per_msg = producers.cpu_s / (sent or expected) * 1e6``; udp counters: after - before.
 
@@ -64,7 +72,10 @@ the report accepts those too (``logprod`` = producer; ``logagg``/``syslog-ng`` =
 
 History: 1 (2026-11) first version (``traced`` added before any results were published); still 1
 with the optional ``shipper`` ProcessStats and the derived ``shipper_cpu_us_per_msg`` and
-``nats_cpu_us_per_msg`` (pipeline scenario, issue 13): older files lack them, older readers ignore them.
+``nats_cpu_us_per_msg`` (pipeline scenario, issue 13). 2 (2026-11, issue 10): ``point`` is
+``workload``, and ``kind``, ``written``, ``rejected``, ``figures``, ``series``, ``seconds`` are new,
+so torture and soak store their runs here too instead of in formats of their own. Version 1 files
+are read as version 2 (``point`` -> ``workload``, ``kind`` "bench").
 """
 
 from __future__ import annotations
@@ -77,7 +88,8 @@ from typing import Any, Mapping
 from . import stats
 from .seqcheck import SeqCheckResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+KINDS = ("bench", "torture", "soak")
 KIND = "loglab-bench-results"
 INDEX = "results.json"
 RUNS_DIR = "runs"
@@ -87,17 +99,25 @@ class ResultsError(ValueError):
     """A results file that cannot be read (missing, not ours, or a newer schema)."""
 
 
-@dataclass
-class SweepPoint:
-    producers: int
-    count: int  # messages per producer
-    size: int  # bytes per message line
-    rate: float  # messages/s per producer; 0 = unbounded
-    batch: int
+@dataclass(frozen=True)
+class Workload:
+    """What the producers send: the one workload model of a benchmark cell, a sweep point, a
+    torture scenario or a soak. The transport is the run's, not the workload's."""
+
+    producers: int = 4
+    count: int = 10_000  # messages per producer
+    size: int = 200  # bytes per message line, newline included
+    rate: float = 0.0  # messages/s per producer; 0 = as fast as possible
+    batch: int = 1  # lines per write (stream transports; datagrams carry one message each)
 
     @property
     def offered_rate(self) -> float:
+        """Messages/s offered by all producers together (0 = unbounded)."""
         return self.rate * self.producers
+
+    @property
+    def expected(self) -> int:
+        return self.producers * self.count
 
     def label(self) -> str:
         rate = "unbounded" if not self.rate else f"{self.rate:,.0f}/s each"
@@ -140,15 +160,16 @@ class RunRecord:
     system: str
     transport: str
     scenario: str
-    point: SweepPoint
-    repeat: int
+    workload: Workload | None = None
+    repeat: int = 0
+    kind: str = "bench"  # see KINDS
     is_warmup: bool = False
     traced: bool = False  # the extra run with the tracer attached: syscall figures, never headline ones
     status: str = "ok"
     window_start_ns: int = 0
     window_end_ns: int = 0
     producers_done_ns: int | None = None
-    expected: int = 0
+    expected: int | None = 0
     sent: int | None = None
     seq: SeqCheckResult | None = None
     latency: LatencyRecord | None = None
@@ -165,6 +186,26 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
     derived: dict = field(default_factory=dict)
     shipper: ProcessStats | None = None  # the pipeline scenario: the shipper (or the ceiling publisher)
+    written: int | None = None  # torture, soak: lines in the output (bench runs: seq.received)
+    rejected: int | None = None
+    figures: dict = field(default_factory=dict)  # what a scenario measured beyond the common fields
+    series: list[dict] = field(default_factory=list)  # samples over time (soak)
+    seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and not self.errors
+
+    @ok.setter
+    def ok(self, value: bool) -> None:
+        self.status = "ok" if value else "failed"
+
+    @property
+    def lost(self) -> int | None:
+        """Sent but neither written nor rejected (torture, soak)."""
+        if self.sent is None or self.written is None:
+            return None
+        return self.sent - self.written - (self.rejected or 0)
 
     @property
     def delivered(self) -> int:
@@ -177,7 +218,8 @@ class RunRecord:
         d["window_s"] = window_s
         delivered = self.delivered
         d["messages_per_s"] = delivered / window_s if window_s and self.seq else None
-        d["mb_per_s"] = d["messages_per_s"] * self.point.size / 1e6 if d["messages_per_s"] is not None else None
+        size = self.workload.size if self.workload else None
+        d["mb_per_s"] = d["messages_per_s"] * size / 1e6 if d["messages_per_s"] is not None and size else None
         d["loss_fraction"] = self.seq.loss_fraction if self.seq else None
         d["agg_cpu_us_per_msg"] = self.aggregator.cpu_s / delivered * 1e6 if self.aggregator and delivered else None
         sent = self.sent if self.sent is not None else self.expected
@@ -197,7 +239,7 @@ class RunRecord:
             v = getattr(self, f.name)
             if f.name == "seq":
                 v = v.to_dict() if v is not None else None
-            elif f.name in ("point", "latency", "aggregator", "producers", "shipper") and v is not None:
+            elif f.name in ("workload", "latency", "aggregator", "producers", "shipper") and v is not None:
                 v = asdict(v)
             out[f.name] = v
         return out
@@ -205,9 +247,12 @@ class RunRecord:
     @classmethod
     def from_dict(cls, d: Mapping) -> "RunRecord":
         d = dict(d)
+        if "point" in d and "workload" not in d:  # schema version 1
+            d["workload"] = d.pop("point")
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}  # newer optional fields are ignored
-        d["point"] = SweepPoint(**d["point"])
+        if d.get("workload") is not None:
+            d["workload"] = Workload(**d["workload"])
         if d.get("seq") is not None:
             d["seq"] = SeqCheckResult.from_dict(d["seq"])
         if d.get("latency") is not None:
@@ -226,7 +271,7 @@ class BenchParams:
     warmups: int = 0
     systems: list[str] = field(default_factory=lambda: ["loglab"])
     transports: list[str] = field(default_factory=list)
-    scenarios: list[dict] = field(default_factory=list)  # {name, description, transports, points: [SweepPoint dicts]}
+    scenarios: list[dict] = field(default_factory=list)  # {name, description, transports, workloads: [Workload dicts]}
     argv: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
@@ -246,11 +291,14 @@ class Results:
     path: Path | None = None
 
     def measured(self) -> list[RunRecord]:
-        """The runs every headline figure comes from: no warm-ups, no traced runs."""
-        return [r for r in self.runs if not r.is_warmup and not r.traced]
+        """The benchmark runs every headline figure comes from: no warm-ups, no traced runs."""
+        return [r for r in self.runs if r.kind == "bench" and not r.is_warmup and not r.traced]
 
     def traced(self) -> list[RunRecord]:
-        """The runs made with the tracer attached (syscall figures, tracer overhead)."""
-        return [r for r in self.runs if r.traced and not r.is_warmup]
+        """The benchmark runs made with the tracer attached (syscall figures, tracer overhead)."""
+        return [r for r in self.runs if r.kind == "bench" and r.traced and not r.is_warmup]
+
+    def of_kind(self, kind: str) -> list[RunRecord]:
+        return [r for r in self.runs if r.kind == kind]
 
 

@@ -24,10 +24,10 @@ from aggregator.transports import TRANSPORTS
 
 from ..peers import PEERS
 from ..results.environment import collect_environment
-from .measure import Measurement, Workload, run_measurement
-from ..results import BenchParams, LatencyRecord, ResultsWriter, RunRecord, SweepPoint
+from .measure import run_measurement
+from ..results import BenchParams, LatencyRecord, ResultsWriter, RunRecord, Workload
 from ..results.seqcheck import analyze_output, expected_counts
-from .suite import Point, Scenario
+from .suite import Scenario, for_transport
 from .systems import SYSTEMS, make_system
 from ..tracing import SyscallTracer, summarize
 from ..tracing import available as tracing_available
@@ -36,25 +36,23 @@ from ..tracing import available as tracing_available
 @dataclass(frozen=True)
 class RunSpec:
     scenario: str
-    point: Point
+    workload: Workload  # as the transport carries it (see suite.for_transport)
     transport: str
     system: str
     repeat: int  # index among the measured repeats (warm-ups count separately)
     warmup: bool = False
     traced: bool = False
 
-    @property
-    def workload(self) -> Workload:
-        return self.point.workload(self.transport)
-
     def label(self) -> str:
         kind = "warm-up" if self.warmup else ("traced" if self.traced else f"repeat {self.repeat + 1}")
-        return f"{self.scenario:<10} {self.transport:<8} {self.system:<9} {kind:<9} {_point_text(self.point)}"
+        w = self.workload
+        rate = "max" if not w.rate else f"{w.rate:g}/s"
+        return f"{self.scenario:<10} {self.transport:<8} {self.system:<9} {kind:<9} {w.producers}p x {w.count} x {w.size}B @ {rate} batch {w.batch}"
 
-
-def _point_text(p: Point) -> str:
-    rate = "max" if not p.rate else f"{p.rate:g}/s"
-    return f"{p.producers}p x {p.count} x {p.size}B @ {rate} batch {p.batch}"
+    def record(self) -> RunRecord:
+        """The record this run fills (kind "bench")."""
+        return RunRecord(system=self.system, transport=self.transport, scenario=self.scenario, workload=self.workload,
+                         repeat=self.repeat, is_warmup=self.warmup, traced=self.traced, expected=self.workload.expected)  # fmt: skip
 
 
 def plan_runs(scenarios: list[Scenario], systems: list[str], repeat: int, warmup: int, trace: bool) -> list[RunSpec]:
@@ -66,17 +64,18 @@ def plan_runs(scenarios: list[Scenario], systems: list[str], repeat: int, warmup
     runs = []
     warmed: set[str] = set()
     for scenario in scenarios:
-        for point in scenario.points:
+        for sweep_point in scenario.workloads:
             for transport in scenario.transports:
+                w = for_transport(sweep_point, transport)
                 serving = [s for s in systems if SYSTEMS[s].supports(transport)]
                 if transport not in warmed:
                     warmed.add(transport)
-                    for w in range(warmup):
-                        runs += [RunSpec(scenario.name, point, transport, s, w, warmup=True) for s in serving]
+                    for k in range(warmup):
+                        runs += [RunSpec(scenario.name, w, transport, s, k, warmup=True) for s in serving]
                 for r in range(repeat):
-                    runs += [RunSpec(scenario.name, point, transport, s, r) for s in serving]
+                    runs += [RunSpec(scenario.name, w, transport, s, r) for s in serving]
                 if trace and scenario.traced:
-                    runs += [RunSpec(scenario.name, point, transport, s, repeat, traced=True) for s in serving]
+                    runs += [RunSpec(scenario.name, w, transport, s, repeat, traced=True) for s in serving]
     return runs
 
 
@@ -91,57 +90,37 @@ def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None)
     """One run, measured and checked, as a RunRecord. Its files live in a short-lived directory
     under /tmp (a Unix socket path must stay under 108 bytes), removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="loglab-run-"))
+    record = spec.record()
     try:
         system = make_system(spec.system, spec.transport, workdir, rcvbuf=rcvbuf, workers=workers)
-        workload = spec.workload
-        m: Measurement = run_measurement(system, workload, workdir, tracer=tracer if spec.traced else None)
-        seq = analyze_output(system.read_records(), expected_counts(workload.producers, workload.count))
-        return _record(spec, m, seq, system.comm)
+        w = spec.workload
+        summaries = run_measurement(system, spec.transport, w, workdir, record, tracer=tracer if spec.traced else None)
+        seq = analyze_output(system.read_records(), expected_counts(w.producers, w.count))
+        _check(record, seq, summaries, system.comm)
+        return record
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _record(spec: RunSpec, m: Measurement, seq, receiver_comm: str) -> RunRecord:
-    w = spec.workload
-    sent = sum(s.get("sent", 0) for s in m.producer_summaries)
-    errors: dict[str, int] = {}
-    for summary in m.producer_summaries:
+def _check(record: RunRecord, seq, summaries: list[dict], receiver_comm: str) -> None:
+    """What the output says (sequence check, latency) and what went wrong, onto ``record``."""
+    record.sent = sum(s.get("sent", 0) for s in summaries)
+    for summary in summaries:
         for name, n in summary.get("errors", {}).items():
-            errors[name] = errors.get(name, 0) + n
-    record = RunRecord(
-        system=spec.system,
-        transport=spec.transport,
-        scenario=spec.scenario,
-        point=SweepPoint(w.producers, w.count, w.size, w.rate, w.batch),
-        repeat=spec.repeat,
-        is_warmup=spec.warmup,
-        traced=spec.traced,
-        window_start_ns=m.window_start_ns,
-        window_end_ns=seq.last_received_ns or m.window_end_ns,
-        producers_done_ns=m.producers_done_ns,
-        expected=w.expected,
-        sent=sent,
-        seq=seq,
-        latency=LatencyRecord.from_samples(seq.latencies_ns) if seq.latencies_ns else None,
-        aggregator=m.aggregator,
-        producers=m.producers,
-        udp_snmp_before=m.udp_snmp_before,
-        udp_snmp_after=m.udp_snmp_after,
-        socket={k: m.system_stats.get(k) for k in ("effective_rcvbuf", "effective_pipe_size") if m.system_stats.get(k) is not None},
-        system_stats=m.system_stats,
-        producer_errors=errors,
-    )
-    if m.trace is not None:
+            record.producer_errors[name] = record.producer_errors.get(name, 0) + n
+    record.seq = seq
+    record.window_end_ns = seq.last_received_ns or record.window_end_ns
+    record.latency = LatencyRecord.from_samples(seq.latencies_ns) if seq.latencies_ns else None
+    stats = record.system_stats
+    record.socket = {k: stats.get(k) for k in ("effective_rcvbuf", "effective_pipe_size") if stats.get(k) is not None}
+    if record.trace is not None:
         # The tracer counts every comm it was given; keep the two sides of this run only.
-        per_comm = summarize(m.trace, {"logprod": sent, receiver_comm: seq.received})
+        per_comm = summarize(record.trace, {"logprod": record.sent, receiver_comm: seq.received})
         record.trace = {"producer": per_comm.get("logprod"), "aggregator": per_comm.get(receiver_comm)}
-    if any(code != 0 for code in m.producer_exit_codes):
-        record.notes.append(f"producer exit codes {m.producer_exit_codes}")
-    if m.system_stats.get("exit_code") not in (0, None):
-        record.errors.append(f"{spec.system} exited with {m.system_stats.get('exit_code')}")
-    if seq.missing and TRANSPORTS[spec.transport].reliable:
+    if stats.get("exit_code") not in (0, None):
+        record.errors.append(f"{record.system} exited with {stats.get('exit_code')}")
+    if seq.missing and TRANSPORTS[record.transport].reliable:
         record.errors.append(f"{seq.missing} messages lost on a reliable transport")
-    return record
 
 
 def run_bench(
@@ -189,7 +168,7 @@ def run_bench(
         systems=systems,
         transports=sorted({t for s in suite for t in s.transports}),
         scenarios=[
-            {"name": s.name, "description": s.description, "transports": list(s.transports), "points": [asdict(p) for p in s.points]}
+            {"name": s.name, "description": s.description, "transports": list(s.transports), "workloads": [asdict(w) for w in s.workloads]}
             for s in suite
         ],
         argv=list(argv),
@@ -215,11 +194,9 @@ def run_bench(
             try:
                 record = execute(spec, rcvbuf=rcvbuf, workers=workers, tracer=tracer)
             except Exception as exc:  # one broken run must not lose the others
-                record = RunRecord(
-                    system=spec.system, transport=spec.transport, scenario=spec.scenario,
-                    point=SweepPoint(**asdict(spec.point)), repeat=spec.repeat, is_warmup=spec.warmup,
-                    traced=spec.traced, status="failed", errors=[f"{type(exc).__name__}: {exc}"],
-                )  # fmt: skip
+                record = spec.record()
+                record.status = "failed"
+                record.errors.append(f"{type(exc).__name__}: {exc}")
             writer.add_run(record)
             all_ok &= record.status == "ok" and not record.errors
             progress.finish(_run_summary(record))

@@ -20,64 +20,25 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
 
 from ..processes import ProducerProc
-from ..results import ProcessStats
+from ..results import ProcessStats, RunRecord, Workload
 from .systems import System
 
 QUIET_PERIOD_S = 0.3  # output unchanged this long = the system has written all it will
 MAX_QUIESCE_S = 30.0
 
 
-@dataclass
-class Workload:
-    transport: str
-    producers: int = 4
-    count: int = 10000  # messages per producer
-    size: int = 200  # bytes per message line
-    rate: float = 0.0  # messages/s per producer; 0 = as fast as possible
-    batch: int = 1  # lines per write (stream transports)
-
-    @property
-    def expected(self) -> int:
-        return self.producers * self.count
-
-    @property
-    def offered_rate(self) -> float:
-        """Messages/s offered in all (0 = unbounded)."""
-        return self.rate * self.producers
-
-    def producer(self, address: str, index: int, workdir: Path) -> ProducerProc:
-        """Producer ``p{index}`` of this workload, behind the start barrier (not started)."""
-        return ProducerProc(
-            self.transport, address, f"p{index}", self.count, workdir, "--size", self.size, "--rate", self.rate,
-            "--batch", self.batch, "--seed", index, "--quiet", barrier=True,
-        )  # fmt: skip
-
-
-@dataclass
-class Measurement:
-    system: str
-    workload: Workload
-    window_start_ns: int = 0
-    producers_done_ns: int = 0
-    window_end_ns: int = 0
-    aggregator: ProcessStats = field(default_factory=ProcessStats)
-    producers: ProcessStats = field(default_factory=ProcessStats)
-    producer_exit_codes: list[int] = field(default_factory=list)
-    producer_summaries: list[dict] = field(default_factory=list)
-    udp_snmp_before: dict | None = None
-    udp_snmp_after: dict | None = None
-    system_stats: dict = field(default_factory=dict)
-    trace: dict | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def producer_for(transport: str, workload: Workload, address: str, index: int, workdir: Path) -> ProducerProc:
+    """Producer ``p{index}`` of ``workload`` on ``transport``, behind the start barrier (not started)."""
+    w = workload
+    return ProducerProc(
+        transport, address, f"p{index}", w.count, workdir, "--size", w.size, "--rate", w.rate, "--batch", w.batch,
+        "--seed", index, "--quiet", barrier=True,
+    )  # fmt: skip
 
 
 def read_udp_snmp() -> dict[str, int]:
@@ -171,20 +132,24 @@ def _wait_quiet(path: Path, deadline: float) -> None:
         time.sleep(0.05)
 
 
-def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer=None, timeout: float = 120.0) -> Measurement:
-    """Run ``workload`` against ``system`` (already constructed, not started); always tear down."""
-    m = Measurement(system=system.name, workload=workload)
+def run_measurement(system: System, transport: str, workload: Workload, workdir: Path, record: RunRecord, *,
+                    tracer=None, timeout: float = 120.0) -> list[dict]:  # fmt: skip
+    """Run ``workload`` over ``transport`` against ``system`` (constructed, not started), filling
+    ``record`` with what was measured (window, process costs, kernel counters, the system's own
+    stats, the trace); always tear down. Returns the producers' summaries."""
+    m = record
+    summaries: list[dict] = []
     producers: list[ProducerProc] = []
     address = system.start()
     try:
         agg = psutil.Process(system.pid)
         for i in range(workload.producers):
-            producers.append(workload.producer(address, i, workdir).start(wait=False))
+            producers.append(producer_for(transport, workload, address, i, workdir).start(wait=False))
         ready_before: list[ProcessStats] = []
         for p in producers:
             p.wait_ready(30.0)  # connected, waiting on stdin
             ready_before.append(process_tree_stats(psutil.Process(p.pid)))
-        is_udp = workload.transport == "udp"
+        is_udp = transport == "udp"  # the kernel's Udp counters say what it dropped
         if is_udp:
             m.udp_snmp_before = read_udp_snmp()
         if tracer is not None:
@@ -200,7 +165,8 @@ def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer
             status, usage = _wait4(p, deadline)
             code = os.waitstatus_to_exitcode(status)
             p.popen.returncode = code  # reaped here (for its rusage): tell Popen
-            m.producer_exit_codes.append(code)
+            if code != 0:
+                m.notes.append(f"producer {p.id} exited {code}")
             producer_total.cpu_s += usage.ru_utime + usage.ru_stime - before.cpu_s
             producer_total.user_s += usage.ru_utime - before.user_s
             producer_total.system_s += usage.ru_stime - before.system_s
@@ -218,12 +184,12 @@ def run_measurement(system: System, workload: Workload, workdir: Path, *, tracer
             m.udp_snmp_after = read_udp_snmp()
         for p in producers:
             if p.summary_path.exists():
-                m.producer_summaries.append(p.summary())
+                summaries.append(p.summary())
     finally:
         for p in producers:
             p.close()
         m.system_stats = system.stop()
-    return m
+    return summaries
 
 
 def _wait4(p: ProducerProc, deadline: float):

@@ -24,36 +24,26 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
-from aggregator.transports import TRANSPORTS
+from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
 
-from .measure import Workload
+from ..results import Workload
 
-DATAGRAM = tuple(name for name, t in TRANSPORTS.items() if t.kind == "datagram")
-STREAM = tuple(name for name, t in TRANSPORTS.items() if t.kind == "stream")
-ALL_TRANSPORTS = tuple(TRANSPORTS)
+DATAGRAM = transport_names(kind="datagram")
+STREAM = transport_names(kind="stream")
+ALL_TRANSPORTS = TRANSPORT_NAMES
 
 
-@dataclass(frozen=True)
-class Point:
-    """One sweep point of a scenario: the workload parameters, transport aside."""
-
-    producers: int
-    count: int
-    size: int
-    rate: float
-    batch: int
-
-    def workload(self, transport: str) -> Workload:
-        # Datagram transports send one message per datagram whatever --batch says.
-        batch = self.batch if TRANSPORTS[transport].kind == "stream" else 1
-        return Workload(transport, self.producers, self.count, self.size, self.rate, batch)
+def for_transport(workload: Workload, transport: str) -> Workload:
+    """``workload`` as ``transport`` carries it: only newline-framed streams write several lines at
+    once; every other transport sends one message per send, whatever ``batch`` says."""
+    return workload if get_transport(transport).kind == "stream" else replace(workload, batch=1)
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
-    points: tuple[Point, ...]
+    workloads: tuple[Workload, ...]  # one, or the points of a sweep
     transports: tuple[str, ...] = ALL_TRANSPORTS
     traced: bool = True  # one extra traced run per cell (with --trace): syscalls per message
 
@@ -70,30 +60,30 @@ def default_suite(scale: float = 1.0) -> list[Scenario]:
         Scenario(
             "capacity",
             "4 producers as fast as they can, batch 64: messages/s the aggregator takes",
-            (Point(4, n(150_000), 200, 0.0, 64),),
+            (Workload(4, n(150_000), 200, 0.0, 64),),
             transports=STREAM,
         ),
         Scenario(
             "capacity",
             "4 producers as fast as they can, one message per datagram: messages/s taken, and loss",
-            (Point(4, n(50_000), 200, 0.0, 1),),
+            (Workload(4, n(50_000), 200, 0.0, 1),),
             transports=DATAGRAM,
         ),
         Scenario(
             "efficiency",
             "4 producers x 10,000 msg/s, one message per write: CPU per message at a rate both sustain",
-            (Point(4, n(10_000), 200, 10_000.0, 1),),
+            (Workload(4, n(10_000), 200, 10_000.0, 1),),
         ),
         Scenario(
             "latency",
             "5 producers x 2,000 msg/s, one message per write: end-to-end latency",
-            (Point(5, n(2_000), 200, 2_000.0, 1),),
+            (Workload(5, n(2_000), 200, 2_000.0, 1),),
             traced=False,  # the syscalls of one message per write are those of efficiency
         ),
         Scenario(
             "loss",
             "datagram transports, offered rate swept upward: loss versus offered rate",
-            tuple(Point(4, n(int(rate)), 200, rate, 1) for rate in (5_000.0, 20_000.0, 50_000.0)),
+            tuple(Workload(4, n(int(rate)), 200, rate, 1) for rate in (5_000.0, 20_000.0, 50_000.0)),
             transports=DATAGRAM,
             traced=False,  # datagram syscalls are traced in capacity and efficiency
         ),
@@ -122,9 +112,9 @@ def custom_scenario(
     batch: list[int] | None,
     transports: tuple[str, ...],
 ) -> Scenario:
-    base = Point(4, 10_000, 200, 0.0, 1)
+    base = Workload()
     lists = [producers or [base.producers], count or [base.count], size or [base.size], rate or [base.rate], batch or [base.batch]]
-    points = tuple(Point(*values) for values in itertools.product(*lists))
+    points = tuple(Workload(*values) for values in itertools.product(*lists))
     swept = [name for name, values in zip(("producers", "count", "size", "rate", "batch"), lists) if len(values) > 1]
     description = "custom workload" + (f", sweeping {', '.join(swept)}" if swept else "")
     return Scenario("custom", description, points, transports)

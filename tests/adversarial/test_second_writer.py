@@ -57,5 +57,5 @@ def test_second_writer_of_the_same_output_is_refused_and_names_the_first(tmp_pat
 def test_torture_second_start_loses_nothing_under_load(tmp_path):
     (row,) = second_start(tmp_path, 0.1)
     assert row.ok, row
-    assert row.lost == 0 and row.written == row.sent == row.expected_written, row
+    assert row.lost == 0 and row.written == row.sent == row.expected, row
     assert row.figures["refused"] == row.figures["attempts"], row

@@ -1,5 +1,9 @@
 """Regenerate tests/data/bench_results/ (a small, deterministic, synthetic results directory).
 
+The committed directory was written by schema version 1 (``point``, no ``kind``), and is kept so:
+the tests read it to check that version 1 results still load. This script writes the current
+version; regenerate only together with a copy of the old one for that check.
+
 Run: .venv/bin/python tests/data/make_bench_fixture.py
 Two systems x three transports x two scenarios (one a 2-point rate sweep), 3 repeats + 1 warm-up,
 made-up numbers with a fixed seed; 50 latency samples per run; trace data on the loglab runs.
@@ -21,9 +25,9 @@ from benchmarks.results import (  # noqa: E402
     ProcessStats,
     ResultsWriter,
     RunRecord,
-    SweepPoint,
+    Workload,
 )
-from benchmarks.seqcheck import analyze_output, expected_counts  # noqa: E402
+from benchmarks.results.seqcheck import analyze_output, expected_counts  # noqa: E402
 
 ENV = {
     "hostname": "fixture", "kernel": "6.1.0-fixture", "machine": "x86_64", "cpu_model": "Fixture CPU @ 3.0GHz",
@@ -36,9 +40,9 @@ ENV = {
 def main(out: Path = HERE / "bench_results") -> None:
     rng = random.Random(42)
     shutil.rmtree(out, ignore_errors=True)
-    points = {"capacity": [SweepPoint(2, 100, 200, 0.0, 64)], "loss": [SweepPoint(2, 100, 200, 5000.0, 1), SweepPoint(2, 100, 200, 20000.0, 1)]}
+    points = {"capacity": [Workload(2, 100, 200, 0.0, 64)], "loss": [Workload(2, 100, 200, 5000.0, 1), Workload(2, 100, 200, 20000.0, 1)]}
     params = BenchParams(repeats=3, warmups=1, systems=["loglab", "syslog-ng"], transports=["unixsock", "unixgram", "udp"],
-                         scenarios=[{"name": k, "description": f"fixture {k}", "points": [vars(p) for p in v]} for k, v in points.items()])  # fmt: skip
+                         scenarios=[{"name": k, "description": f"fixture {k}", "workloads": [vars(p) for p in v]} for k, v in points.items()])  # fmt: skip
     w = ResultsWriter(out, ENV, params)
     w.set_peer("syslog-ng", True, "", "3.38.1")
     w.set_tracing(True, "", "bcc")
@@ -65,7 +69,7 @@ def main(out: Path = HERE / "bench_results") -> None:
                         window_ns = int(0.01e9 / speed[system] * (1 + 0.1 * rng.random()))
                         n = seq.received
                         run = RunRecord(
-                            system=system, transport=transport, scenario=scenario, point=point, repeat=repeat, is_warmup=warm, traced=traced,
+                            system=system, transport=transport, scenario=scenario, workload=point, repeat=repeat, is_warmup=warm, traced=traced,
                             window_start_ns=start, window_end_ns=start + window_ns, expected=seq.expected, sent=seq.expected,
                             seq=seq, latency=LatencyRecord.from_samples(seq.latencies_ns, 50),
                             aggregator=ProcessStats(n * 3e-6 / speed[system], n * 2e-6, n * 1e-6, 10, 2, 30 << 20),
