@@ -23,7 +23,7 @@ import pytest
 from benchmarks.tracing.client import bpf_reason
 from benchmarks.tracing.workload import run_workload
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BT_DIR = ROOT / "bpftrace"
 SCRIPTS = sorted(p.stem for p in BT_DIR.glob("*.bt"))
 REQUIRED = {

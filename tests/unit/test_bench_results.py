@@ -104,7 +104,7 @@ def test_version_1_results_are_read_as_version_2(tmp_path):
     # The committed fixture was written by schema version 1: "point", no "kind".
     from pathlib import Path
 
-    fixture = Path(__file__).parent / "data" / "bench_results"
+    fixture = Path(__file__).parents[1] / "data" / "bench_results"
     assert orjson.loads((fixture / "results.json").read_bytes())["schema_version"] == 1
     res = load_results(fixture)
     assert res.schema_version == 1 and res.runs

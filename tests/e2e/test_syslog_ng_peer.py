@@ -24,7 +24,7 @@ from benchmarks.peers import syslog_ng
 from benchmarks.peers.syslog_ng import SyslogNgPeer
 from benchmarks.processes import Client
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TRANSPORTS = ["unixsock", "unixgram", "tcp", "udp", "fifo"]
 PRODUCERS = 3
 PER_PRODUCER = 400

@@ -18,7 +18,6 @@ from benchmarks.faults.checks import (
     assert_sent_messages_written_once,
     stop_mid_stream,
 )
-from benchmarks.run.measure import process_tree_stats
 from benchmarks.processes import (
     AGGREGATOR,
     jsonl,
@@ -26,6 +25,7 @@ from benchmarks.processes import (
     seqs_by_producer,
     wait_until,
 )
+from benchmarks.run.measure import process_tree_stats
 
 
 def worker_pids(agg) -> list[int]:
