@@ -14,19 +14,22 @@ from typing import Optional
 import typer
 
 from .counters import Counters
+from .files import Target, UnsafePath, reason
 from .procname import set_process_name
-from .server import DEFAULT_COALESCE_US, DEFAULT_MAX_BACKLOG_BYTES, Aggregator
-from .files import UnsafePath, check_writable_target, replace_atomically
-from .sink import (
+from .server import Aggregator
+from .settings import (
+    DEFAULT_COALESCE_US,
     DEFAULT_FLUSH_INTERVAL_S,
+    DEFAULT_MAX_BACKLOG_BYTES,
     DEFAULT_MAX_REJECTS_BYTES,
     DEFAULT_REJECTS_BURST,
     DEFAULT_REJECTS_INTERVAL_S,
     FSYNC_MODES,
     MAX_LINE_BYTES_LIMIT,
-    OutputSink,
-    rejects_path_for,
+    MAX_SECONDS,
+    Settings,
 )
+from .sink import OutputSink, rejects_path_for
 from .transports import TRANSPORTS, ListenOptions, TransportError
 from .workers import Supervisor, effective_workers
 
@@ -53,6 +56,7 @@ def _octal(text: str) -> int:
 # Descriptors the aggregator needs besides its connections (epoll, signal socketpair, output,
 # rejects, stats temp files, /proc reads, --workers channels), kept free under the fd limit.
 _RESERVED_FDS = 32
+MAX_WORKERS = 1024
 
 
 @app.command(
@@ -75,8 +79,8 @@ def main(
     ),
     output: Path = typer.Option(Path("aggregated_logs.jsonl"), "--output", "-o", help="Output file (appended to)."),
     stats_file: Optional[Path] = typer.Option(None, help="Write counters as JSON here at exit (and every --stats-interval)."),
-    stats_interval: Optional[float] = typer.Option(None, min=0.1, help="Seconds between stats-file updates."),
-    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop (and drain) after this many seconds (0: at once)."),
+    stats_interval: Optional[float] = typer.Option(None, min=0.1, max=MAX_SECONDS, help="Seconds between stats-file updates."),
+    duration: Optional[float] = typer.Option(None, min=0.0, max=MAX_SECONDS, help="Stop (and drain) after this many seconds (0: at once)."),
     max_line_bytes: int = typer.Option(
         65536,
         min=64,
@@ -91,7 +95,7 @@ def main(
         "Beyond it, new connections wait in the kernel's listen backlog until one closes; none is ever "
         "accepted and then dropped.",
     ),
-    drain_timeout: float = typer.Option(5.0, min=0.0, help="At shutdown, wait at most this long for open connections to finish."),
+    drain_timeout: float = typer.Option(5.0, min=0.0, max=MAX_SECONDS, help="At shutdown, wait at most this long for open connections to finish."),
     rcvbuf: Optional[int] = typer.Option(
         4 * 1024 * 1024,
         min=0,
@@ -102,10 +106,11 @@ def main(
     fsync: FsyncMode = typer.Option(
         "never", help="never: fsync only at clean exit; interval: every --fsync-interval s; always: after every write."
     ),
-    fsync_interval: float = typer.Option(1.0, min=0.0, help="Seconds between fsyncs with --fsync interval."),
+    fsync_interval: float = typer.Option(1.0, min=0.0, max=MAX_SECONDS, help="Seconds between fsyncs with --fsync interval."),
     flush_interval: float = typer.Option(
         DEFAULT_FLUSH_INTERVAL_S,
         min=0.0,
+        max=MAX_SECONDS,
         help="Output is written when 256 KiB are pending or the oldest pending line is this many seconds old "
         "(0 = every loop turn). A crash (not a clean stop) can lose at most this much.",
     ),
@@ -126,15 +131,16 @@ def main(
     ),
     ready_file: Optional[Path] = typer.Option(None, help="When listening, write {transport, address, pid, ...} as JSON here (atomically)."),
     rejects_burst: int = typer.Option(
-        DEFAULT_REJECTS_BURST, min=1, help="Rejects written one by one per --rejects-interval at most; the rest are counted and summarised (as journald's RateLimitBurst)."
+        DEFAULT_REJECTS_BURST, min=1, help="Rejects written one by one per --rejects-interval at most, by the whole aggregator (shared out among --workers); the rest are counted and summarised (as journald's RateLimitBurst)."
     ),
-    rejects_interval: float = typer.Option(DEFAULT_REJECTS_INTERVAL_S, min=0.001, help="Seconds of one rejects rate-limit window."),
+    rejects_interval: float = typer.Option(DEFAULT_REJECTS_INTERVAL_S, min=0.001, max=MAX_SECONDS, help="Seconds of one rejects rate-limit window."),
     max_rejects_bytes: int = typer.Option(
         DEFAULT_MAX_REJECTS_BYTES, min=4096, help="Size at which the rejects file stops growing (until it is rotated); later rejects are only counted."
     ),
     workers: int = typer.Option(
         1,
         min=0,
+        max=MAX_WORKERS,
         help="Receiving processes (0 = one per CPU). unixsock, tcp: connections are handed to the "
         "workers in turn; udp: all read the one socket; fifo, unixgram: 1 only (one reader keeps each "
         "sender's order). More than one uses more cores; see README 'Workers' for what changes (udp "
@@ -151,75 +157,76 @@ def main(
         address = t.default_address()
     elif not address:
         _fail("--address is empty; give a path or HOST:PORT, or leave the option out for the default", 2)
-    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None)
+    targets = {}
     for path, what in ((stats_file, "stats file"), (ready_file, "ready file")):
-        if path is not None:
-            try:
-                check_writable_target(path, what)
-            except UnsafePath as exc:
-                _fail(str(exc), 2)
+        if path is None:
+            continue
+        same = [f for f in (output, rejects_path_for(output)) if os.path.abspath(f) == os.path.abspath(path)]
+        if same:
+            _fail(f"the {what} {path} is the {'output' if same[0] == output else 'rejects'} file; choose another path", 2)
+        try:
+            targets[what] = Target(path, what)
+            targets[what].check()
+        except UnsafePath as exc:
+            _close_targets(targets)
+            _fail(str(exc), 2)
     set_process_name("logagg")
-    effective_connections = _connection_limit(max_connections)
+    settings = Settings(
+        transport=name, output=output, stats_file=stats_file, stats_interval=stats_interval, ready_file=ready_file,
+        duration=duration, max_line_bytes=max_line_bytes, max_connections=_connection_limit(max_connections, workers),
+        drain_timeout=drain_timeout, max_backlog_bytes=max_backlog_bytes, coalesce_us=coalesce_us,
+        peer_credentials=peer_credentials, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval,
+        rejects_burst=rejects_burst, rejects_interval=rejects_interval, max_rejects_bytes=max_rejects_bytes, workers=workers,
+    )  # fmt: skip
+    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None)
 
     # The address first: a second aggregator on a live address is refused before it touches any
     # file (its start-up would otherwise lock, or worse repair, the running one's output).
     try:
         binding = t.listen(address, options)
     except TransportError as exc:
+        _close_targets(targets)
         _fail(str(exc), exc.exit_code)
     except OSError as exc:
+        _close_targets(targets)
         _fail(f"cannot listen on {address}: {exc.strerror or exc}", 1)
     try:
-        sink = OutputSink(
-            output, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval, transport=name,
-            rejects_burst=rejects_burst, rejects_interval=rejects_interval, max_rejects_bytes=max_rejects_bytes,
-        )
+        sink = OutputSink(output, settings)
     except UnsafePath as exc:
         _close_binding(binding)
+        _close_targets(targets)
         _fail(str(exc), 1)
     except OSError as exc:
         _close_binding(binding)
+        _close_targets(targets)
         _fail(f"cannot open output {exc.filename or output}: {exc.strerror}", 1)
 
-    def make_aggregator(worker_binding, worker_stats_file, per_worker_connections, worker_duration) -> Aggregator:
+    def make_aggregator(worker_binding, worker_settings: Settings, stats) -> Aggregator:
         counters = Counters(transport=name, address=binding.address, started_unix_ns=time.time_ns())
         counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
         counters.effective_pipe_size = binding.info.get("effective_pipe_size")
-        counters.effective_max_connections = per_worker_connections if t.kind == "stream" and binding.listener else None
-        return Aggregator(
-            worker_binding,
-            sink,
-            counters,
-            transport_name=name,
-            max_connections=per_worker_connections,
-            drain_timeout=drain_timeout,
-            stats_file=worker_stats_file,
-            stats_interval=stats_interval,
-            duration=worker_duration,
-            max_backlog_bytes=max_backlog_bytes,
-            peer_credentials=peer_credentials,
-            coalesce_us=coalesce_us,
-        )
+        counters.effective_max_connections = worker_settings.max_connections if t.connected else None
+        aggregator = Aggregator(worker_binding, sink, counters, worker_settings)
+        aggregator.stats_file = stats
+        return aggregator
 
     if workers > 1:
-        _run_supervisor(
-            workers, t, binding, options, sink, make_aggregator,
-            max_connections=effective_connections, drain_timeout=drain_timeout, stats_file=stats_file,
-            stats_interval=stats_interval, duration=duration, ready_file=ready_file, output=output, rcvbuf=rcvbuf,
-        )
+        _run_supervisor(t, binding, options, sink, settings, targets, rcvbuf, make_aggregator)
         return
-    aggregator = make_aggregator(binding, stats_file, effective_connections, duration)
+    aggregator = make_aggregator(binding, settings, targets.get("stats file"))
     counters = aggregator.counters
     aggregator.install_signal_handlers()  # before anyone is told we are ready
     try:
-        if stats_file is not None:
-            counters.write(stats_file)  # now, not at exit: a path that cannot be written fails the start
-        _announce(name, binding, output, rcvbuf, ready_file, os.getpid())
-    except OSError as exc:
+        if "stats file" in targets:
+            counters.write(targets["stats file"])  # now, not at exit: a path that cannot be written fails the start
+        _announce(name, binding, output, rcvbuf, targets.get("ready file"), os.getpid())
+    except (OSError, UnsafePath) as exc:
         _close_binding(binding)
         sink.close()
-        _fail(f"cannot write {exc.filename or 'the stats or ready file'}: {exc.strerror}", 2)
+        _close_targets(targets)
+        _fail(f"cannot write {_what_failed(exc, targets)}: {reason(exc)}", 2)
     ok = aggregator.run()
+    _close_targets(targets)
     print(counters.summary(), file=sys.stderr, flush=True)
     if not ok:
         _fail(f"could not write everything to {output} before exit", 1)
@@ -227,11 +234,25 @@ def main(
         _fail(f"everything was written to {output}, but the stats file {stats_file} could not be", 1)
 
 
-def _connection_limit(requested: int) -> int:
-    """``--max-connections``, lowered to what the fd limit leaves (each connection is one fd; the
-    process needs some of its own), and said so: accept() must never fail for want of fds."""
+def _what_failed(exc: Exception, targets: dict) -> str:
+    filename = exc.filename if isinstance(exc, OSError) else None
+    return str(filename or ", ".join(str(t.path) for t in targets.values()) or "the stats or ready file")
+
+
+def _close_targets(targets: dict) -> None:
+    for target in targets.values():
+        target.close()
+
+
+def _connection_limit(requested: int, workers: int) -> int:
+    """``--max-connections``, lowered to what the fd limit leaves, and said so: accept() must
+    never fail for want of descriptors. Each connection is one fd in the process that reads it
+    (a worker's share with --workers); every process needs some of its own, and a supervisor two
+    per worker (channel and pidfd). The soft limit is raised as far as the hard one allows."""
+    in_use = len(os.listdir("/proc/self/fd"))
+    per_process = -(-requested // workers)
+    wanted = in_use + _RESERVED_FDS + max(per_process, 2 * workers if workers > 1 else 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = requested + _RESERVED_FDS
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         if target > soft:
@@ -239,18 +260,18 @@ def _connection_limit(requested: int) -> int:
             soft = target
     if soft == resource.RLIM_INFINITY:
         return requested
-    in_use = len(os.listdir("/proc/self/fd"))
-    room = soft - in_use - _RESERVED_FDS
+    room = soft - in_use - _RESERVED_FDS  # connections one process can hold
+    limits = f"RLIMIT_NOFILE soft {soft}, hard {'unlimited' if hard == resource.RLIM_INFINITY else hard}"
+    if workers > 1 and 2 * workers > room:
+        _fail(f"--workers {workers} needs {2 * workers + in_use + _RESERVED_FDS} file descriptors in the supervisor; the fd "
+              f"limit ({limits}) allows {soft}: use fewer workers or raise it (ulimit -n)", 2)  # fmt: skip
     if room < 1:
-        _fail(f"the fd limit (RLIMIT_NOFILE {soft}) leaves no room for a connection; raise it (ulimit -n)", 2)
-    if room < requested:
-        print(
-            f"aggregator: max connections {room}, not {requested}: the fd limit (RLIMIT_NOFILE {soft}) allows no more; "
-            "raise it with ulimit -n",
-            file=sys.stderr,
-            flush=True,
-        )
-        return room
+        _fail(f"the fd limit ({limits}) leaves no room for a connection; raise it (ulimit -n)", 2)
+    allowed = room * workers
+    if allowed < requested:
+        print(f"aggregator: max connections {allowed}, not {requested}: the fd limit ({limits}) allows no more; "
+              "raise it with ulimit -n", file=sys.stderr, flush=True)  # fmt: skip
+        return allowed
     return requested
 
 
@@ -266,11 +287,11 @@ def _close_binding(binding) -> None:
     binding.cleanup()
 
 
-def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Path | None, pid: int, workers: int = 1) -> None:
+def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Target | None, pid: int, workers: int = 1) -> None:
     """Readiness: the ready file, then "listening on ADDRESS" on stdout (what scripts wait for);
     details on stderr. Raises OSError if the ready file cannot be written (nothing printed yet)."""
     if ready_file is not None:
-        replace_atomically(ready_file, (json.dumps({"transport": name, "address": binding.address, "pid": pid, "workers": workers, **binding.info}) + "\n").encode())
+        ready_file.write((json.dumps({"transport": name, "address": binding.address, "pid": pid, "workers": workers, **binding.info}) + "\n").encode())
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"
     if binding.info.get("effective_rcvbuf") is not None:
@@ -282,32 +303,30 @@ def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Path | None,
     print(info, file=sys.stderr, flush=True)
 
 
-def _run_supervisor(workers, t, binding, options, sink, make_aggregator, *, max_connections, drain_timeout, stats_file,
-                    stats_interval, duration, ready_file, output, rcvbuf) -> None:
+def _run_supervisor(t, binding, options, sink, settings: Settings, targets: dict, rcvbuf, make_aggregator) -> None:
     """--workers N > 1: fork N aggregators behind this one address (see aggregator/workers.py)."""
-
-    def make_worker(index: int, worker_binding, worker_stats_file: Path) -> Aggregator:
-        # The supervisor stops the workers at --duration: they must not stop on their own first.
-        # It also enforces the connection limit (it counts each worker's connections): a worker
-        # takes whatever its channel brings, or a rotation behind a full worker's queue would wait.
-        aggregator = make_aggregator(worker_binding, worker_stats_file, sys.maxsize, None)
-        aggregator.counters.effective_max_connections = per_worker if t.kind == "stream" and binding.listener else None
-        return aggregator
-
-    supervisor = Supervisor(
-        workers, t, binding, make_worker, sink=sink, listen_options=options, max_connections=max_connections,
-        drain_timeout=drain_timeout, stats_file=stats_file, stats_interval=stats_interval, duration=duration,
-    )
-    per_worker = supervisor.per_worker_connections
+    supervisor = None
     try:
+        supervisor = Supervisor(
+            t, binding, settings, lambda index, worker_binding, worker_settings, stats: make_aggregator(
+                worker_binding, worker_settings, stats),
+            sink=sink, listen_options=options,
+        )  # fmt: skip
         supervisor.start()
+    except OSError as exc:
+        _close_binding(binding)
+        sink.release()
+        _close_targets(targets)
+        _fail(f"cannot start {settings.workers} workers: {exc.strerror or exc}", 1)
+    try:
         try:
-            if stats_file is not None and not supervisor.write_stats():
-                raise OSError(0, "cannot write it", str(stats_file))
-            _announce(t.name, binding, output, rcvbuf, ready_file, os.getpid(), workers)
-        except OSError as exc:
+            if supervisor.stats_target is not None and not supervisor.write_stats():
+                raise OSError(0, "cannot write it", str(settings.stats_file))
+            _announce(t.name, binding, settings.output, rcvbuf, targets.get("ready file"), os.getpid(), settings.workers)
+        except (OSError, UnsafePath) as exc:
             supervisor.request_stop()
-            print(f"aggregator: error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr, flush=True)
+            print(f"aggregator: error: cannot write {_what_failed(exc, targets)}: {reason(exc)}",
+                  file=sys.stderr, flush=True)  # fmt: skip
             supervisor.run()
             raise typer.Exit(2)
         code = supervisor.run()
@@ -317,8 +336,11 @@ def _run_supervisor(workers, t, binding, options, sink, make_aggregator, *, max_
     finally:
         supervisor.cleanup()
         sink.release()
+        _close_targets({k: v for k, v in targets.items() if k != "stats file"})  # the supervisor closes its own
     if code:
-        _fail(f"a worker failed or could not write everything to {output}; see above", 1)
+        _fail(f"a worker failed or could not write everything to {settings.output}; see above", 1)
+    if supervisor.stats_write_failed:
+        _fail(f"everything was written to {settings.output}, but the stats file {settings.stats_file} could not be", 1)
 
 
 def _fail(message: str, code: int) -> None:

@@ -2,7 +2,8 @@
 
 The same names appear in the stats file (``--stats-file``), the stderr summary and the docs.
 Invariant once the aggregator has stopped: ``messages_received == messages_written +
-sum(rejected.values())``; empty lines are not messages and are counted apart.
+sum(rejected.values()) + messages_unwritten``; empty lines are not messages and are counted
+apart. ``messages_unwritten`` is 0 unless a stop found the output disk still full.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
-from .files import replace_atomically
+from .files import Target
 
 
 @dataclass
@@ -20,7 +20,8 @@ class Counters:
     transport: str = ""
     address: str = ""
     messages_received: int = 0  # messages framed (valid or not)
-    messages_written: int = 0  # valid messages handed to the output file
+    messages_written: int = 0  # valid messages written to the output file
+    messages_unwritten: int = 0  # valid messages a stop could not write (the disk still full at --drain-timeout)
     bytes_received: int = 0  # raw bytes read from the transport
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     empty_lines: int = 0  # blank lines on stream transports / empty datagrams (skipped)
@@ -61,9 +62,9 @@ class Counters:
         d["written_at_unix_ns"] = time.time_ns()
         return d
 
-    def write(self, path: Path, extra: dict | None = None) -> None:
-        """Write atomically (see ``replace_atomically``) so a reader never sees half a file."""
-        replace_atomically(path, (json.dumps({**self.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n").encode())
+    def write(self, target: Target, extra: dict | None = None) -> None:
+        """Write atomically (``files.Target``) so a reader never sees half a file."""
+        target.write((json.dumps({**self.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n").encode())
 
     def summary(self) -> str:
         rejected = ", ".join(f"{k}={v}" for k, v in sorted(self.rejected.items())) or "none"

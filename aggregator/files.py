@@ -9,11 +9,17 @@
   link is refused (a FIFO would hang the start-up or hand every line to whoever reads it).
 * ``check_writable_target``: the same for a file that is replaced as a whole (stats, ready),
   checked at start so that a bad path fails at once, not at exit.
+* ``Directory`` and ``Target``: the aggregator's own files are resolved relative to directories
+  opened once at start, so a directory component swapped for a symlink later cannot redirect a
+  write; a target locked by another process (an aggregator's output) is never replaced.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import secrets
 import stat
 import tempfile
 from pathlib import Path
@@ -21,6 +27,11 @@ from pathlib import Path
 
 class UnsafePath(Exception):
     """A path the aggregator must not write: printed, not traced."""
+
+
+def reason(exc: Exception) -> str:
+    """What went wrong, for a message: an OSError's strerror, else the exception's text."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def file_kind(mode: int) -> str:
@@ -82,3 +93,111 @@ def replace_atomically(path: Path, data: bytes, mode: int = 0o644, fsync: bool =
         except OSError:
             pass
         raise
+
+
+class Directory:
+    """A directory opened once (the path the user gave is followed then, and never again): names
+    in it are resolved with ``*at()`` calls on its descriptor, so a directory component swapped
+    for a symlink later (a rotation's ``mv``, or another user in a directory they own) can never
+    redirect a reopen or a stats write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise UnsafePath(f"cannot use directory {self.path}: {exc.strerror}") from None
+
+    def lstat(self, name: str) -> os.stat_result:
+        return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+
+    def open(self, name: str, flags: int, mode: int = 0o644) -> int:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=self.fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        os.unlink(name, dir_fd=self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Target:
+    """A file written whole each time (the stats or ready file): through a temp file of an
+    unpredictable name (``O_CREAT | O_EXCL``: nothing planted is ever opened) in its directory,
+    then renamed over it (``rename`` replaces a planted symlink or FIFO, never follows or opens
+    it), all relative to the directory opened at start. A target that another process holds
+    locked (an aggregator's output or rejects file) is never replaced."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = Path(path)
+        self.what = what
+        self.name = self.path.name
+        try:
+            self.dir = Directory(self.path.parent)
+        except UnsafePath as exc:
+            raise UnsafePath(f"cannot write the {what} {self.path}: {exc}") from None
+
+    def check(self) -> None:
+        """At start: nothing unsafe at the path, and the directory is writable."""
+        try:
+            st = self.dir.lstat(self.name)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            try:
+                check_owned_regular_file(st, self.path)
+            except UnsafePath as exc:
+                raise UnsafePath(f"{self.what}: {exc}") from None
+            self._refuse_if_locked()
+        if not os.access(self.dir.path, os.W_OK | os.X_OK):
+            raise UnsafePath(f"cannot write the {self.what} {self.path}: directory {self.path.parent} is not writable")
+
+    def _refuse_if_locked(self) -> None:
+        try:
+            fd = self.dir.open(self.name, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return
+        except OSError:
+            return  # not ours to read: check() has said what is wrong with it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UnsafePath(
+                f"{self.what} {self.path} is locked by another process (an aggregator's output?); refusing to replace it"
+            ) from None
+        finally:
+            os.close(fd)
+
+    def write(self, data: bytes, mode: int = 0o644, fsync: bool = False) -> None:
+        """Replace the target's content with ``data`` (see the class doc). Raises OSError, or
+        UnsafePath when the target is locked by another process."""
+        self._refuse_if_locked()
+        for _ in range(16):
+            tmp = f".{self.name}.{secrets.token_hex(6)}.tmp"
+            try:
+                fd = self.dir.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise OSError(errno.EEXIST, "no unused temp name", str(self.path.parent))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), mode)
+                f.write(data)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            self.dir.rename(tmp, self.name)
+        except BaseException:
+            try:
+                self.dir.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def close(self) -> None:
+        self.dir.close()

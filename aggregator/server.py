@@ -38,18 +38,18 @@ import signal
 import socket
 import sys
 import time
-from pathlib import Path
 
 from .counters import Counters
 from .framing import Reject
 from .records import encode_lines
+from .files import UnsafePath, reason
+from .settings import Settings
 from .sink import OutputSink
 from .transports.base import Binding, Endpoint
 
 # One read. 64 KiB already makes reads rare per message (~330 lines of 200 bytes), and stays in
 # cache: at capacity on tcp, 256 KiB reads cost 1.1-1.6 us of CPU per message, 64 KiB 0.7-1.0.
 READ_BUFFER_BYTES = 64 * 1024
-DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 
 # Coalescing: after a turn that read fewer messages than this, pause --coalesce-us before the
 # next poll so that the next turn finds several messages waiting (like NIC interrupt moderation).
@@ -59,46 +59,33 @@ DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 # would block during the pause. Measured on unixgram at 40k msg/s: p99 55-115 ms with the pause,
 # under 1 ms without.
 COALESCE_BELOW = 16
-DEFAULT_COALESCE_US = 200
 ACCEPT_RETRY_S = 0.1  # after accept() failed for lack of descriptors
+MAX_POLL_S = 3600.0  # no single wait longer than this (epoll takes at most ~24 days)
 
 _ACCEPT, _READ, _WAKE = "accept", "read", "wake"
 
 
-def _small_queue(endpoint) -> bool:
-    limit = getattr(endpoint, "queue_limit", None)
-    return limit is not None and limit < 2 * COALESCE_BELOW
+def _small_queue(endpoint: Endpoint) -> bool:
+    return endpoint.queue_limit is not None and endpoint.queue_limit < 2 * COALESCE_BELOW
 
 
 class Aggregator:
-    def __init__(
-        self,
-        binding: Binding,
-        sink: OutputSink,
-        counters: Counters,
-        *,
-        transport_name: str,
-        max_connections: int = 1024,
-        drain_timeout: float = 5.0,
-        stats_file: Path | None = None,
-        stats_interval: float | None = None,
-        duration: float | None = None,
-        max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
-        peer_credentials: bool = False,
-        coalesce_us: int = DEFAULT_COALESCE_US,
-    ) -> None:
+    """The event loop of one receiving process, configured by ``settings`` (``settings.py``)."""
+
+    def __init__(self, binding: Binding, sink: OutputSink, counters: Counters, settings: Settings) -> None:
         self.binding = binding
         self.sink = sink
         self.counters = counters
-        self.transport_name = transport_name
-        self.max_connections = max_connections
-        self.drain_timeout = drain_timeout
-        self.stats_file = stats_file
-        self.stats_interval = stats_interval
-        self.duration = duration
-        self.max_backlog_bytes = max_backlog_bytes
-        self.peer_credentials = peer_credentials
-        self.coalesce_us = coalesce_us
+        self.settings = settings
+        self.transport_name = settings.transport
+        self.max_connections = settings.max_connections
+        self.drain_timeout = settings.drain_timeout
+        self.stats_file = settings.stats_file
+        self.stats_interval = settings.stats_interval
+        self.duration = settings.duration
+        self.max_backlog_bytes = settings.max_backlog_bytes
+        self.peer_credentials = settings.peer_credentials
+        self.coalesce_us = settings.coalesce_us
         self._epoll = select.epoll()
         self._by_fd: dict[int, tuple[str, object]] = {}  # fd -> (what, endpoint/listener/wake)
         self._next_due = 0.0  # when housekeeping must run next (monotonic)
@@ -169,7 +156,7 @@ class Aggregator:
             while not self._finished:
                 # The hot path: poll, read every ready endpoint, hand the lines to the sink.
                 # Housekeeping (signals, stats, deadlines, backpressure) runs only when due.
-                timeout = self._next_due - monotonic()
+                timeout = min(self._next_due - monotonic(), MAX_POLL_S)
                 if self._turn(poll(timeout if timeout > 0 else 0)) < COALESCE_BELOW and coalesce and not self._small_queues:
                     sleep(coalesce)
                 now = monotonic()
@@ -180,10 +167,14 @@ class Aggregator:
             signal.set_wakeup_fd(-1)
             for endpoint in list(self._endpoints):
                 self._close_endpoint(endpoint)
-            if self.binding.listener is not None and not self._listener_drained:
-                self.binding.listener.close()
+            listener = self.binding.listener
+            if listener is not None and (not self._listener_drained or listener.stays_open_after_drain):
+                listener.close()
             self.binding.cleanup()
             ok = self.sink.close(deadline=time.monotonic() + self.drain_timeout)
+            # Counted as written when handed to the sink; what a full disk kept out is not.
+            self.counters.messages_unwritten = self.sink.unwritten_lines
+            self.counters.messages_written -= self.sink.unwritten_lines
             wake.close()
             self._wake_w.close()
             self._epoll.close()
@@ -218,7 +209,7 @@ class Aggregator:
                if d is not None]
         if self._paused:
             due.append(now + 0.1)  # retry the stalled output
-        self._next_due = min(due) if due else now + 3600.0
+        self._next_due = min(due) if due else now + MAX_POLL_S
 
     def _turn(self, events: list) -> int:
         """Serve one poll's events; return how many messages were read."""
@@ -251,7 +242,7 @@ class Aggregator:
         self._by_fd[fd] = (what, obj)
         # An endpoint several processes read (--workers on a datagram socket) wakes one of them
         # per event, not all: the others would only find the queue already emptied.
-        shared = getattr(obj, "shared_by_processes", False)
+        shared = what is _READ and obj.shared_by_processes
         self._epoll.register(fd, select.EPOLLIN | (select.EPOLLEXCLUSIVE if shared else 0))
 
     def _unwatch(self, fd: int) -> None:
@@ -300,6 +291,9 @@ class Aggregator:
             self.counters.reject(r.reason)
         self.counters.messages_received += len(rejects)
         self.sink.write_rejects(rejects, received_ns, source)
+        due = self.sink.flush_due  # a summary, or a retry, may now be due before anything else
+        if due is not None and due < self._next_due:
+            self._next_due = due
 
     def _accept(self, listener) -> None:
         """Accept what the connection limit has room for (while draining: everything already
@@ -324,6 +318,10 @@ class Aggregator:
             self.counters.connections_opened += 1
             self._connections.add(conn)
             self._add_endpoint(conn)
+            if self._draining:
+                # Taken in after the drain began: it drains too (AF_UNIX: its sender gets EPIPE,
+                # and what the kernel accepted is read to EOF, so it finishes and frees its fd).
+                conn.begin_drain()
         if accepted:
             self.counters.connections_open_peak = max(self.counters.connections_open_peak, len(self._connections))
         if listener.drained:
@@ -361,12 +359,17 @@ class Aggregator:
         self._watch(listener.fileno(), _ACCEPT, listener)
 
     def _close_listener(self) -> None:
-        if self._accepting:
-            self._unwatch(self.binding.listener.fileno())
-            self._accepting = False
+        """Nothing more will come from the listener: stop accepting. One that stays open after
+        it is drained (a worker's channel: rotations still come through it) stays watched."""
+        listener = self.binding.listener
         self._listener_drained = True
         self._accept_retry_at = None
-        self.binding.listener.close()
+        if listener.stays_open_after_drain:
+            return
+        if self._accepting:
+            self._unwatch(listener.fileno())
+            self._accepting = False
+        listener.close()
         if self._draining and not self._endpoints:
             self._flags_set = True  # the drain may be complete now
 
@@ -377,9 +380,8 @@ class Aggregator:
         if not self._paused:
             self._watch(endpoint.fileno(), _READ, endpoint)
 
-    def _note_kernel_drops(self, endpoint) -> None:
-        kernel_drops = getattr(endpoint, "kernel_drops", None)  # datagram sockets only
-        drops = kernel_drops() if kernel_drops is not None else None
+    def _note_kernel_drops(self, endpoint: Endpoint) -> None:
+        drops = endpoint.kernel_drops()  # datagram sockets count them; others say None
         if drops is not None:
             self.counters.kernel_drops = drops
 
@@ -484,7 +486,7 @@ class Aggregator:
             return True
         try:
             c.write(self.stats_file)
-        except OSError as exc:
-            print(f"aggregator: cannot write stats file {self.stats_file}: {exc}", file=sys.stderr, flush=True)
+        except (OSError, UnsafePath) as exc:
+            print(f"aggregator: cannot write stats file {self.stats_file.path}: {reason(exc)}", file=sys.stderr, flush=True)
             return False
         return True

@@ -48,28 +48,24 @@ import fcntl
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 
-from .files import UnsafePath, check_owned_regular_file
+from .files import Directory, UnsafePath, check_owned_regular_file
 from .framing import TORN_LINE_AT_START, TORN_LINE_DEAD_WORKER, Reject
+from .settings import FSYNC_MODES, MAX_LINE_BYTES_LIMIT, Settings
 
-FSYNC_MODES = ("never", "interval", "always")
-FLUSH_BYTES = 256 * 1024  # write as soon as this much is pending
-DEFAULT_FLUSH_INTERVAL_S = 0.01  # ... or when the oldest pending line is this old
+FLUSH_BYTES = 256 * 1024  # write as soon as this much is pending (or after --flush-interval)
 RETRY_INTERVAL_S = 0.5  # after a write error (disk full, ...): how often to try again
+LOCK_RETRY_S = 0.001  # --workers: another worker holds the write lock; try again this soon
 
 # The longest line loglab can write: --max-line-bytes at its maximum plus the added fields. A
 # tail without a newline longer than this is not a torn line of ours (see the module doc).
-MAX_LINE_BYTES_LIMIT = 16 * 1024 * 1024
 MAX_OUTPUT_LINE_BYTES = MAX_LINE_BYTES_LIMIT + 64 * 1024
 # A rejects record holds its data as escaped text: up to 4 bytes per byte (``\xNN``).
 MAX_REJECTS_LINE_BYTES = 4 * MAX_OUTPUT_LINE_BYTES + 64 * 1024
-
-DEFAULT_REJECTS_BURST = 10_000  # records per interval, as journald's RateLimitBurst
-DEFAULT_REJECTS_INTERVAL_S = 30.0  # as journald's RateLimitIntervalSec
-DEFAULT_MAX_REJECTS_BYTES = 64 * 1024 * 1024
 MAX_REJECTS_BACKLOG = 1024 * 1024  # rejects held while their file cannot be written
 
 
@@ -104,11 +100,12 @@ def lock_holder(fd: int) -> int | None:
     return None
 
 
-def open_log_file(path: Path) -> int:
-    """Open ``path`` for appending (created 0644 if missing), refuse what we must not write, and
-    take the exclusive lock that says this process writes it. Raises SinkError."""
+def open_log_file(directory: Directory, name: str) -> int:
+    """Open ``name`` in ``directory`` for appending (created 0644 if missing), refuse what we must
+    not write, and take the exclusive lock that says this process writes it. Raises SinkError."""
+    path = directory.path / name
     try:
-        check_owned_regular_file(os.lstat(path), path)  # before open(): opening a FIFO or device has effects
+        check_owned_regular_file(directory.lstat(name), path)  # before open(): opening a FIFO or device has effects
     except FileNotFoundError:
         pass
     except UnsafePath as exc:
@@ -118,7 +115,7 @@ def open_log_file(path: Path) -> int:
     try:
         # O_NONBLOCK: should a FIFO be swapped in after the check, open() fails or returns at
         # once instead of hanging; O_RDWR: the torn-tail checks read the file's last bytes.
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        fd = directory.open(name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise SinkError(f"{path} is a symlink; it is never followed") from None
@@ -146,13 +143,34 @@ def open_log_file(path: Path) -> int:
     return fd
 
 
-def _same_file(path: Path, fd: int) -> bool:
-    """Is ``path`` (not following a symlink) the file open as ``fd``?"""
+def _same_file(directory: Directory, name: str, fd: int) -> bool:
+    """Is ``name`` in ``directory`` (not following a symlink) the file open as ``fd``?"""
     try:
-        a, b = os.lstat(path), os.fstat(fd)
+        a, b = directory.lstat(name), os.fstat(fd)
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def reserve(fd: int, offset: int, length: int) -> None:
+    """Allocate ``length`` bytes at ``offset`` without changing the file's size (fallocate with
+    FALLOC_FL_KEEP_SIZE), so a write there cannot fail for want of space. Raises OSError
+    (ENOSPC); where the file system cannot reserve, checks the free space instead."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    if libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+        return
+    err = ctypes.get_errno()
+    if err not in (errno.EOPNOTSUPP, errno.ENOSYS):
+        raise OSError(err, os.strerror(err))
+    st = os.fstatvfs(fd)
+    if st.f_bavail * st.f_frsize < length + (1 << 20):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def _say(message: str) -> None:
@@ -182,6 +200,12 @@ class LineFile:
         self.dirty = False
         self.on_dead_writer_tail = None  # (tail bytes) -> None: where a dead worker's half line goes
         self._cut_pending = 0  # a short write's torn head that ftruncate could not cut yet
+        self.lock_busy = False  # --workers: another worker held the write lock at the last try
+
+    @property
+    def waiting(self) -> bool:
+        """Writes are held back until ``retry_at``: an error streak, or another worker's lock."""
+        return self.error is not None or self.lock_busy
 
     @property
     def pending(self) -> bool:
@@ -196,12 +220,27 @@ class LineFile:
         if not self._backlog and not self._cut_pending:
             return True
         if self.shared:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX)  # a few syscalls' hold: never long
+            # Never wait on the lock: a worker stopped (SIGSTOP) while it holds it would stall
+            # every other one, signals and all. Busy: keep the lines, try again very soon.
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
+                self.lock_busy = True
+                self.retry_at = time.monotonic() + LOCK_RETRY_S
+                return False
+            self.lock_busy = False
             try:
                 return self._repair_dead_writer_tail() and self._write_backlog()
             finally:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN)
         return self._write_backlog()
+
+    def unwritten_lines(self) -> int:
+        """Lines still held (an exit on a full disk): they were never written."""
+        return sum(block.count(b"\n") for block in self._backlog)
+
+    def held(self) -> bytes:
+        return b"".join(self._backlog)
 
     def _write_backlog(self) -> bool:
         if self._cut_pending and not self._cut_torn_head(self._cut_pending):
@@ -398,23 +437,31 @@ class RejectsWriter:
             self._window_end = now + self.interval
             self._window_count = 0
         lines = []
-        size = None
+        size = self._file_size() if not always else 0
+        held = self.file.backlog_bytes
         for r in rejects:
+            line = self.record(r, received_ns, source)
             if not always:
-                if size is None:
-                    size = self._file_size()
-                why = self._over_a_bound(size)
+                # Every bound, record by record (not once per batch: one read can hold
+                # thousands of rejects, which would overshoot the bounds by as many).
+                if held + len(line) > MAX_REJECTS_BACKLOG and lines:
+                    # Write what this batch has so far (if the file takes it, there is room again).
+                    self.file.add(b"".join(lines))
+                    lines = []
+                    if not self.file.waiting or now >= self.file.retry_at:
+                        self.file.write_pending()
+                    held = self.file.backlog_bytes
+                why = self._over_a_bound(size + len(line), held + len(line))
                 if why is not None:
                     self._suppress(r.reason, why, received_ns)
                     continue
                 self._window_count += 1
-            line = self.record(r, received_ns, source)
-            if size is not None:
-                size += len(line)
+            size += len(line)
+            held += len(line)
             lines.append(line)
         if lines:
             self.file.add(b"".join(lines))
-        if self.file.error is None or now >= self.file.retry_at:
+        if not self.file.waiting or now >= self.file.retry_at:
             self.file.write_pending()
 
     def _file_size(self) -> int:
@@ -423,14 +470,21 @@ class RejectsWriter:
         except OSError:
             return self.file.backlog_bytes
 
-    def _over_a_bound(self, size: int) -> str | None:
-        if size >= self.max_bytes:
+    def _over_a_bound(self, size: int, held: int) -> str | None:
+        """Which bound a record would break: the file's size (with it), the bytes held while the
+        file cannot be written (with it), or this window's count."""
+        if size > self.max_bytes:
             return "rejects_file_full"
-        if self.file.backlog_bytes >= MAX_REJECTS_BACKLOG:
+        if held > MAX_REJECTS_BACKLOG:
             return "rejects_file_failing"
         if self._window_count >= self.burst:
             return "rate_limit"
         return None
+
+    @property
+    def window_due(self) -> float | None:
+        """When this window's summary is due (monotonic), if it suppressed anything."""
+        return self._window_end if self._suppressed else None
 
     def _suppress(self, reason: str, why: str, received_ns: int) -> None:
         self.suppressed_total += 1
@@ -481,6 +535,24 @@ class RejectsWriter:
     def finish(self) -> None:
         self._close_window()
 
+    def account_unwritten(self) -> int:
+        """At exit, what could not be written (a full disk): count the held rejects records as
+        suppressed (by reason, from the records themselves), so that records written plus
+        suppressed is every reject; returns how many."""
+        lost = 0
+        for line in self.file.held().split(b"\n"):
+            if not line:
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if record.get("reason") == "suppressed":
+                continue  # a summary: its count is in suppressed_total already
+            lost += 1
+        self.suppressed_total += lost
+        return lost
+
     def reopened(self) -> None:
         self._full_reported = False
 
@@ -491,18 +563,11 @@ class RejectsWriter:
 class OutputSink:
     """The output and rejects files of one aggregator (see the module doc)."""
 
-    def __init__(
-        self,
-        output: Path,
-        *,
-        fsync: str = "never",
-        fsync_interval: float = 1.0,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
-        transport: str = "",
-        rejects_burst: int = DEFAULT_REJECTS_BURST,
-        rejects_interval: float = DEFAULT_REJECTS_INTERVAL_S,
-        max_rejects_bytes: int = DEFAULT_MAX_REJECTS_BYTES,
-    ) -> None:
+    def __init__(self, output: Path, settings: Settings | None = None, **overrides) -> None:
+        """``settings`` (default: the defaults, for ``transport=""``) with ``overrides`` by name."""
+        settings = replace(settings or Settings(transport=""), output=output, **overrides)
+        fsync, fsync_interval, flush_interval = settings.fsync, settings.fsync_interval, settings.flush_interval
+        transport = settings.transport
         if fsync not in FSYNC_MODES:
             raise ValueError(f"fsync must be one of {FSYNC_MODES}")
         self.output = output
@@ -517,22 +582,33 @@ class OutputSink:
         self.reopens = 0
         self.torn_at_start: list[Reject] = []  # moved to the rejects file at start: count them
         self.torn_dead_worker: list[Reject] = []  # moved while running (--workers): count them
-        fd = open_log_file(output)
+        # The directory is opened once: later reopens resolve names in it, never the path again.
         try:
-            rejects_fd = open_log_file(self.rejects_path)
+            self.dir = Directory(output.parent)
+        except UnsafePath as exc:
+            raise SinkError(str(exc)) from None
+        try:
+            fd = open_log_file(self.dir, output.name)
+            try:
+                rejects_fd = open_log_file(self.dir, self.rejects_path.name)
+            except BaseException:
+                os.close(fd)
+                raise
         except BaseException:
-            os.close(fd)
+            self.dir.close()
             raise
         self.out = LineFile(output, fd, what="output", max_line_bytes=MAX_OUTPUT_LINE_BYTES)
         self.rejects = RejectsWriter(
             LineFile(self.rejects_path, rejects_fd, what="rejects", max_line_bytes=MAX_REJECTS_LINE_BYTES),
-            transport, burst=rejects_burst, interval=rejects_interval, max_bytes=max_rejects_bytes,
+            transport, burst=settings.rejects_burst, interval=settings.rejects_interval, max_bytes=settings.max_rejects_bytes,
         )
+        self.unwritten_lines = 0  # at close: output lines that could not be written (a full disk)
         try:
             self._repair_at_start()
         except BaseException:
             self.out.close()
             self.rejects.file.close()
+            self.dir.close()
             raise
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -543,9 +619,24 @@ class OutputSink:
         rejects_file = self.rejects.file
         found = rejects_file.torn_tail()
         if found is not None:
+            # Its own torn record is rewritten in place as a record: the space for it is reserved
+            # first, so the cut cannot be followed by a failed write (a full disk refuses the
+            # start instead, with nothing changed).
             offset, tail = found
+            reject = Reject(TORN_LINE_AT_START, tail, len(tail))
+            record = self.rejects.record(reject, time.time_ns(), str(self.rejects_path))
+            try:
+                reserve(rejects_file.fd, offset, len(record))
+            except OSError as exc:
+                raise SinkError(
+                    f"{self.rejects_path} ends in a torn record ({len(tail)} bytes) and there is no room to rewrite it "
+                    f"as a record ({exc.strerror}); refusing to start, nothing changed"
+                ) from None
             rejects_file.truncate_tail(offset, tail, "a rejects record torn by a crash")
-            self._move_torn(tail, TORN_LINE_AT_START, self.rejects_path)
+            rejects_file.add(record)
+            if not rejects_file.write_pending() or not rejects_file.sync():
+                raise SinkError(f"cannot rewrite the torn record of {self.rejects_path}")
+            self.torn_at_start.append(reject)
         found = self.out.torn_tail()
         if found is not None:
             offset, tail = found
@@ -585,7 +676,7 @@ class OutputSink:
         self.out.add(b"".join(chunks))
         if self._pending_since is None:
             self._pending_since = time.monotonic()
-        if (self.out.backlog_bytes >= FLUSH_BYTES or self.flush_interval <= 0) and self.out.error is None:
+        if (self.out.backlog_bytes >= FLUSH_BYTES or self.flush_interval <= 0) and not self.out.waiting:
             self.flush()  # while failing, retries wait for RETRY_INTERVAL_S (flush_due), not every add
 
     def write(self, chunks: list[bytes]) -> None:
@@ -595,14 +686,16 @@ class OutputSink:
 
     @property
     def flush_due(self) -> float | None:
-        """When the pending output must be written (monotonic), or None if nothing is pending."""
+        """When the pending output must be written (monotonic), or None if nothing is pending;
+        also when held rejects are retried, and when a rejects window's summary is due."""
         due = None
         if self._pending_since is not None:
             due = self._pending_since + self.flush_interval
-            if self.out.error is not None:
+            if self.out.waiting:
                 due = max(due, self.out.retry_at)
-        if self.rejects.file.pending:
-            due = self.rejects.file.retry_at if due is None else min(due, self.rejects.file.retry_at)
+        for other in (self.rejects.file.retry_at if self.rejects.file.pending else None, self.rejects.window_due):
+            if other is not None:
+                due = other if due is None else min(due, other)
         return due
 
     def flush_if_due(self, now: float) -> None:
@@ -614,7 +707,7 @@ class OutputSink:
     def flush(self) -> bool:
         """Write the output backlog (and rejects held back). True when the output's is empty."""
         rejects = self.rejects.file
-        if rejects.pending and (rejects.error is None or time.monotonic() >= rejects.retry_at):
+        if rejects.pending and (not rejects.waiting or time.monotonic() >= rejects.retry_at):
             rejects.write_pending()
         if not self.out.pending:
             return True
@@ -643,17 +736,17 @@ class OutputSink:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def reopen(self) -> None:
-        """SIGUSR1: an external rotator moved the files away; start new ones at the paths, with
-        the same checks and locks as at start (a file still at its path, not rotated, is kept).
-        On failure keep writing to the files already open."""
+        """SIGUSR1: an external rotator moved the files away; start new ones at the names in the
+        directory opened at start, with the same checks and locks (a file still at its name, not
+        rotated, is kept). On failure keep writing to the files already open."""
         opened: list[int] = []
         try:
             fds = []
             for f in (self.out, self.rejects.file):
-                if _same_file(f.path, f.fd):
+                if _same_file(self.dir, f.path.name, f.fd):
                     fds.append(f.fd)
                 else:
-                    opened.append(open_log_file(f.path))
+                    opened.append(open_log_file(self.dir, f.path.name))
                     fds.append(opened[-1])
         except SinkError as exc:
             for fd in opened:
@@ -679,6 +772,7 @@ class OutputSink:
             raise RuntimeError("release() with output pending: it would be lost")
         self.out.close()
         self.rejects.file.close()
+        self.dir.close()
 
     def close(self, deadline: float | None = None) -> bool:
         """Flush (retrying until ``deadline``), fsync, close. True if nothing was left unwritten."""
@@ -688,9 +782,13 @@ class OutputSink:
                 break
             time.sleep(0.05)
         ok = not self.out.pending
+        self.unwritten_lines = self.out.unwritten_lines()
         if self.rejects.file.pending:
-            _say(f"{self.rejects.file.backlog_bytes} bytes of rejects records could not be written to {self.rejects_path}")
+            lost = self.rejects.account_unwritten()
+            _say(f"{lost} rejects records ({self.rejects.file.backlog_bytes} bytes) could not be written to "
+                 f"{self.rejects_path}; they are counted in rejects_suppressed")
         self.sync()
         self.out.close()
         self.rejects.file.close()
+        self.dir.close()
         return ok

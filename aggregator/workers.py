@@ -4,33 +4,37 @@ One Python process runs one core at most (the GIL), and on a machine shared with
 gets one scheduler share however busy it is; syslog-ng, multi-threaded, gets several. Workers are
 forked copies of the single-process aggregator: each runs the same event loop
 (``aggregator.server``) with its own counters and its own output buffer. The supervisor (the
-process that was started) owns the address and the files, distributes, and merges counters::
+process that was started) owns the address and the files, distributes, and merges counters. How a
+transport is shared is its ``sharing`` strategy (``transports/base.py``)::
 
     supervisor                                          worker i (forked; an Aggregator each)
       owns the output and rejects files (their flock)   writes to the same open files
-      stream sockets ("handoff"): listens, accepts,     ──c + fd──►  WorkerChannel -> connections
-        hands each connection to the next worker        ◄──x + n───  "n of them closed"
-        with room, over a SOCK_SEQPACKET channel
-      datagram sockets ("shared", udp): binds once; worker 0 reads the socket, the others are
-        called in (eventfd) when it finds a backlog (see DatagramEndpoint)
-      one-reader transports (fifo, unixgram): refused (see ``effective_workers``)
-      SIGUSR1: opens and locks the new files, sends   ──o + 2 fds─►  switch to them
-      SIGTERM/SIGINT/--duration: stop new connections, accept what is established, hand it all
-        over, close the channels (a worker's drain ends at its channel's EOF), SIGTERM each worker
+      HandOff (stream sockets): listens, accepts, ──c + fd──►  WorkerChannel -> connections
+        hands each connection to the next worker  ◄──x + n───  "n of my connections closed"
+        with room, over a SOCK_SEQPACKET channel   ──e───────►  "no more connections" (a stop)
+      SharedSocket (udp): binds once; worker 0 reads the socket, the others are called in
+        (eventfd) when it finds a backlog (see DatagramEndpoint)
+      SingleReader (fifo, unixgram): --workers N > 1 is refused (``effective_workers``)
+      SIGUSR1: opens and locks the new files, sends  ──o + 2 fds─►  switch to them (queued per
+        worker until its channel takes it: a worker never stays on a rotated file)
+      SIGTERM/SIGINT/--duration: stop new connections, accept what is established and hand it
+        over (within each worker's share: a worker never gets more descriptors than it can take),
+        then "e" on every channel; SIGCONT + SIGTERM each worker (each drains)
       --stats-file: each worker writes its own; the supervisor merges them (and lists them)
 
 Connections: the supervisor counts each worker's open connections (handed over, minus those the
 worker reports closed) and hands a connection only to a worker below its share of
-``--max-connections``; when every worker is full it stops accepting, and the kernel's backlog
-holds the newcomers. A connection is never accepted and then dropped.
+``--max-connections`` (the shares add up to it exactly); when every worker is full it stops
+accepting, and the kernel's backlog holds the newcomers. A connection is never accepted and then
+dropped, during a stop included.
 
 Output: every worker appends blocks of whole lines to the same files, each ``write`` under a
-POSIX record lock the workers share, after checking that the file ends in a newline: a short
-write is cut back at once (``aggregator.sink``), and a half line left by a worker killed inside
-``write(2)`` is moved to the rejects file before anyone appends. So the output holds whole lines
-only, as with one process. Order: a connection belongs to one worker, so a stream producer's
-lines stay in order; on a shared udp socket, while helpers read too, two workers' blocks can land
-in either order.
+POSIX record lock the workers share (taken without waiting: a stopped worker cannot stall the
+others), after checking that the file ends in a newline: a short write is cut back at once
+(``aggregator.sink``), and a half line left by a worker killed inside ``write(2)`` is moved to the
+rejects file before anyone appends. So the output holds whole lines only, as with one process.
+Order: a connection belongs to one worker, so a stream producer's lines stay in order; on a
+shared udp socket, while helpers read too, two workers' blocks can land in either order.
 """
 
 from __future__ import annotations
@@ -49,15 +53,19 @@ from pathlib import Path
 from typing import Callable
 
 from .counters import Counters, merge_counters
+from .files import Target, UnsafePath, reason
+from .settings import Settings, share
 from .sink import OutputSink
-from .transports.base import Binding, ListenOptions, Transport
+from .transports.base import Binding, ListenOptions, Listener, Transport
 
 _KILL_GRACE_S = 10.0  # after the workers' own drain deadline, before the supervisor SIGKILLs them
 _ACCEPT_RETRY_S = 0.1  # after accept() failed for lack of descriptors
+_MAX_POLL_S = 3600.0
 
 # Channel messages (SOCK_SEQPACKET keeps each whole): supervisor -> worker
 _CONNECTION = b"c"  # + the connection's fd
 _FILES = b"o"  # + the new output and rejects fds (after a rotation)
+_END = b"e"  # no more connections will come (a stop); the channel stays open for rotations
 # worker -> supervisor
 _CLOSED = b"x"  # + 4 bytes: how many of its connections were closed
 
@@ -70,13 +78,13 @@ def cpu_count() -> int:
 
 
 def effective_workers(requested: int, transport: Transport) -> tuple[int, str | None]:
-    """``requested`` (0 = one per CPU) -> (workers, error). A one-reader transport has one
-    reader whatever is asked with 0; an explicit N > 1 on it is an error the user should hear."""
-    if transport.parallel is None:
-        if requested > 1:
-            return 1, f"--workers {requested}: {transport.name} has one reader only ({transport.single_reader_reason}); use --workers 1"
-        return 1, None
-    return (requested or cpu_count()), None
+    """``requested`` (0 = one per CPU) -> (workers, error), as the transport's sharing allows:
+    a one-reader transport has one reader whatever is asked with 0, and an explicit N > 1 on it
+    is an error the user should hear about."""
+    n, why_not = transport.sharing.workers(requested, cpu_count())
+    if why_not is not None:
+        return n, f"--workers {requested}: {transport.name} has one reader only ({why_not}); use --workers 1"
+    return n, None
 
 
 def _die_with_parent() -> None:
@@ -91,10 +99,17 @@ def _die_with_parent() -> None:
         pass
 
 
-class WorkerChannel:
+def _fds_payload(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))]
+
+
+class WorkerChannel(Listener):
     """A worker's end of its channel to the supervisor, as the event loop's listener: it yields
     the connections the supervisor hands over, switches the sink to new files on a rotation, and
-    reports closed connections back. It is drained at EOF: the supervisor has nothing more."""
+    reports closed connections back. It is drained at "e" (or EOF: the supervisor is gone), and
+    stays watched after that: a rotation can still come while the worker drains."""
+
+    stays_open_after_drain = True
 
     def __init__(self, channel: socket.socket, transport: Transport, options: ListenOptions, on_files: Callable[[int, int], None]) -> None:
         channel.setblocking(False)
@@ -110,6 +125,7 @@ class WorkerChannel:
 
     def accept(self, limit: int | None) -> list:
         accepted = []
+        self._report()
         while limit is None or len(accepted) < limit:
             try:
                 data, fds, flags, _ = socket.recv_fds(self.channel, 16, 2)
@@ -118,90 +134,84 @@ class WorkerChannel:
             except ConnectionResetError:
                 data, fds = b"", []
             if not data:
-                self.drained = True  # the supervisor is done with us (a stop), or gone
+                self.drained = True  # the supervisor is gone
                 break
-            if flags & socket.MSG_CTRUNC:  # cannot happen below the fd limit the supervisor keeps
+            if flags & socket.MSG_CTRUNC:  # cannot happen within the share the supervisor keeps
                 print("aggregator: a worker could not receive a descriptor (fd limit)", file=sys.stderr, flush=True)
-            if data[:1] == _FILES and len(fds) == 2:
+            kind = data[:1]
+            if kind == _FILES and len(fds) == 2:
                 self.on_files(fds[0], fds[1])
-            elif data[:1] == _CONNECTION and len(fds) == 1:
+            elif kind == _CONNECTION and len(fds) == 1:
                 conn = socket.socket(fileno=fds[0])
                 try:
                     addr = conn.getpeername()
                 except OSError:  # the peer is already gone: read what it sent, then EOF
                     addr = None
                 accepted.append(self.transport.adopt(conn, addr, self.options))
+            elif kind == _END:
+                self.drained = True
             else:
                 for fd in fds:
                     os.close(fd)
         return accepted
 
-    def begin_drain(self) -> None:
-        pass  # the supervisor closes the channel once it has handed over everything
-
     def connection_closed(self) -> None:
         self._unreported += 1
-        try:
-            self.channel.send(_CLOSED + self._unreported.to_bytes(4, "little"), socket.MSG_DONTWAIT)
-            self._unreported = 0
-        except (BlockingIOError, OSError):
-            pass  # the next close reports it too (or the supervisor is gone)
+        self._report()
+
+    def _report(self) -> None:
+        """Tell the supervisor how many connections closed (retried until the channel takes it)."""
+        if self._unreported:
+            try:
+                self.channel.send(_CLOSED + self._unreported.to_bytes(4, "little"), socket.MSG_DONTWAIT)
+                self._unreported = 0
+            except OSError:
+                pass  # full for now (the next close or turn retries), or the supervisor is gone
 
     def close(self) -> None:
+        self._report()
         self.channel.close()
 
 
 class Supervisor:
     """Forks the workers, feeds them connections, relays signals and rotations, merges counters."""
 
-    def __init__(
-        self,
-        workers: int,
-        transport: Transport,
-        binding: Binding,
-        make_worker: Callable[[int, Binding, Path], "object"],
-        *,
-        sink: OutputSink,
-        listen_options: ListenOptions,
-        max_connections: int,
-        drain_timeout: float,
-        stats_file: Path | None,
-        stats_interval: float | None,
-        duration: float | None,
-    ) -> None:
-        self.n = workers
+    def __init__(self, transport: Transport, binding: Binding, settings: Settings,
+                 make_worker: Callable[[int, Binding, Settings, Target], "object"], *, sink: OutputSink,
+                 listen_options: ListenOptions) -> None:  # fmt: skip
+        self.n = settings.workers
         self.transport = transport
+        self.sharing = transport.sharing
         self.binding = binding
-        self.make_worker = make_worker  # (index, binding, stats path) -> Aggregator, in the child
+        self.settings = settings
+        self.make_worker = make_worker  # (index, binding, the worker's settings, its stats file) -> Aggregator, in the child
         self.sink = sink
         self.listen_options = listen_options
-        self.per_worker_connections = -(-max_connections // workers)  # the limit, shared out evenly
-        self.drain_timeout = drain_timeout
-        self.stats_file = stats_file
-        self.stats_interval = stats_interval
-        self.duration = duration
+        # Each worker's share of --max-connections; the shares add up to it exactly.
+        self.shares = [share(settings.max_connections, self.n, i) for i in range(self.n)]
+        self.stats_target = Target(settings.stats_file, "stats file") if settings.stats_file else None
+        self.stats_write_failed = False
         self._stats_dir = Path(tempfile.mkdtemp(prefix="loglab-workers-"))
         self.pids: list[int] = []
         self._pidfds: dict[int, int] = {}  # pidfd -> worker index
         self._status: dict[int, int] = {}  # worker index -> exit code
         self._channels: list[socket.socket] = []  # the supervisor's ends, one per worker
-        self._open = [0] * workers  # connections each worker holds (handed over - reported closed)
+        self._open = [0] * self.n  # connections each worker holds (handed over - reported closed)
         self._next = 0
         self._unsent: collections.deque[socket.socket] = collections.deque()  # accepted, not handed over yet
+        # Per worker, control messages its channel has not taken yet, in order (a rotation's files,
+        # then "e"): sent before any further connection, as soon as the channel is writable.
+        self._outbox: list[collections.deque[tuple[bytes, list[int]]]] = [collections.deque() for _ in range(self.n)]
         self._accepting = False
         self._accept_retry_at: float | None = None
         self._listener_done = binding.listener is None
-        self._channels_closed = False
+        self._ended = False  # "e" sent on every channel
         self._stop_requested = False
         self._reopen_requested = False
         self._stopping = False
         self._failed: list[str] = []
         self.accept_paused = 0
         self.accept_errors = 0
-
-    @property
-    def handoff(self) -> bool:
-        return self.transport.parallel == "handoff"
 
     def worker_stats_path(self, index: int) -> Path:
         return self._stats_dir / f"worker-{index}.json"
@@ -211,8 +221,7 @@ class Supervisor:
         """Fork the workers; return once every one has its signal handlers in place (so a
         SIGTERM right after "listening" is a graceful stop, as with one process)."""
         self._supervisor_pid = os.getpid()
-        # Shared datagram socket: worker 0 reads it, the others help when it cannot keep up.
-        self._help_fd = None if self.handoff else os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        shared = self.sharing.prepare()
         ready_r, ready_w = os.pipe()
         child_ends: list[socket.socket] = []
         for _ in range(self.n):
@@ -230,16 +239,15 @@ class Supervisor:
                     for j, end in enumerate(child_ends):
                         if j != i:
                             end.close()  # another worker's: a dead worker's channel must refuse
-                    self._run_child(i, child_ends[i], ready_w)  # never returns
+                    self._run_child(i, child_ends[i], shared, ready_w)  # never returns
                 self.pids.append(pid)
                 self._pidfds[os.pidfd_open(pid)] = i
             os.close(ready_w)
             for end in child_ends:
                 end.close()
-            if self._help_fd is not None:
-                os.close(self._help_fd)  # the workers' now
+            shared.close()  # the workers' now
             for endpoint in self.binding.endpoints:  # the workers read them; not the supervisor
-                endpoint.sock.close()
+                endpoint.close([])
             self._await_ready(ready_r)
         finally:
             os.close(ready_r)
@@ -260,7 +268,7 @@ class Supervisor:
             self._failed.append(f"only {got} of {self.n} workers started")
             self.request_stop()
 
-    def _run_child(self, index: int, channel: socket.socket, ready_w: int) -> None:
+    def _run_child(self, index: int, channel: socket.socket, shared, ready_w: int) -> None:
         code = 1
         try:
             _die_with_parent()
@@ -275,11 +283,12 @@ class Supervisor:
             self.sink.share_between_processes()
             if index:
                 self.sink.torn_at_start.clear()  # repaired once before the fork, counted once (worker 0)
-            for endpoint in self.binding.endpoints:
-                endpoint.share(self._help_fd, helper=index > 0)
             listener = WorkerChannel(channel, self.transport, self.listen_options, self.sink.switch_to)
-            binding = Binding(address=self.binding.address, listener=listener, endpoints=self.binding.endpoints, info=self.binding.info)
-            aggregator = self.make_worker(index, binding, self.worker_stats_path(index))
+            endpoints = shared.worker_endpoints(self.binding.endpoints, index)
+            binding = Binding(address=self.binding.address, listener=listener, endpoints=endpoints, info=self.binding.info)
+            worker_settings = self.settings.for_worker(index)
+            self.sink.rejects.burst = worker_settings.rejects_burst  # the shares add up to --rejects-burst
+            aggregator = self.make_worker(index, binding, worker_settings, Target(self.worker_stats_path(index), "worker stats file"))
             aggregator.install_signal_handlers()
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # rotations come from the supervisor, with the files
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
@@ -321,8 +330,10 @@ class Supervisor:
         if not self._stop_requested:
             self._resume_accepting()
         start = time.monotonic()
-        stop_at = start + self.duration if self.duration is not None else None
-        next_stats = start + self.stats_interval if self.stats_interval and self.stats_file else None
+        duration = self.settings.duration
+        interval = self.settings.stats_interval
+        stop_at = start + duration if duration is not None else None
+        next_stats = start + interval if interval and self.stats_target else None
         kill_at = None
         listener = self.binding.listener
         try:
@@ -332,25 +343,25 @@ class Supervisor:
                     self._stop_requested = True
                 if self._stop_requested and not self._stopping:
                     self._begin_stop()
-                    kill_at = now + self.drain_timeout + _KILL_GRACE_S
+                    kill_at = now + self.settings.drain_timeout + _KILL_GRACE_S
                 if self._reopen_requested:
                     self._reopen_requested = False
                     self._reopen()
                 if kill_at is not None and now >= kill_at:
-                    self._failed.append("workers did not finish their drain; killed")
+                    alive = [i for i in range(self.n) if i not in self._status]
+                    message = f"workers {alive} did not finish their drain within --drain-timeout; killed (their unwritten lines are lost)"
+                    print(f"aggregator: {message}", file=sys.stderr, flush=True)
+                    self._failed.append(message)
                     self._signal_workers(signal.SIGKILL)
                     kill_at = None
                 if self._accept_retry_at is not None and now >= self._accept_retry_at:
                     self._accept_retry_at = None
-                    if self._stopping:
-                        self._hand_off()
-                    else:
-                        self._resume_accepting()
+                    self._hand_off()
                 if next_stats is not None and now >= next_stats:
                     self.write_stats()
-                    next_stats = now + self.stats_interval
+                    next_stats = now + interval
                 due = [t for t in (stop_at, next_stats, kill_at, self._accept_retry_at) if t is not None]
-                timeout = max(0.0, min(due) - now) if due else -1
+                timeout = min(max(0.0, min(due) - now), _MAX_POLL_S) if due else _MAX_POLL_S
                 for fd, events in ep.poll(timeout):
                     if fd == self._wake_r.fileno():
                         try:
@@ -375,15 +386,16 @@ class Supervisor:
             if listener is not None and not self._listener_done:
                 listener.close()
             self.binding.cleanup()
-        self.write_stats()
+        self.stats_write_failed = not self.write_stats()
         return 1 if self._failed or any(self._status.values()) else 0
 
     # -- connections ---------------------------------------------------------------------------
     def _worker_with_room(self, advance: bool = True) -> int | None:
-        """The next worker in turn that is alive and below its share (while stopping: any alive)."""
+        """The next worker in turn that is alive and below its share (a stop included: a worker
+        never gets more descriptors than its share, which its fd limit allows)."""
         for k in range(self.n):
             i = (self._next + k) % self.n
-            if i not in self._status and (self._stopping or self._open[i] < self.per_worker_connections):
+            if i not in self._status and self._open[i] < self.shares[i]:
                 if advance:
                     self._next = (i + 1) % self.n
                 return i
@@ -400,6 +412,7 @@ class Supervisor:
                     return
                 continue
             if self._listener_done:
+                self._maybe_end()
                 return
             if self._worker_with_room(advance=False) is None:
                 self._pause_accepting()
@@ -431,9 +444,10 @@ class Supervisor:
             i = self._worker_with_room()
             if i is None:
                 return False
+            if self._outbox[i] and not self._flush_outbox(i):
+                continue  # a rotation (or the end) goes first; its channel is full
             try:
-                self._channels[i].sendmsg([_CONNECTION], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, conn.fileno().to_bytes(4, sys.byteorder))],
-                                          socket.MSG_DONTWAIT)
+                self._channels[i].sendmsg([_CONNECTION], _fds_payload([conn.fileno()]), socket.MSG_DONTWAIT)
             except BlockingIOError:
                 self._watch_writable(i)
                 continue  # that worker's channel is full: the next one
@@ -455,6 +469,7 @@ class Supervisor:
         ch = self._channels[i]
         if events & select.EPOLLOUT:
             self._ep.modify(ch.fileno(), select.EPOLLIN)
+            self._flush_outbox(i)
         while True:
             try:
                 data = ch.recv(16)
@@ -465,12 +480,13 @@ class Supervisor:
             if not data:  # the worker is gone; its pidfd says how
                 self._ep.unregister(ch.fileno())
                 del self._channel_index[ch.fileno()]
+                self._outbox[i].clear()
                 break
             if data[:1] == _CLOSED and len(data) == 5:
                 self._open[i] -= int.from_bytes(data[1:5], "little")
         if self._unsent or (not self._accepting and not self._listener_done and self._accept_retry_at is None):
             self._hand_off()  # room again (or a channel writable again)
-        self._maybe_close_channels()
+        self._maybe_end()
 
     def _pause_accepting(self, retry: bool = False) -> None:
         listener = self.binding.listener
@@ -497,47 +513,70 @@ class Supervisor:
             self._accepting = False
         listener.close()
         self._listener_done = True
-        self._maybe_close_channels()
+        self._maybe_end()
 
-    def _maybe_close_channels(self) -> None:
-        """Stopping, the listener done and everything handed over: EOF on every channel tells
-        each worker that nothing more will come (its drain can end)."""
-        if self._stopping and self._listener_done and not self._unsent and not self._channels_closed:
-            self._channels_closed = True
-            for ch in self._channels:
-                try:
-                    ch.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
+    def _maybe_end(self) -> None:
+        """Stopping, the listener done and everything handed over: "e" on every channel tells each
+        worker that no more connections will come (its drain can end). The channels stay open:
+        a rotation during the drain still reaches every worker."""
+        if not (self._stopping and self._listener_done and not self._unsent) or self._ended:
+            return
+        self._ended = True
+        for i in range(self.n):
+            if i not in self._status:
+                self._outbox[i].append((_END, []))
+                self._flush_outbox(i)
 
     def _begin_stop(self) -> None:
         """New connections are refused from here on (AF_UNIX: at once; see StreamListener); what
         is already established is accepted and handed over; each worker then drains."""
         self._stopping = True
         listener = self.binding.listener
+        # SIGCONT first: a worker stopped by SIGSTOP could hold the shared write lock, and
+        # could neither drain nor let the others write.
+        self._signal_workers(signal.SIGCONT)
         if listener is not None and not self._listener_done:
             listener.begin_drain()
             self._resume_accepting()
             self._hand_off()
         self._signal_workers(signal.SIGTERM)
-        self._maybe_close_channels()
+        self._maybe_end()
 
     # -- rotation -------------------------------------------------------------------------------
     def _reopen(self) -> None:
         """SIGUSR1: open and lock the new files here (the owner), then give every worker the same
-        open files: no worker can end up on a different file than its siblings."""
+        open files, queued until its channel takes them: no worker stays on a rotated file."""
         before = self.sink.reopens
         self.sink.reopen()
         if self.sink.reopens == before:
             return  # refused and reported by the sink: everyone keeps the files already open
-        fds = [self.sink.out.fd, self.sink.rejects.file.fd]
-        for i, ch in enumerate(self._channels):
-            if i in self._status:
-                continue
+        files = [self.sink.out.fd, self.sink.rejects.file.fd]
+        for i in range(self.n):
+            if i not in self._status:
+                # The newest files replace a rotation still queued: the older ones are moot. The
+                # supervisor's own descriptors are sent, so they must stay open until taken: the
+                # kernel takes its reference at sendmsg, so the sink may close its old ones then.
+                box = self._outbox[i]
+                self._outbox[i] = collections.deque(m for m in box if m[0] != _FILES)
+                self._outbox[i].appendleft((_FILES, files))
+                self._flush_outbox(i)
+
+    def _flush_outbox(self, i: int) -> bool:
+        """Send worker ``i``'s queued control messages in order. False if its channel is full
+        (it is then watched for room)."""
+        box = self._outbox[i]
+        while box:
+            kind, fds = box[0]
             try:
-                ch.sendmsg([_FILES], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
-            except OSError as exc:
-                print(f"aggregator: cannot hand the new output to worker {i}: {exc.strerror}", file=sys.stderr, flush=True)
+                self._channels[i].sendmsg([kind], _fds_payload(fds) if fds else [], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                self._watch_writable(i)
+                return False
+            except OSError:
+                box.clear()  # the worker is gone: nothing to deliver
+                return True
+            box.popleft()
+        return True
 
     # -- workers --------------------------------------------------------------------------------
     def _signal_workers(self, sig: int) -> None:
@@ -554,6 +593,7 @@ class Supervisor:
         _, status = os.waitpid(self.pids[index], 0)
         code = os.waitstatus_to_exitcode(status)
         self._status[index] = code
+        self._outbox[index].clear()
         if not self._stopping:
             how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
             self._failed.append(f"worker {index} (pid {self.pids[index]}) {how}")
@@ -575,14 +615,17 @@ class Supervisor:
         return merged, parts
 
     def write_stats(self) -> bool:
-        if self.stats_file is None:
+        if self.stats_target is None:
             return True
         merged, parts = self.merged_counters()
-        extra = {"workers": self.n, "per_worker": parts, "supervisor_failures": list(self._failed)}
+        missing = [i for i in range(self.n) if not self.worker_stats_path(i).exists()]
+        extra = {"workers": self.n, "per_worker": parts, "supervisor_failures": list(self._failed),
+                 "workers_without_stats": missing}  # fmt: skip
         try:
-            merged.write(self.stats_file, extra)
-        except OSError as exc:
-            print(f"aggregator: cannot write stats file {self.stats_file}: {exc}", file=sys.stderr, flush=True)
+            merged.write(self.stats_target, extra)
+        except (OSError, ValueError, UnsafePath) as exc:
+            print(f"aggregator: cannot write stats file {self.stats_target.path}: {reason(exc)}",
+                  file=sys.stderr, flush=True)  # fmt: skip
             return False
         return True
 
@@ -596,3 +639,5 @@ class Supervisor:
             self._stats_dir.rmdir()
         except OSError:
             pass
+        if self.stats_target is not None:
+            self.stats_target.close()

@@ -102,9 +102,12 @@ def path_is_live(path: str, st: os.stat_result) -> bool:
         return fifo_has_reader(path)
     for sock_type in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
         probe = socket.socket(socket.AF_UNIX, sock_type)
+        probe.setblocking(False)  # a live listener whose backlog is full would make connect() wait
         try:
             probe.connect(path)
             return True
+        except BlockingIOError:
+            return True  # EAGAIN: a listener is there, its backlog full
         except (ConnectionRefusedError, FileNotFoundError):
             return False  # the right type, and nobody there: stale
         except PermissionError:

@@ -14,8 +14,13 @@ over one shared flow per kind)::
 
 The aggregator's event loop (``aggregator.server``) sees only what ``listen()`` returns: a
 ``Binding`` with an optional ``Listener`` (produces new ``Endpoint``s) and ``Endpoint``s (file
-descriptors it can read framed messages from). Producers see only what ``connect()`` returns: a
-``Sender`` whose ``send()`` writes one whole buffer or raises ``OSError``.
+descriptors it can read framed messages from). Both are base classes here, with defaults for what
+most of them do not have, so the loop never asks an object whether it has an attribute.
+Producers see only what ``connect()`` returns: a ``Sender``.
+
+How ``--workers`` shares a transport among receiving processes is a small strategy object, the
+transport's ``sharing`` (``HandOff``, ``SharedSocket``, ``SingleReader``); ``aggregator/workers.py``
+asks it, never the transport's name.
 
 Hooks a subclass may override are the class attributes and the few ``_``-prefixed methods named
 in each kind module.
@@ -52,23 +57,24 @@ class ListenOptions:
     pipe_size: int | None = 1 << 20  # fifo: requested pipe capacity, bytes
 
 
-class Endpoint(Protocol):
+class Endpoint:
     """Something the event loop reads messages from: a connection, a datagram socket, a FIFO."""
 
-    label: str  # who is on the other side, for the rejects file
-    peer_fields: dict | None  # who is on the other side, as record fields (--peer-credentials)
-    newline_free: bool  # framing guarantees no message holds a newline (newline framing does)
-    # Optional: how many messages the kernel queues before senders block (None: bytes-bound, or
-    # large). A small queue turns the loop's coalescing pause off: senders would wait during it.
-    queue_limit: int | None
-    # Optional: True when several processes read this endpoint (--workers on a datagram socket);
-    # the loop then asks the kernel to wake one of them per event (EPOLLEXCLUSIVE).
-    shared_by_processes: bool
+    __slots__ = ()
+    label: str = ""  # who is on the other side, for the rejects file
+    peer_fields: dict | None = None  # who is on the other side, as record fields (--peer-credentials)
+    newline_free: bool = False  # framing guarantees no message holds a newline (newline framing does)
+    # How many messages the kernel queues before senders block (None: bytes-bound, or large). A
+    # small queue turns the loop's coalescing pause off: senders would wait during it.
+    queue_limit: int | None = None
+    # Several processes read this endpoint (--workers on a shared socket): the loop then asks
+    # the kernel to wake one of them per event (EPOLLEXCLUSIVE).
+    shared_by_processes: bool = False
 
     def fileno(self) -> int:
         """What to wait on. May change across ``read`` calls (a --workers helper waits on a
         wake-up descriptor until it is called in); the loop then watches the new one."""
-        ...
+        raise NotImplementedError
 
     def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
         """Read what is available without blocking; append framed messages to ``lines``.
@@ -76,40 +82,46 @@ class Endpoint(Protocol):
         Returns ``(bytes_read, read_calls, finished)``; ``finished`` means the endpoint has
         nothing more to give (EOF, or drained) and the loop should close it.
         """
-        ...
+        raise NotImplementedError
 
     def begin_drain(self) -> None:
         """Shutdown has begun: arrange for ``read`` to report ``finished`` once drained."""
-        ...
 
     def close(self, rejects: list[Reject]) -> None:
         """Close; an unfinished line becomes a reject."""
-        ...
+        raise NotImplementedError
+
+    def kernel_drops(self) -> int | None:
+        """Messages the kernel dropped on this endpoint (a full datagram buffer), if it counts them."""
+        return None
 
 
-class Listener(Protocol):
+class Listener:
     """Where new endpoints come from: a listening socket, or (``--workers``) the channel on which
     the supervisor hands a worker its connections."""
 
-    drained: bool  # nothing more will come (after begin_drain, or the supervisor's channel closed)
+    drained: bool = False  # nothing more will come (after begin_drain, or the supervisor said so)
+    # Still watched after it is drained, until the process exits (a worker's channel: rotations
+    # still come through it while the worker drains).
+    stays_open_after_drain: ClassVar[bool] = False
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        raise NotImplementedError
 
     def accept(self, limit: int | None) -> list[Endpoint]:
         """Accept up to ``limit`` pending connections (None: all), non-blocking. Raises OSError
         only when none could be accepted for lack of resources (EMFILE, ...)."""
-        ...
+        raise NotImplementedError
 
     def begin_drain(self) -> None:
         """Shutdown has begun: refuse new connections where the kernel can, keep what is pending
         acceptable; ``accept`` then sets ``drained`` once nothing more is pending."""
-        ...
 
     def connection_closed(self) -> None:
         """One of the connections this listener gave has been closed."""
-        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass
@@ -137,9 +149,81 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
+# -- how --workers shares a transport -------------------------------------------------------------
+
+
+class Sharing:
+    """How several receiving processes (``--workers``) share one transport: a strategy the
+    supervisor asks (``aggregator/workers.py``), never a name it branches on."""
+
+    supervisor_accepts: ClassVar[bool] = False  # the supervisor accepts and hands connections over
+
+    def workers(self, requested: int, cpus: int) -> tuple[int, str | None]:
+        """``requested`` (0 = one per CPU) -> (workers, why not more than one, if asked for more)."""
+        return (requested or cpus), None
+
+    def prepare(self) -> "Shared":
+        """In the supervisor, before forking: what the workers will share."""
+        return Shared()
+
+
+class Shared:
+    """What a ``Sharing`` prepared for the workers: nothing, unless a subclass says otherwise."""
+
+    def worker_endpoints(self, endpoints: list[Endpoint], index: int) -> list[Endpoint]:
+        """In worker ``index``, after forking: the endpoints it reads itself."""
+        return []
+
+    def close(self) -> None:
+        """In the supervisor, after forking: its own copy is not needed."""
+
+
+class HandOff(Sharing):
+    """Stream sockets: the supervisor accepts and hands each connection to one worker (a
+    connection, and so each producer's order, stays with its worker)."""
+
+    supervisor_accepts = True
+
+
+class SharedSocket(Sharing):
+    """One socket read by every worker (a datagram is whole whoever reads it): worker 0 reads it,
+    the others are called in through an eventfd when it finds a backlog (``DatagramEndpoint``)."""
+
+    def prepare(self) -> "Shared":
+        return _HelpCall()
+
+
+class _HelpCall(Shared):
+    def __init__(self) -> None:
+        import os
+
+        self.help_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def worker_endpoints(self, endpoints: list[Endpoint], index: int) -> list[Endpoint]:
+        for endpoint in endpoints:
+            endpoint.share(self.help_fd, helper=index > 0)
+        return endpoints
+
+    def close(self) -> None:
+        import os
+
+        os.close(self.help_fd)
+
+
+class SingleReader(Sharing):
+    """One reader only, whatever is asked, with the reason (a FIFO: a line can straddle two reads;
+    unixgram: one reader keeps each sender's order)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def workers(self, requested: int, cpus: int) -> tuple[int, str | None]:
+        return 1, (self.reason if requested > 1 else None)
+
+
 class Transport(ABC):
     name: ClassVar[str]
-    kind: ClassVar[str]  # "stream" or "datagram": how messages are framed
+    kind: ClassVar[str]  # "stream" (a byte stream, newline framing) or "datagram" (message boundaries kept)
     address_kind: ClassVar[str]  # "path" (a filesystem path) or "inet" (HOST:PORT)
     description: ClassVar[str]
     # Delivers everything the sender was told was sent, blocking the sender when full (udp: no).
@@ -153,14 +237,8 @@ class Transport(ABC):
     # Largest single write the transport keeps whole when several writers share it (PIPE_BUF
     # for a FIFO); None when every write is whole by construction (sockets).
     atomic_write_limit: ClassVar[int | None] = None
-    # How --workers shares the transport among receiving processes (aggregator/workers.py):
-    # "handoff": the supervisor accepts and hands each connection to one worker (stream sockets);
-    # "shared": the workers share the one socket (datagrams: each is whole, whoever reads it);
-    #   worker 0 reads it, the others are called in when it falls behind (datagram.py);
-    # None: one reader only (a FIFO: a line can straddle two reads; unixgram: one reader keeps
-    #   each sender's datagrams in order), with the reason in ``single_reader_reason``.
-    parallel: ClassVar[str | None] = None
-    single_reader_reason: ClassVar[str] = ""
+    # How --workers shares the transport among receiving processes (see ``Sharing``).
+    sharing: ClassVar[Sharing] = SingleReader("one reader")
 
     @abstractmethod
     def default_address(self) -> str: ...

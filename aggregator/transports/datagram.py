@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from ..framing import DATAGRAM_TRUNCATED, REJECT_PREFIX_BYTES, Reject, frame_datagram
 from .mmsg import MultiReceiver
-from .base import Binding, ListenOptions, Transport
+from .base import Binding, Endpoint, ListenOptions, SharedSocket, Transport
 
 # recvmmsg batch size, and batches per turn at most, so the loop still turns under a flood.
 DATAGRAMS_PER_CALL = 64
@@ -58,7 +58,7 @@ QUIET_TURNS_TO_STANDBY = 32
 BACKLOG_CALLS = 4  # a turn that needed this many recvmmsg calls found a backlog (>= 192 waiting)
 
 
-class DatagramEndpoint:
+class DatagramEndpoint(Endpoint):
     """One datagram socket. Under ``--workers`` several processes share it, in one of two roles:
 
     * the *primary* (worker 0) always reads it; when a turn finds a backlog (``BACKLOG_CALLS``
@@ -205,7 +205,7 @@ class DatagramSender:
 
 class DatagramSocketTransport(Transport):
     kind = "datagram"
-    parallel = "shared"
+    sharing = SharedSocket()
     max_datagram_bytes: ClassVar[int | None] = None  # the longest datagram the transport carries, if bounded
     # shutdown_read_on_drain: AF_UNIX yes. UDP has no such signal (and refuses shutdown on an
     # unconnected socket): what arrives after the last read is lost, as UDP may lose anything.

@@ -21,7 +21,7 @@ import stat
 
 from ..framing import LineFramer, Reject
 from .addresses import default_unix_path, file_mode, prepare_path, remove_if_ours
-from .base import BadAddress, Binding, ListenOptions, Transport
+from .base import BadAddress, Binding, Endpoint, ListenOptions, SingleReader, Transport
 from .stream import MAX_READS_PER_TURN
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
@@ -29,9 +29,11 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
-class FifoEndpoint:
+class FifoEndpoint(Endpoint):
+    __slots__ = ("_fd", "_keepalive_fd", "label", "framer")
     peer_fields = None  # writers to a FIFO are anonymous
     newline_free = True
+
     def __init__(self, read_fd: int, keepalive_fd: int, label: str, max_line_bytes: int) -> None:
         self._fd = read_fd
         self._keepalive_fd: int | None = keepalive_fd
@@ -102,7 +104,7 @@ class FifoTransport(Transport):
     description = "named pipe (FIFO) shared by all producers: reliable, writes <= 4096 bytes atomic"
     atomic_write_limit = PIPE_BUF
     address_kind = "path"
-    single_reader_reason = "a line can straddle two reads of a FIFO"
+    sharing = SingleReader("a line can straddle two reads of a FIFO")
 
     def default_address(self) -> str:
         return default_unix_path("logs.fifo")

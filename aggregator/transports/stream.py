@@ -19,14 +19,14 @@ from __future__ import annotations
 import socket
 
 from ..framing import LineFramer, Reject
-from .base import Binding, ListenOptions, Transport
+from .base import Binding, Endpoint, HandOff, ListenOptions, Listener, Transport
 
 # Reads per connection per event-loop turn: enough to empty a socket buffer, few enough that one
 # busy producer cannot starve the others.
 MAX_READS_PER_TURN = 4
 
 
-class StreamConnection:
+class StreamConnection(Endpoint):
     __slots__ = ("sock", "label", "peer_fields", "framer", "_fd", "_shutdown_read_on_drain")
     newline_free = True
 
@@ -76,7 +76,7 @@ class StreamConnection:
         self.sock.close()
 
 
-class StreamListener:
+class StreamListener(Listener):
     """The listening socket. ``accept`` takes at most what the event loop has room for: the rest
     waits in the kernel's backlog (see ``aggregator.server``)."""
 
@@ -121,9 +121,6 @@ class StreamListener:
             except OSError:
                 pass
 
-    def connection_closed(self) -> None:
-        pass  # the event loop keeps the count itself
-
     def close(self) -> None:
         self.sock.close()
 
@@ -146,7 +143,7 @@ class StreamSender:
 class StreamSocketTransport(Transport):
     kind = "stream"
     connected = True
-    parallel = "handoff"
+    sharing = HandOff()
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
         family, bind_address = self._bind_address(address, options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 
 from .addresses import UnixPathAddressing
+from .base import SingleReader
 from .datagram import DatagramSocketTransport
 
 
@@ -23,8 +24,7 @@ class UnixDatagramTransport(UnixPathAddressing, DatagramSocketTransport):
     # sender's order; two readers interleave their batches in the output (measured before this:
     # each producer had 3-50 lines out of order with --workers 2). Its senders block at a queue
     # of net.unix.max_dgram_qlen datagrams, so a second reader rarely had anything to take.
-    parallel = None
-    single_reader_reason = "one reader keeps each sender's datagrams in order"
+    sharing = SingleReader("one reader keeps each sender's datagrams in order")
 
     def _queue_limit(self) -> int | None:
         # AF_UNIX datagram sockets queue at most net.unix.max_dgram_qlen datagrams (10 unless

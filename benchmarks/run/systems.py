@@ -58,8 +58,8 @@ class LoglabSystem:
         args = list(extra_args or [])
         if rcvbuf is not None:
             args += ["--rcvbuf", str(rcvbuf)]
-        if workers != 1 and TRANSPORTS[transport].parallel is not None:
-            args += ["--workers", str(workers)]
+        if workers != 1 and TRANSPORTS[transport].sharing.workers(workers, 1)[1] is None:
+            args += ["--workers", str(workers)]  # a one-reader transport refuses N > 1: it gets 1
         self.proc = AggregatorProc(transport, workdir, *args, address=address_for(transport, workdir))
         self.output_path = self.proc.output
         self.pid = 0
