@@ -6,7 +6,7 @@ numbers added since (424..469, up to Linux 6.17). Other architectures number dif
 non-x86_64 machine the names would be wrong, so ``syscall_name`` says ``syscall_N`` there.
 
 ``python -m benchmarks.tracing.syscall_table --bpftrace`` prints the table as bpftrace statements
-(``@name[N] = "..."``), the form embedded in ``bpftrace/*_syscalls.bt``.
+(``@name[N] = "..."``), the form embedded in ``bpftrace/syscount.bt``.
 """
 
 from __future__ import annotations
