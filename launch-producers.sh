@@ -32,16 +32,20 @@ while [[ $# -gt 0 ]]; do
         *) echo "launch-producers.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-case $transport in
-    unixsock|unixgram|tcp|udp|fifo) ;;
-    *) echo "launch-producers.sh: unknown transport '$transport' (unixsock, unixgram, tcp, udp, fifo)" >&2; exit 2 ;;
-esac
 [[ $producers =~ ^[1-9][0-9]*$ ]] || { echo "launch-producers.sh: -n must be a positive integer" >&2; exit 2; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 producer_cmd=$here/.venv/bin/producer
 [[ -x $producer_cmd ]] || producer_cmd=$(command -v producer) || {
     echo "launch-producers.sh: no producer command: run 'make setup' first" >&2; exit 2; }
+# The transports are the registry's (aggregator/transports), asked of the producer's own
+# interpreter, so a newly registered transport is accepted here with no edit.
+python_cmd=$(dirname "$(readlink -f "$producer_cmd")")/python
+[[ -x $python_cmd ]] || python_cmd=$(command -v python3)
+read -r -a transports < <("$python_cmd" -c 'from aggregator.transports import TRANSPORT_NAMES; print(*TRANSPORT_NAMES)')
+if [[ " ${transports[*]} " != *" $transport "* ]]; then
+    echo "launch-producers.sh: unknown transport '$transport' (${transports[*]})" >&2; exit 2
+fi
 
 args=("$transport" --count "$count" --size "$size" --batch "$batch")
 [[ -n $address ]] && args+=(--address "$address")

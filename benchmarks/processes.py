@@ -443,16 +443,20 @@ class AggregatorProc(Proc):
 
 class ProducerProc(Proc):
     """A ``producer``: runs to completion; its summary is ``NAME.summary.json`` in ``workdir``.
-    ``barrier``: it connects, says "ready" and waits for ``go()`` (``--start-on-stdin``)."""
+    ``barrier``: it connects, says "ready" and waits for ``go()`` (``--start-on-stdin``).
+    ``summary=False``: no summary file (a tracer counting the producer's syscalls must not see
+    the file it would write at the end)."""
 
     def __init__(self, transport: str, address: str, producer_id: str, count: int, workdir: Path, *args,
-                 barrier: bool = False, netns: str | None = None, name: str | None = None) -> None:  # fmt: skip
+                 barrier: bool = False, summary: bool = True, netns: str | None = None,
+                 name: str | None = None) -> None:  # fmt: skip
         self.id = producer_id
         self.count = count
         name = name or f"producer-{producer_id}"
         self.summary_path = Path(workdir) / f"{name}.summary.json"
+        wants_summary = ["--summary-json", self.summary_path] if summary else []
         argv = [PRODUCER, transport, "--address", address, "--id", producer_id, "--count", count,
-                "--summary-json", self.summary_path, *args]  # fmt: skip
+                *wants_summary, *args]  # fmt: skip
         if barrier:
             argv.append("--start-on-stdin")
         super().__init__(name, [str(a) for a in argv], Path(workdir), netns, "ready" if barrier else None, stdin_pipe=barrier)

@@ -14,34 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from aggregator.transports import TRANSPORT_NAMES
+from benchmarks.processes import (
+    AggregatorProc,
+    ProcGroup,
+    ProducerProc,
+    count_lines,
+    short_tempdir,
+)
+
 _SLEEP_SYSCALLS = {"230", "35"}  # clock_nanosleep, nanosleep (x86_64): time.sleep()
-
-
-def _entry_point(name: str, module: str) -> list[str]:
-    exe = Path(sys.executable).with_name(name)
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which(name)
-    if found:
-        return [found]
-    return [sys.executable, "-c", f"from {module} import run; run()"]
-
-
-def aggregator_command() -> list[str]:
-    return _entry_point("aggregator", "aggregator.cli")
-
-
-def producer_command() -> list[str]:
-    return _entry_point("producer", "producers.cli")
 
 
 def _asleep(pid: int) -> bool:
@@ -61,14 +49,6 @@ def _last_received_ns(path: Path) -> int | None:
         return int(json.loads(lines[-1])["received_ns"]) if lines else None
     except (OSError, ValueError, KeyError, IndexError):
         return None
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except FileNotFoundError:
-        return 0
 
 
 class WorkloadError(RuntimeError):
@@ -96,56 +76,42 @@ def run_workload(
     ``only_these_pids``: the window counts only this run's aggregator and producers (other
     ``logprod``/``logagg`` processes on the machine are left out).
     ``lead_s``: seconds from starting the producers to the burst (they must connect in it).
+
+    The aggregator and producers are this process's children (``Proc``), so a tracer's PID
+    filter given this process's pid (or its parent's) covers them.
     """
     own_dir = workdir is None
-    base = Path(tempfile.mkdtemp(prefix="loglab-trace-")) if own_dir else Path(workdir)
-    output = base / "out.jsonl"
-    stats = base / "stats.json"
-    address = str(base / "loglab.sock") if transport in ("unixsock", "unixgram") else (
-        str(base / "loglab.fifo") if transport == "fifo" else "127.0.0.1:0"
-    )
-    agg = subprocess.Popen(
-        [*aggregator_command(), transport, "--address", address, "--output", str(output),
-         "--stats-file", str(stats), *(aggregator_args or [])],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    procs: list[subprocess.Popen] = []
-    try:
-        ready, _, _ = select.select([agg.stdout], [], [], 30)
-        line = agg.stdout.readline() if ready else ""
-        if not line.startswith("listening on "):
-            agg.kill()
-            raise WorkloadError(f"aggregator did not start: {line!r} {agg.stderr.read()[-500:]}")
-        address = line.split("listening on ", 1)[1].strip()
+    base = short_tempdir("loglab-trace-") if own_dir else Path(workdir)
+    with ProcGroup() as group:
+        if own_dir:
+            group.on_close(lambda: shutil.rmtree(base, ignore_errors=True))
+        agg = AggregatorProc(transport, base, *(aggregator_args or []), output=base / "out.jsonl")
+        group.start(agg)
         start_at_ns = time.time_ns() + int(lead_s * 1e9)
-        for i in range(producers):
-            procs.append(
-                subprocess.Popen(
-                    [*producer_command(), transport, "--address", address, "--id", f"p{i}", "--count", str(count),
-                     "--size", str(size), "--start-at-ns", str(start_at_ns), "--quiet", *(producer_args or [])],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                )
-            )  # fmt: skip
+        procs = [
+            group.start(ProducerProc(transport, agg.address, f"p{i}", count, base, "--size", size,
+                                     "--start-at-ns", start_at_ns, "--quiet", *(producer_args or []),
+                                     summary=False))
+            for i in range(producers)
+        ]  # fmt: skip
         # Every producer connected and waiting for T: only then open the window.
-        while not all(_asleep(p.pid) or p.poll() is not None for p in procs):
+        while not all(_asleep(p.pid) or not p.running() for p in procs):
             if time.time_ns() >= start_at_ns:
                 raise WorkloadError(f"producers were not ready within lead_s={lead_s} s (raise it)")
             time.sleep(0.005)
-        failed = [p for p in procs if p.poll() is not None]
+        failed = [p for p in procs if not p.running()]
         if failed:
-            raise WorkloadError(f"a producer exited before the burst: {failed[0].stderr.read()[-500:]}")
+            raise WorkloadError(f"a producer exited before the burst: {failed[0].tail()}")
         window_opened_early_s = (start_at_ns - time.time_ns()) / 1e9
         if tracer is not None:
             tracer.open_window(pids=[agg.pid, *(p.pid for p in procs)] if only_these_pids else None)
         deadline = time.monotonic() + timeout_s
-        statuses = []
-        for p in procs:
-            statuses.append(p.wait(timeout=max(0.1, deadline - time.monotonic())))
+        statuses = [p.wait(timeout=max(0.1, deadline - time.monotonic())) for p in procs]
         producers_done_ns = time.time_ns()
         expected = producers * count
         seen, last_change = -1, time.monotonic()
         while time.monotonic() < deadline:
-            n = _count_lines(output)
+            n = count_lines(agg.output)
             if n >= expected:
                 break
             if n != seen:
@@ -155,11 +121,10 @@ def run_workload(
             time.sleep(0.01)
         all_written_ns = time.time_ns()
         trace = tracer.close_window() if tracer is not None else None
-        agg.send_signal(signal.SIGTERM)
-        agg.wait(timeout=30)
-        agg_stats = json.loads(stats.read_text()) if stats.exists() else {}
-        received = _count_lines(output)
-        last_ns = _last_received_ns(output)
+        agg.stop(signal.SIGTERM, timeout=30)
+        agg_stats = agg.stats() if agg.stats_file.exists() else {}
+        received = count_lines(agg.output)
+        last_ns = _last_received_ns(agg.output)
         span_s = (last_ns - start_at_ns) / 1e9 if last_ns else None
         return {
             "transport": transport,
@@ -177,20 +142,6 @@ def run_workload(
             "messages_per_s": round(received / span_s, 1) if span_s and span_s > 0 else None,
             "trace": trace,
         }
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if agg.poll() is None:
-            agg.kill()
-            agg.wait()
-        for p in [*procs, agg]:
-            for f in (p.stdout, p.stderr):
-                if f:
-                    f.close()
-        if own_dir:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run a known loglab burst (real aggregator + producers); print what happened as JSON."
     )
-    parser.add_argument("transport", choices=["unixsock", "unixgram", "tcp", "udp", "fifo"])
+    parser.add_argument("transport", choices=TRANSPORT_NAMES)
     parser.add_argument("--producers", type=int, default=1)
     parser.add_argument("--count", type=int, default=92, help="messages per producer")
     parser.add_argument("--size", type=int, default=200)

@@ -12,6 +12,9 @@ import pytest
 
 from aggregator.transports import TRANSPORT_NAMES, transport_names
 
+# One connection per client, a byte stream on it: a client's close ends its partial line.
+CONNECTION_STREAMS = transport_names(kind="stream", connected=True)
+
 DATAGRAM_TRANSPORTS = transport_names(kind="datagram")
 STREAM_TRANSPORTS = transport_names(kind="stream")
 TRANSPORTS = TRANSPORT_NAMES
@@ -139,7 +142,7 @@ def test_message_of_exactly_max_line_bytes_is_accepted_with_its_newline(lab, tra
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("transport", ["unixsock", "tcp"])
+@pytest.mark.parametrize("transport", CONNECTION_STREAMS)
 def test_partial_line_at_close_goes_to_rejects_and_the_aggregator_keeps_working(lab, transport):
     agg = lab.aggregator(transport)
     client = lab.client(transport, agg.address)
@@ -201,7 +204,7 @@ def test_empty_messages_are_counted_not_rejected(lab, transport):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("transport", ["unixsock", "tcp"])
+@pytest.mark.parametrize("transport", CONNECTION_STREAMS)
 def test_every_reason_on_one_connection_in_one_write(lab, transport):
     agg = lab.aggregator(transport, "--max-line-bytes", str(MAX_LINE))
     client = lab.client(transport, agg.address)

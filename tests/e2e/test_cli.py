@@ -16,6 +16,7 @@ from aggregator.transports import TRANSPORT_NAMES, transport_names
 from benchmarks.processes import AGGREGATOR, PRODUCER, run_cli
 
 PATH_TRANSPORTS = transport_names(address_kind="path")
+INET_TRANSPORTS = transport_names(address_kind="inet")
 TRANSPORTS = TRANSPORT_NAMES
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,7 +78,7 @@ def test_producer_refuses_an_unknown_transport():
     assert_clear_error(result, "carrier-pigeon")
 
 
-@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize("transport", INET_TRANSPORTS)
 @pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:99999", "127.0.0.1:port", ":5140"])
 def test_aggregator_refuses_a_bad_inet_address(tmp_path, transport, address):
     result = run_cli(AGGREGATOR, transport, "--address", address, "--output", tmp_path / "out.jsonl")
@@ -104,7 +105,7 @@ def test_aggregator_refuses_to_replace_a_regular_file(tmp_path, transport):
 # -- address in use ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize("transport", INET_TRANSPORTS)
 def test_second_aggregator_on_the_same_port_is_refused(lab, tmp_path, transport):
     first = lab.aggregator(transport)
     result = run_cli(AGGREGATOR, transport, "--address", first.address, "--output", tmp_path / "second.jsonl")
@@ -229,7 +230,7 @@ def test_ready_file_names_the_address_that_was_printed(lab, transport):
     assert info["transport"] == transport
     assert info["address"] == agg.address
     assert info["pid"] == agg.pid
-    if transport in ("tcp", "udp"):
+    if transport in INET_TRANSPORTS:
         host, _, port = agg.address.rpartition(":")
         assert host == "127.0.0.1" and int(port) > 0  # port 0 became a real port
 
@@ -256,8 +257,8 @@ def test_fifo_producer_accepts_a_size_of_exactly_pipe_buf(lab):
     assert agg.stats()["bytes_received"] == 20 * 4096
 
 
-@pytest.mark.parametrize("transport", ["unixsock", "unixgram", "tcp", "fifo"])  # udp cannot tell
+@pytest.mark.parametrize("transport", transport_names(reliable=True))  # udp cannot tell
 def test_producer_without_an_aggregator_fails_clearly(lab, transport):
-    address = "127.0.0.1:1" if transport == "tcp" else lab.address_for(transport)
+    address = "127.0.0.1:1" if transport in INET_TRANSPORTS else lab.address_for(transport)
     result = run_cli(PRODUCER, transport, "--address", address, "--id", "p", "--count", "5", "--connect-timeout", "0")
     assert_clear_error(result, "cannot connect")

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from aggregator.transports import transport_names
 from benchmarks.faults.machine import can_mount_tmpfs, remount, tmpfs
 from benchmarks.processes import (
     AggregatorProc,
@@ -32,6 +33,9 @@ from benchmarks.processes import (
     whole_lines,
 )
 
+# One connection per client, a byte stream on it: a client's close ends its partial line.
+CONNECTION_STREAMS = transport_names(kind="stream", connected=True)
+
 OTHERS = 3
 OTHER_COUNT = 2000
 
@@ -44,7 +48,7 @@ def _assert_every_line_is_a_json_object(path) -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("transport", ["unixsock", "tcp"])
+@pytest.mark.parametrize("transport", CONNECTION_STREAMS)
 def test_producer_sigkilled_mid_line_keeps_its_whole_lines_and_rejects_the_partial_one(tmp_path, transport):
     with AggregatorProc(transport, tmp_path / "agg") as agg:
         procs = [start_producer(transport, agg.address, f"p{i}", OTHER_COUNT, tmp_path, "--rate", 4000) for i in range(OTHERS)]

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.transports import transport_names
 from benchmarks.faults.machine import nobody_ids
 from benchmarks.processes import AGGREGATOR, AggregatorProc, Client, wait_until
 
+PATH_TRANSPORTS = transport_names(address_kind="path")  # a socket or FIFO in the filesystem
 NOBODY = nobody_ids()
 needs_nobody = pytest.mark.skipif(
     os.geteuid() != 0 or NOBODY is None, reason="needs root and a 'nobody' user to act as another user"
@@ -63,7 +65,7 @@ def open_dir():
 
 @needs_nobody
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("transport", ["unixsock", "unixgram", "fifo"])
+@pytest.mark.parametrize("transport", PATH_TRANSPORTS)
 def test_default_socket_is_in_a_private_dir_and_refuses_another_user(tmp_path, open_dir, transport):
     env = {**os.environ, "XDG_RUNTIME_DIR": str(open_dir)}
     with AggregatorProc(transport, tmp_path / "agg", address="default", env=env) as agg:
@@ -78,7 +80,7 @@ def test_default_socket_is_in_a_private_dir_and_refuses_another_user(tmp_path, o
 
 @needs_nobody
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("transport", ["unixsock", "unixgram", "fifo"])
+@pytest.mark.parametrize("transport", PATH_TRANSPORTS)
 def test_socket_mode_alone_refuses_another_user_in_an_open_directory(tmp_path, open_dir, transport):
     with AggregatorProc(transport, tmp_path / "agg", address=str(open_dir / "s")) as agg:
         assert stat.S_IMODE(os.lstat(agg.address).st_mode) == 0o600
@@ -125,14 +127,14 @@ def test_peer_credentials_are_off_by_default_but_rejects_name_the_peer(tmp_path)
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1) for a private network namespace")
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(("transport", "table"), [("tcp", "tcp"), ("udp", "udp")])
-def test_inet_transports_listen_on_loopback_by_default(tmp_path, transport, table):
+@pytest.mark.parametrize("transport", transport_names(address_kind="inet"))
+def test_inet_transports_listen_on_loopback_by_default(tmp_path, transport):
     # A fresh network namespace: the default port 5140 is free whatever else runs on the machine.
     agg = AggregatorProc(transport, tmp_path / "agg", address="default")
     agg.argv = ["unshare", "--net", *agg.argv]
     with agg:
         assert agg.address == "127.0.0.1:5140"
-        rows = Path(f"/proc/{agg.pid}/net/{table}").read_text().splitlines()[1:]
+        rows = Path(f"/proc/{agg.pid}/net/{transport}").read_text().splitlines()[1:]
         local = {row.split()[1] for row in rows}
         assert local == {"0100007F:1414"}, local  # 127.0.0.1:5140, and nothing on 0.0.0.0
         assert agg.stop() == 0
@@ -153,7 +155,7 @@ def test_symlink_planted_at_the_output_path_is_never_followed(tmp_path, which):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("transport", ["unixsock", "unixgram", "fifo"])
+@pytest.mark.parametrize("transport", PATH_TRANSPORTS)
 def test_symlink_planted_at_the_socket_path_is_refused_and_its_target_untouched(tmp_path, open_dir, transport):
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious\n")

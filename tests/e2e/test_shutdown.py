@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.transports import transport_names
+from aggregator.transports import TRANSPORT_NAMES, transport_names
 from benchmarks.faults.checks import (
     assert_address_released,
     assert_sent_messages_written_once,
@@ -26,7 +26,7 @@ PRODUCERS = 4
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("transport", ["unixsock", "unixgram"])
+@pytest.mark.parametrize("transport", transport_names(reliable=True, shutdown_read_on_drain=True))
 def test_sigterm_mid_stream_loses_nothing_the_kernel_accepted_and_stops_the_producers(lab, transport):
     # unixsock: shutdown(SHUT_RD) at drain, so the producers' next write fails (EPIPE) and what
     # the kernel accepted is read to EOF. unixgram: the queue is read until empty; later sends fail.
@@ -41,7 +41,7 @@ def test_sigterm_mid_stream_loses_nothing_the_kernel_accepted_and_stops_the_prod
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("transport", ["tcp", "fifo"])
+@pytest.mark.parametrize("transport", transport_names(reliable=True, shutdown_read_on_drain=False))
 def test_sigterm_mid_stream_reads_until_the_producers_close(lab, transport):
     # tcp and fifo have no "stop writing" signal: the aggregator keeps reading until every
     # producer has closed (bounded by --drain-timeout, generous here), so every message arrives.
@@ -60,7 +60,7 @@ def test_sigterm_mid_stream_reads_until_the_producers_close(lab, transport):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("transport", ["unixsock", "unixgram", "tcp", "udp", "fifo"])
+@pytest.mark.parametrize("transport", TRANSPORT_NAMES)
 def test_idle_aggregator_stops_on_signal_with_exit_0_and_removes_its_socket(lab, transport, sig):
     agg = lab.aggregator(transport)
     assert agg.stop(sig) == 0, agg.stderr_text()

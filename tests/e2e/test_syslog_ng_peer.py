@@ -20,12 +20,15 @@ from pathlib import Path
 import orjson
 import pytest
 
+from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
 from benchmarks.peers import syslog_ng
 from benchmarks.peers.syslog_ng import SyslogNgPeer
 from benchmarks.processes import Client
 
 ROOT = Path(__file__).resolve().parents[2]
-TRANSPORTS = ["unixsock", "unixgram", "tcp", "udp", "fifo"]
+# The registry's transports that syslog-ng has a source driver for.
+TRANSPORTS = [t for t in TRANSPORT_NAMES if SyslogNgPeer.supports(t)]
+INET = transport_names(address_kind="inet")
 PRODUCERS = 3
 PER_PRODUCER = 400
 
@@ -105,11 +108,11 @@ def send_all(peer: SyslogNgPeer, transport: str, address: str, producers: int, c
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_every_message_arrives_once(make_peer, transport):
-    peer = make_peer(transport, rcvbuf=4 << 20 if transport in ("udp", "unixgram") else None)
+    peer = make_peer(transport, rcvbuf=4 << 20 if get_transport(transport).kind == "datagram" else None)
     address = peer.start(timeout=10)
     assert peer.pid > 0 and Path(f"/proc/{peer.pid}").exists()
     assert "flags(no-parse)" in peer.config_text
-    if transport in ("tcp", "udp"):
+    if transport in INET:
         assert address.startswith("127.0.0.1:") and int(address.rsplit(":", 1)[1]) > 0
     else:
         assert Path(address).exists() and Path(address).is_relative_to(peer.workdir)
@@ -135,7 +138,7 @@ def test_every_message_arrives_once(make_peer, transport):
         assert len(orjson.dumps({k: r[k] for k in r if k not in ("received_ns", "transport")})) == 199
     # The process is gone and its socket / FIFO / control socket removed.
     assert peer.proc is None
-    if transport not in ("tcp", "udp"):
+    if transport not in INET:
         assert not Path(address).exists()
     assert not peer.control_path.exists()
 

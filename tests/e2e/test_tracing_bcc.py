@@ -13,6 +13,7 @@ import os
 
 import pytest
 
+from aggregator.transports import TRANSPORT_NAMES, get_transport
 from benchmarks.tracing import SyscallTracer, TracingUnavailable, available, summarize
 from benchmarks.tracing.client import log2_buckets, percentile_from_buckets
 from benchmarks.tracing.workload import run_workload
@@ -22,7 +23,8 @@ N = 23 * K
 SIZE = 200
 # The syscall each producer makes once per message: Python's socket.send() is sendto(2) on
 # x86_64; the fifo producer uses os.write().
-PRODUCER_SEND = {"unixsock": "sendto", "unixgram": "sendto", "tcp": "sendto", "udp": "sendto", "fifo": "write"}
+# The producer sends one message per syscall: sendto on every socket, write on the FIFO (a file).
+PRODUCER_SEND = {name: "sendto" for name in TRANSPORT_NAMES} | {"fifo": "write"}
 
 _ok, _why = available()
 needs_bpf = pytest.mark.skipif(not _ok, reason=f"BCC tracing cannot run here: {_why}")
@@ -72,7 +74,7 @@ def test_window_with_zero_messages_has_no_data_syscalls(tracer):
 
 
 @needs_bpf
-@pytest.mark.parametrize("transport", sorted(PRODUCER_SEND))
+@pytest.mark.parametrize("transport", TRANSPORT_NAMES)
 def test_each_transport_sends_one_syscall_per_message(tracer, transport):
     run, trace = _burst(tracer, transport, N)
     assert run["messages_received"] == N
@@ -80,7 +82,7 @@ def test_each_transport_sends_one_syscall_per_message(tracer, transport):
     assert prod["by_syscall"][PRODUCER_SEND[transport]]["count"] == N
     assert prod["send_syscalls"] == N
     agg = trace["comms"]["logagg"]
-    if transport in ("unixgram", "udp"):
+    if get_transport(transport).kind == "datagram":
         # datagrams: one per recvfrom/recvmsg, or many per recvmmsg (its return value)
         single = sum(e["returned_data"] for n, e in agg["by_syscall"].items() if n in ("recvfrom", "recvmsg", "read"))
         assert single + agg["recv_mmsg_messages"] == N, agg["by_syscall"]

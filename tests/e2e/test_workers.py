@@ -13,6 +13,8 @@ import psutil
 import pytest
 
 from aggregator.counters import merge_counters
+from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
+from aggregator.transports.base import SingleReader
 from benchmarks.faults.checks import (
     assert_address_released,
     assert_sent_messages_written_once,
@@ -26,6 +28,10 @@ from benchmarks.processes import (
     wait_until,
 )
 from benchmarks.run.measure import process_tree_stats
+
+# One connection per client, a byte stream on it: a client's close ends its partial line.
+CONNECTION_STREAMS = transport_names(kind="stream", connected=True)
+ONE_READER = [t for t in TRANSPORT_NAMES if isinstance(get_transport(t).sharing, SingleReader)]
 
 
 def worker_pids(agg) -> list[int]:
@@ -44,7 +50,7 @@ def holds_open(pid: int, path) -> bool:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("transport", ["unixsock", "tcp"])
+@pytest.mark.parametrize("transport", CONNECTION_STREAMS)
 def test_stream_connections_are_handed_to_the_workers_in_turn_and_every_line_arrives_once_in_order(lab, transport):
     agg = lab.aggregator(transport, "--workers", "2")
     assert len(worker_pids(agg)) == 2
@@ -175,8 +181,9 @@ def test_duration_stops_every_worker(lab):
     assert agg.stats()["workers"] == 2
 
 
-@pytest.mark.parametrize(("transport", "why"), [("fifo", "a line can straddle two reads"), ("unixgram", "in order")])
-def test_one_reader_transports_refuse_more_than_one_worker_and_say_why(lab, transport, why):
+@pytest.mark.parametrize("transport", ONE_READER)
+def test_one_reader_transports_refuse_more_than_one_worker_and_say_why(lab, transport):
+    why = get_transport(transport).sharing.reason
     r = run_cli(AGGREGATOR, transport, "--address", str(lab.sockdir / f"w.{transport}"), "--workers", "2")
     assert r.returncode == 2
     assert f"{transport} has one reader only" in r.stderr and why in r.stderr
@@ -187,7 +194,7 @@ def test_workers_0_means_one_per_cpu_and_one_on_a_one_reader_transport(lab):
     agg = lab.aggregator("udp", "--workers", "0")
     assert len(worker_pids(agg)) == len(os.sched_getaffinity(0)) or len(os.sched_getaffinity(0)) == 1
     assert agg.stop() == 0
-    for transport in ("fifo", "unixgram"):
+    for transport in ONE_READER:
         single = lab.aggregator(transport, "--workers", "0")
         assert worker_pids(single) == []  # the single-process aggregator itself
         assert json.loads(single.ready_file.read_text())["workers"] == 1

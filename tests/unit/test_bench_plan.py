@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aggregator.transports import TRANSPORT_NAMES
 from benchmarks.run.bench import plan_runs, unserved
-from benchmarks.run.systems import SYSTEMS
 from benchmarks.run.suite import default_suite
+from benchmarks.run.systems import SYSTEMS
 
 
 def test_default_suite_plan_warms_each_transport_once_and_traces_capacity_and_efficiency_only():

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from aggregator.framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
 from aggregator.records import encode_lines
+from aggregator.transports import TRANSPORT_NAMES
 
 RECEIVED_NS = 1_700_000_000_123_456_789
 TRANSPORT = "unixsock"
@@ -69,7 +70,7 @@ def test_every_line_of_a_batch_is_encoded_in_order():
     assert [parse_strict(x) for x in output_lines(out)] == [with_fields({"seq": i}) for i in range(100)]
 
 
-@pytest.mark.parametrize("transport", ["unixsock", "unixgram", "tcp", "udp", "fifo"])
+@pytest.mark.parametrize("transport", TRANSPORT_NAMES)
 def test_transport_field_names_the_transport(transport):
     assert encode_one(b'{"a":1}', transport=transport)["transport"] == transport
 

@@ -17,7 +17,12 @@ import time
 import pytest
 
 from aggregator.framing import DATAGRAM_TRUNCATED, LINE_TOO_LONG, PARTIAL_LINE_AT_CLOSE
-from aggregator.transports import TRANSPORT_NAMES, ListenOptions, get_transport, transport_names
+from aggregator.transports import (
+    TRANSPORT_NAMES,
+    ListenOptions,
+    get_transport,
+    transport_names,
+)
 from benchmarks.processes import address_for, short_tempdir
 
 MAX = 1024  # --max-line-bytes for these tests

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from aggregator.transports import transport_names
 from benchmarks.faults.machine import nobody_ids
 from benchmarks.processes import (
     AggregatorProc,
@@ -124,7 +125,8 @@ def test_a_fifo_planted_before_a_reopen_is_refused_and_writing_goes_on(tmp_path)
     assert "not a regular file" in agg.stderr_text()
 
 
-LIVE_PAIRS = [(a, b) for a in ("unixsock", "unixgram", "fifo") for b in ("unixsock", "unixgram", "fifo") if a != b]
+PATH_TRANSPORTS = transport_names(address_kind="path")
+LIVE_PAIRS = [(a, b) for a in PATH_TRANSPORTS for b in PATH_TRANSPORTS if a != b]
 
 
 @pytest.mark.timeout(60)

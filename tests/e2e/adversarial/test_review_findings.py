@@ -18,8 +18,15 @@ import time
 
 import psutil
 import pytest
+
 from benchmarks.faults.machine import can_mount_tmpfs, tmpfs
-from benchmarks.processes import AGGREGATOR, AggregatorProc, run_cli, short_tempdir, wait_until
+from benchmarks.processes import (
+    AGGREGATOR,
+    AggregatorProc,
+    run_cli,
+    short_tempdir,
+    wait_until,
+)
 
 IS_ROOT = os.geteuid() == 0
 needs_tmpfs = pytest.mark.skipif(can_mount_tmpfs() is not None, reason="needs root to mount a tmpfs")
