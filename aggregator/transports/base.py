@@ -1,16 +1,10 @@
 """The transport interface.
 
-Class tree (in the manner of CPython's socketserver: transports differ by a few class attributes
-over one shared flow per kind)::
-
-    Transport                         name, kind, address handling, listen(), connect()
-     +-- StreamSocketTransport        stream.py: accept loop, newline framing per connection
-     |    +-- UnixStreamTransport     unixsock.py  (AF_UNIX, SOCK_STREAM)
-     |    +-- TcpTransport            tcp.py       (AF_INET/AF_INET6, SOCK_STREAM)
-     +-- DatagramSocketTransport      datagram.py: one message per datagram, MSG_TRUNC detection
-     |    +-- UnixDatagramTransport   unixgram.py  (AF_UNIX, SOCK_DGRAM)
-     |    +-- UdpTransport            udp.py       (AF_INET/AF_INET6, SOCK_DGRAM)
-     +-- FifoTransport                fifo.py: one named pipe shared by all writers, newline framing
+Transports differ by a few class attributes over one shared flow per kind, in the manner of
+CPython's socketserver: ``Transport`` here; ``StreamSocketTransport`` (``stream.py``: a listener,
+one connection per producer), ``DatagramSocketTransport`` (``datagram.py``: one bound socket, one
+message per datagram) and ``FifoTransport`` below it; each concrete transport is one module,
+registered in ``__init__.py``. ARCHITECTURE.md draws the tree.
 
 The aggregator's event loop (``aggregator.server``) sees only what ``listen()`` returns: a
 ``Binding`` with an optional ``Listener`` (produces new ``Endpoint``s) and ``Endpoint``s (file

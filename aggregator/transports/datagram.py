@@ -17,8 +17,8 @@ import struct
 from typing import ClassVar
 
 from ..framing import DATAGRAM_TRUNCATED, REJECT_PREFIX_BYTES, Reject, frame_datagram
-from .mmsg import MultiReceiver
 from .base import Binding, Endpoint, ListenOptions, SharedSocket, Transport
+from .mmsg import MultiReceiver
 
 # recvmmsg batch size, and batches per turn at most, so the loop still turns under a flood.
 DATAGRAMS_PER_CALL = 64
@@ -37,9 +37,42 @@ def receive_slots(max_bytes: int, max_datagram: int | None) -> tuple[int, int]:
         size = min(size, max_datagram + 1)  # +1: a datagram can never be truncated then
     return max(1, min(DATAGRAMS_PER_CALL, RECEIVE_ARENA_BYTES // size)), size
 
+
+def frame_messages(view: memoryview, size: int, lengths: list[int], max_bytes: int, lines: list[bytes],
+                   rejects: list[Reject]) -> int:  # fmt: skip
+    """Frame one batch of received messages (buffer ``i`` of ``size`` bytes at ``i * size`` in
+    ``view``, real length ``lengths[i]``): each becomes a line, or a ``datagram_truncated``
+    reject with its real length when longer than ``max_bytes``. Returns the bytes received."""
+    total = 0
+    offset = 0
+    append = lines.append
+    for n in lengths:
+        total += n
+        if n <= max_bytes:
+            append(frame_datagram(view[offset : offset + n]))
+        else:  # rare: over the limit, unless only by its newline
+            message = frame_datagram(view[offset : offset + min(n, size)])
+            if n <= size and len(message) <= max_bytes:
+                append(message)
+            else:
+                rejects.append(Reject(DATAGRAM_TRUNCATED, message[:REJECT_PREFIX_BYTES], n))
+        offset += size
+    return total
+
+
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-_SO_MEMINFO = 55  # Linux: u32 sk_meminfo[SK_MEMINFO_VARS]; index 8 = SK_MEMINFO_DROPS
+_SO_MEMINFO = 55  # Linux: u32 sk_meminfo[SK_MEMINFO_VARS]
 _MEMINFO = struct.Struct("9I")
+SK_MEMINFO_RMEM_ALLOC = 0  # bytes queued for reading (skb truesize: an empty message counts too)
+SK_MEMINFO_DROPS = 8
+
+
+def socket_meminfo(sock: socket.socket, index: int) -> int | None:
+    """One figure of the socket's SO_MEMINFO (None where the kernel does not give it)."""
+    try:
+        return _MEMINFO.unpack(sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size))[index]
+    except OSError:
+        return None
 
 
 def set_receive_buffer(sock: socket.socket, size: int | None) -> int:
@@ -144,7 +177,6 @@ class DatagramEndpoint(Endpoint):
         size = receiver.size
         max_bytes = self.max_bytes
         vlen = receiver.vlen
-        append = lines.append
         for _ in range(MAX_CALLS_PER_TURN):
             try:
                 lengths = receiver.receive(self._fd)
@@ -153,18 +185,7 @@ class DatagramEndpoint(Endpoint):
             except ConnectionRefusedError:
                 continue  # an ICMP error queued on the socket; not ours to act on
             calls += 1
-            offset = 0
-            for n in lengths:
-                total += n
-                if n <= max_bytes:
-                    append(frame_datagram(view[offset : offset + n]))
-                else:  # rare: over the limit, unless only by its newline
-                    message = frame_datagram(view[offset : offset + min(n, size)])
-                    if n <= size and len(message) <= max_bytes:
-                        append(message)
-                    else:
-                        rejects.append(Reject(DATAGRAM_TRUNCATED, message[:REJECT_PREFIX_BYTES], n))
-                offset += size
+            total += frame_messages(view, size, lengths, max_bytes, lines, rejects)
             if len(lengths) < vlen:  # the queue is empty: no need to ask again
                 return total, calls, self.draining, False
         return total, calls, False, True
@@ -172,10 +193,7 @@ class DatagramEndpoint(Endpoint):
     def kernel_drops(self) -> int | None:
         """Datagrams the kernel dropped on this socket (receive buffer full): SO_MEMINFO's
         SK_MEMINFO_DROPS, the same figure as the ``drops`` column of /proc/net/udp."""
-        try:
-            return _MEMINFO.unpack(self.sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO.size))[8]
-        except OSError:
-            return None
+        return socket_meminfo(self.sock, SK_MEMINFO_DROPS)
 
     def begin_drain(self) -> None:
         if self._shutdown_read_on_drain:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import socket
 
@@ -50,9 +51,14 @@ _recvmmsg = _load_recvmmsg()
 
 
 class MultiReceiver:
-    """``vlen`` buffers of ``size`` bytes, filled by one ``recvmmsg`` call each time."""
+    """``vlen`` buffers of ``size`` bytes, filled by one ``recvmmsg`` call each time.
 
-    def __init__(self, vlen: int, size: int) -> None:
+    ``control_size`` > 0 gives each buffer room for that many bytes of ancillary data, and
+    ``receive_messages`` then tells a message from end of file on a connected message socket
+    (SOCK_SEQPACKET), where both read as length 0 (see there).
+    """
+
+    def __init__(self, vlen: int, size: int, control_size: int = 0) -> None:
         self.vlen = vlen
         self.size = size
         self._data = ctypes.create_string_buffer(vlen * size)
@@ -60,24 +66,75 @@ class MultiReceiver:
         base = ctypes.addressof(self._data)
         self._iov = (_IoVec * vlen)()
         self._msgs = (_MMsgHdr * vlen)()
+        if control_size:
+            self._control = ctypes.create_string_buffer(vlen * control_size)
+            control_base = ctypes.addressof(self._control)
         for i in range(vlen):
             self._iov[i].iov_base = base + i * size
             self._iov[i].iov_len = size
             self._msgs[i].msg_hdr.msg_iov = ctypes.pointer(self._iov[i])
             self._msgs[i].msg_hdr.msg_iovlen = 1
+            if control_size:
+                self._msgs[i].msg_hdr.msg_control = control_base + i * control_size
+                self._msgs[i].msg_hdr.msg_controllen = control_size
+        # The kernel writes msg_controllen (and msg_flags, msg_len) back into each entry it
+        # fills: a copy of the headers as set up restores them before the next call.
+        self._pristine = bytes(memoryview(self._msgs).cast("B")) if control_size else None
         # msg_len of entry i, read through a memoryview: no ctypes object built per datagram.
         self._lengths = memoryview(self._msgs).cast("B").cast("I")
         self._stride = ctypes.sizeof(_MMsgHdr) // 4
         self._offset = _MMsgHdr.msg_len.offset // 4
+        self._controllens = memoryview(self._msgs).cast("B").cast("Q")  # size_t on 64-bit Linux
+        self._c_stride = ctypes.sizeof(_MMsgHdr) // 8
+        self._c_offset = (_MMsgHdr.msg_hdr.offset + _MsgHdr.msg_controllen.offset) // 8
 
-    def receive(self, fd: int) -> list[int]:
-        """Non-blocking: the real lengths of the datagrams received (buffer ``i`` holds the first
-        ``min(length, size)`` bytes of datagram ``i``). Raises BlockingIOError when none wait."""
+    def _call(self, fd: int) -> int:
         n = _recvmmsg(fd, self._msgs, self.vlen, socket.MSG_DONTWAIT | socket.MSG_TRUNC, None)
         if n < 0:
             err = ctypes.get_errno()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK):
                 raise BlockingIOError(err, os.strerror(err))
             raise OSError(err, os.strerror(err))
+        return n
+
+    def receive(self, fd: int) -> list[int]:
+        """Non-blocking: the real lengths of the datagrams received (buffer ``i`` holds the first
+        ``min(length, size)`` bytes of datagram ``i``). Raises BlockingIOError when none wait."""
+        n = self._call(fd)
         lengths, stride, offset = self._lengths, self._stride, self._offset
         return [lengths[i * stride + offset] for i in range(n)]
+
+    def receive_messages(self, fd: int) -> tuple[list[int], bool]:
+        """Like ``receive`` on a connected message socket with ``SO_PASSCRED`` set (needs
+        ``control_size`` >= ``CREDENTIALS_SPACE``): ``(lengths, at_end)``.
+
+        On SOCK_SEQPACKET an empty message and end of file both read as 0 bytes, and recvmmsg
+        fills every remaining entry with end-of-file zeros once the peer is gone. With
+        SO_PASSCRED every real message, empty or not, carries an SCM_CREDENTIALS header and end
+        of file carries none: so the lengths stop at the first entry without one, exactly.
+        """
+        n = self._call(fd)
+        lengths, stride, offset = self._lengths, self._stride, self._offset
+        controllens, c_stride, c_offset = self._controllens, self._c_stride, self._c_offset
+        out = []
+        at_end = False
+        for i in range(n):
+            if not controllens[i * c_stride + c_offset]:
+                at_end = True
+                break
+            out.append(lengths[i * stride + offset])
+        ctypes.memmove(self._msgs, self._pristine, len(self._pristine))
+        return out, at_end
+
+
+# One SCM_CREDENTIALS header (struct ucred: pid, uid, gid), aligned: receive_messages' control_size.
+CREDENTIALS_SPACE = socket.CMSG_SPACE(12)
+
+
+@functools.cache
+def shared_receiver(vlen: int, size: int, control_size: int = 0) -> MultiReceiver:
+    """One receiver of each shape per process, for endpoints that the one event loop reads in
+    turn (a connection per producer): its buffers are reused, never held per connection
+    (``vlen * size`` bytes each would be megabytes per connection). Callers copy out what they
+    keep before the next read, as ``frame_messages`` does."""
+    return MultiReceiver(vlen, size, control_size)

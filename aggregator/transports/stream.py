@@ -1,7 +1,9 @@
-"""Stream sockets (unixsock, tcp): one listening socket, one connection per producer.
+"""Connection-oriented sockets: one listening socket, one connection per producer.
 
-Shared by both: the accept loop, newline framing per connection, large non-blocking reads, and
-the drain at shutdown. Subclasses set the class attributes and address hooks:
+Shared by all of them: the accept loop, the hand-off to workers, the drain at shutdown, and for
+byte streams (unixsock, tcp) newline framing per connection with large non-blocking reads. A
+message socket changes ``socket_type``, ``adopt`` (what a connection reads) and ``sender``.
+Subclasses set the class attributes and address hooks:
 
 * the addressing hooks (``_bind_address``, ``_bind``, ``_connect_address``, ``_bound_address``,
   ``default_address``), shared by address kind in ``addresses.py`` (Unix path or inet);
@@ -17,9 +19,10 @@ the drain at shutdown. Subclasses set the class attributes and address hooks:
 from __future__ import annotations
 
 import socket
+from typing import ClassVar
 
 from ..framing import LineFramer, Reject
-from .base import Binding, Endpoint, HandOff, ListenOptions, Listener, Transport
+from .base import Binding, Endpoint, HandOff, ListenOptions, Listener, Sender, Transport
 
 # Reads per connection per event-loop turn: enough to empty a socket buffer, few enough that one
 # busy producer cannot starve the others.
@@ -141,13 +144,19 @@ class StreamSender:
 
 
 class StreamSocketTransport(Transport):
+    """Connection-oriented sockets: a listener, one connection per producer, handed off to
+    workers. A subclass may change the socket type (``socket_type``), what an accepted
+    connection reads (``adopt``) and what a producer writes through (``sender``)."""
+
     kind = "stream"
     connected = True
     sharing = HandOff()
+    socket_type: ClassVar[int] = socket.SOCK_STREAM
+    sender: ClassVar[type] = StreamSender
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
         family, bind_address = self._bind_address(address, options)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, self.socket_type)
         try:
             self._configure_listener(sock)
             cleanup = self._bind(sock, bind_address, options)
@@ -167,9 +176,9 @@ class StreamSocketTransport(Transport):
         label, peer_fields = self._peer(conn, addr)
         return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain)
 
-    def connect(self, address: str, timeout: float | None = None) -> StreamSender:
+    def connect(self, address: str, timeout: float | None = None) -> Sender:
         family, target = self._connect_address(address)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, self.socket_type)
         try:
             sock.settimeout(timeout)
             sock.connect(target)
@@ -177,7 +186,7 @@ class StreamSocketTransport(Transport):
         except BaseException:
             sock.close()
             raise
-        return StreamSender(sock)
+        return self.sender(sock)
 
     # hooks -----------------------------------------------------------------------------------
     def _configure_listener(self, sock: socket.socket) -> None:
