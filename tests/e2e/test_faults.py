@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from aggregator.transports import transport_names
+from aggregator.transports import TRANSPORTS, transport_names
 from benchmarks.faults.machine import can_mount_tmpfs, remount, tmpfs
 from benchmarks.processes import (
     AggregatorProc,
@@ -35,6 +35,10 @@ from benchmarks.processes import (
 
 # One connection per client, a byte stream on it: a client's close ends its partial line.
 CONNECTION_STREAMS = transport_names(kind="stream", connected=True)
+# Reliable, and a write is whole or absent: a message transport, or the FIFO (up to PIPE_BUF).
+WHOLE_MESSAGES = [
+    name for name, t in TRANSPORTS.items() if t.reliable and (t.kind == "datagram" or t.atomic_write_limit is not None)
+]
 
 OTHERS = 3
 OTHER_COUNT = 2000
@@ -78,9 +82,9 @@ def test_producer_sigkilled_mid_line_keeps_its_whole_lines_and_rejects_the_parti
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("transport", ["fifo", "unixgram"])
+@pytest.mark.parametrize("transport", WHOLE_MESSAGES)
 def test_producer_sigkilled_mid_stream_leaves_a_gapless_prefix_and_no_rejects(tmp_path, transport):
-    # FIFO writes of whole lines <= PIPE_BUF and datagrams are atomic: a killed producer cannot
+    # FIFO writes of whole lines <= PIPE_BUF and messages are atomic: a killed producer cannot
     # leave half a line, so what it sent is a prefix 0..k-1 and nothing is rejected.
     with AggregatorProc(transport, tmp_path / "agg") as agg:
         victim = start_producer(transport, agg.address, "victim", 1_000_000, tmp_path, "--rate", 5000)
@@ -192,7 +196,7 @@ BACKLOG = 256 * 1024
 
 @pytest.mark.skipif(_NO_TMPFS is not None, reason=f"{_NO_TMPFS}")
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("transport", ["unixsock", "tcp", "fifo", "unixgram"])
+@pytest.mark.parametrize("transport", transport_names(reliable=True))
 def test_full_disk_blocks_producers_bounds_memory_and_resumes_without_loss(tmp_path, transport):
     n = 60000  # 12 MB onto a 512 KiB disk: more than the kernel's socket/pipe buffers can hold
     with tmpfs("512k") as mnt:

@@ -50,8 +50,8 @@ def holds_open(pid: int, path) -> bool:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("transport", CONNECTION_STREAMS)
-def test_stream_connections_are_handed_to_the_workers_in_turn_and_every_line_arrives_once_in_order(lab, transport):
+@pytest.mark.parametrize("transport", transport_names(connected=True))
+def test_connections_are_handed_to_the_workers_in_turn_and_every_line_arrives_once_in_order(lab, transport):
     agg = lab.aggregator(transport, "--workers", "2")
     assert len(worker_pids(agg)) == 2
     producers = lab.run_producers(transport, agg.address, 4, 3000, "--batch", "16")

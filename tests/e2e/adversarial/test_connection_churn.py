@@ -16,12 +16,9 @@ from aggregator.transports import transport_names
 from benchmarks.faults.scenarios import connection_churn
 from benchmarks.processes import AggregatorProc, jsonl
 
-# One connection per client, a byte stream on it: a client's close ends its partial line.
-CONNECTION_STREAMS = transport_names(kind="stream", connected=True)
-
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("transport", CONNECTION_STREAMS)
+@pytest.mark.parametrize("transport", transport_names(connected=True))
 def test_churning_clients_lose_nothing_at_a_tiny_connection_limit(tmp_path, transport):
     (row,) = connection_churn(tmp_path, 0.05, transports=(transport,), max_connections=2)
     assert row.lost == 0 and row.written == row.sent, row
