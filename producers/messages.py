@@ -27,7 +27,7 @@ _CHOICES = 4096  # a power of two
 LEVELS = ("debug", "info", "info", "info", "info", "warn", "error")  # mostly info, like real logs
 _FILLER = (
     "the quick brown fox jumps over the lazy dog while the aggregator counts every byte; "
-) * 800  # 68 KB: enough padding for the largest message a datagram can carry
+) * 800  # 68 KB, repeated for larger lines
 
 
 _TEMPLATES_KEPT = 4096  # at most one per (batch start mod _CHOICES, batch length, widths)
@@ -46,7 +46,9 @@ class MessageFactory:
         self._head = b'{"ts_ns":%d,"intended_ns":%d,"producer":' + orjson.dumps(producer_id).replace(b"%", b"%%") + (
             b',"seq":%%d,"pid":%d,"level":"%%s","msg":"' % pid
         )
-        self._filler = _FILLER.encode()
+        # Padding for the largest line asked for: a line is at most 63 (the padding's start) +
+        # size bytes into it. (A fixed 68 KB once made every larger --size silently ~67 KB.)
+        self._filler = (_FILLER * (1 + (size + 64) // len(_FILLER))).encode()
 
     def min_size(self, count: int) -> int:
         """The smallest size that fits the widest header of ``count`` messages, with no padding."""

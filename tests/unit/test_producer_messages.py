@@ -48,3 +48,13 @@ def test_batch_lines_are_exact_size_json_with_consecutive_seqs():
     records = [orjson.loads(line) for line in lines]
     assert [r["seq"] for r in records] == list(range(500, 564))
     assert {r["ts_ns"] for r in records} == {r["intended_ns"] for r in records} == {1_795_000_000_000_000_000}
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(size=st.sampled_from([68_000, 69_000, 100_000, 300_000, 1_000_000]) | st.integers(60_000, 400_000),
+       seq=st.integers(0, 10**6))  # fmt: skip
+def test_large_lines_are_exactly_the_size_asked_for(size, seq):
+    # Padding ran out at 68 KB: --size 300000 sent 67 KB lines, saying nothing.
+    line = MessageFactory("big", 4242, size, 1).build(seq, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000)
+    assert len(line) == size and line.endswith(b'"}\n')
+    assert orjson.loads(line)["seq"] == seq
