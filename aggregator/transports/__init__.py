@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from .base import AddressInUse, BadAddress, Binding, ListenOptions, Transport, TransportError
 from .fifo import FifoTransport
+from .seqpacket import SeqpacketTransport
 from .tcp import TcpTransport
 from .udp import UdpTransport
 from .unixgram import UnixDatagramTransport
 from .unixsock import UnixStreamTransport
 
 TRANSPORTS: dict[str, Transport] = {
-    t.name: t for t in (UnixStreamTransport(), UnixDatagramTransport(), TcpTransport(), UdpTransport(), FifoTransport())
+    t.name: t
+    for t in (
+        UnixStreamTransport(), UnixDatagramTransport(), TcpTransport(), UdpTransport(), FifoTransport(),
+        SeqpacketTransport(),
+    )
 }
 TRANSPORT_NAMES = tuple(TRANSPORTS)
 
