@@ -75,17 +75,22 @@ def check_writable_target(path: Path, what: str) -> None:
         raise UnsafePath(f"cannot write the {what} {path}: directory {path.parent} is not writable")
 
 
+def _fill(fd: int, data: bytes, mode: int, fsync: bool) -> None:
+    """Write ``data`` into the new temp file ``fd`` (closed after), with ``mode``, on disk if ``fsync``."""
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def replace_atomically(path: Path, data: bytes, mode: int = 0o644, fsync: bool = False) -> None:
     """Write ``data`` as the whole new content of ``path`` (see the module doc). ``fsync``: on
     disk before the rename, so that even a machine crash leaves the old file or the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        _fill(fd, data, mode, fsync)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -185,12 +190,7 @@ class Target:
         else:
             raise OSError(errno.EEXIST, "no unused temp name", str(self.path.parent))
         try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), mode)
-                f.write(data)
-                if fsync:
-                    f.flush()
-                    os.fsync(f.fileno())
+            _fill(fd, data, mode, fsync)
             self.dir.rename(tmp, self.name)
         except BaseException:
             try:

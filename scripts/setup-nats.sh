@@ -9,6 +9,8 @@
 set -uo pipefail
 
 say() { echo "setup-nats: $*"; }
+# shellcheck source=scripts/apt-lib.sh
+source "$(dirname "$0")/apt-lib.sh"
 
 have_nats() { command -v nats-server >/dev/null 2>&1 || [ -x /usr/bin/nats-server ] || [ -x /usr/sbin/nats-server ]; }
 
@@ -17,28 +19,16 @@ if have_nats; then
     exit 0
 fi
 
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+if ! can_apt; then
     say "nats-server is not installed and cannot be installed here (need root and apt-get);" \
         "the NATS tests and the pipeline benchmark will be reported as skipped"
     exit 0
 fi
 
-added_policy=0
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\n# temporary, from loglab scripts/setup-nats.sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    added_policy=1
-fi
-cleanup() { [ "$added_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; }
-trap cleanup EXIT
-
+deny_service_starts scripts/setup-nats.sh
 say "installing nats-server"
-export DEBIAN_FRONTEND=noninteractive
 log=/tmp/setup-nats-apt.log
-if ! apt-get install -y -qq --no-install-recommends nats-server >"$log" 2>&1; then
-    # The package lists may be missing or stale: update once and retry.
-    apt-get update -qq >>"$log" 2>&1 && apt-get install -y -qq --no-install-recommends nats-server >>"$log" 2>&1
-fi
+apt_install "$log" nats-server
 if have_nats; then
     say "installed: $(nats-server --version 2>/dev/null | head -n1)"
 else

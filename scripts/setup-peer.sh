@@ -9,6 +9,8 @@
 set -uo pipefail
 
 say() { echo "setup-peer: $*"; }
+# shellcheck source=scripts/apt-lib.sh
+source "$(dirname "$0")/apt-lib.sh"
 
 # Right after our install: stop a system syslog-ng that the package's maintainer scripts may have
 # started despite policy-rc.d, and keep it from starting at boot. Only touches the service's own
@@ -52,36 +54,16 @@ if have_syslog_ng; then
     exit 0
 fi
 
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+if ! can_apt; then
     say "syslog-ng is not installed and cannot be installed here (need root and apt-get);" \
         "the syslog-ng peer will be reported as unavailable"
     exit 0
 fi
 
-# Keep the package from starting its service during install: a policy-rc.d that denies every
-# start (invoke-rc.d honours it). Only add one if the machine has none, and remove it after.
-added_policy=0
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\n# temporary, from loglab scripts/setup-peer.sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    added_policy=1
-fi
-cleanup() { [ "$added_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; }
-trap cleanup EXIT
-
+deny_service_starts scripts/setup-peer.sh
 say "installing syslog-ng-core"
-export DEBIAN_FRONTEND=noninteractive
 apt_ok=0
-# --no-remove: syslog-ng-core conflicts with rsyslog & co.; never remove another log daemon.
-if apt-get install -y -qq --no-install-recommends --no-remove syslog-ng-core >/tmp/setup-peer-apt.log 2>&1; then
-    apt_ok=1
-else
-    # The package lists may be missing or stale: update once and retry.
-    if apt-get update -qq >>/tmp/setup-peer-apt.log 2>&1 && \
-       apt-get install -y -qq --no-install-recommends --no-remove syslog-ng-core >>/tmp/setup-peer-apt.log 2>&1; then
-        apt_ok=1
-    fi
-fi
+apt_install /tmp/setup-peer-apt.log syslog-ng-core && apt_ok=1
 [ "$apt_ok" = 1 ] && stop_system_service
 
 if [ "$apt_ok" = 1 ] && have_syslog_ng; then

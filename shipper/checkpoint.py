@@ -10,10 +10,10 @@ after a machine crash) sees the old checkpoint or the new one, never half of one
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from aggregator.files import replace_atomically
 
 VERSION = 1
 
@@ -60,16 +60,5 @@ def load(path: Path) -> Checkpoint | None:
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(checkpoint.to_dict()) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Atomically, on disk before the rename: a crash leaves the old checkpoint or the new one."""
+    replace_atomically(path, (json.dumps(checkpoint.to_dict()) + "\n").encode(), mode=0o600, fsync=True)

@@ -8,11 +8,11 @@ acknowledged publish) or is behind the checkpoint, to be read again by the next 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from aggregator.files import replace_atomically
 
 
 @dataclass
@@ -53,10 +53,8 @@ class ShipperCounters:
         return d
 
     def write(self, path: Path, extra: dict | None = None) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({**self.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        """Atomically (a reader never sees half a file; a failed write leaves no temp file)."""
+        replace_atomically(path, (json.dumps({**self.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n").encode())
 
     def summary(self) -> str:
         errors = ", ".join(f"{k}={v}" for k, v in sorted(self.publish_errors_by_reason.items())) or "none"
