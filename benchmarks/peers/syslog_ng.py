@@ -611,6 +611,10 @@ log {{
         self.last_stats = counters
         return counters
 
+    def counts(self) -> dict[str, int]:
+        """syslog-ng's own message counts now: received, written, dropped, queued, truncated."""
+        return self._summarize(self.stats())
+
     @staticmethod
     def _summarize(counters: dict[str, int]) -> dict[str, int]:
         def total(component: str, kind: str) -> int:
@@ -630,7 +634,7 @@ log {{
         since = time.monotonic()
         while True:
             try:
-                s = self._summarize(self.stats())
+                s = self.counts()
             except OSError:
                 return False
             now = time.monotonic()

@@ -83,7 +83,7 @@ def send_all(peer: SyslogNgPeer, transport: str, address: str, producers: int, c
 
     def caught_up(target: int, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        while peer._summarize(peer.stats())["messages_received"] < target:
+        while peer.counts()["messages_received"] < target:
             assert time.monotonic() < deadline, "syslog-ng did not take in the UDP datagrams in time"
             time.sleep(0.002)
 
