@@ -498,6 +498,13 @@ def shipper_proc(name: str, workdir: Path, file: Path, servers: str, host: str, 
     return Proc(name, [str(a) for a in argv], workdir, netns, ready_line="shipping ")
 
 
+def observer_proc(file: Path, stamps: Path, workdir: Path) -> Proc:
+    """The latency observer (``benchmarks/run/observer.py``) following ``file``; ready when it
+    watches. SIGTERM makes it read once more and write its stamps to ``stamps``."""
+    argv = [sys.executable, "-m", "benchmarks.run.observer", file, stamps]
+    return Proc("observer", [str(a) for a in argv], workdir, ready_line="observing")
+
+
 def nats_server_binary() -> str | None:
     """nats-server from PATH or Debian's /usr/sbin (not on a non-root PATH), or None."""
     return shutil.which("nats-server") or next((p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)), None)

@@ -120,11 +120,11 @@ def load_results(path) -> Results:
         if "file" in entry:
             run_path = index.parent / entry["file"]
             try:
-                runs.append(RunRecord.from_dict(orjson.loads(run_path.read_bytes())))
+                runs.append(RunRecord.from_dict(orjson.loads(run_path.read_bytes()), version))
             except (OSError, orjson.JSONDecodeError) as exc:
                 raise ResultsError(f"cannot read run file {run_path}: {exc}") from None
         else:
-            runs.append(RunRecord.from_dict(entry))
+            runs.append(RunRecord.from_dict(entry, version))
     return Results(
         environment=data.get("environment") or {},
         params=data.get("params") or {},

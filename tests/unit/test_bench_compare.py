@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.results.compare import EnvironmentMismatch, compare, format_table
 
-FIXTURE = Path(__file__).parents[1] / "data" / "bench_results"
+FIXTURE = Path(__file__).parents[1] / "data" / "bench_results_v3"
 
 
 def copy_fixture(dst: Path, env_change=None, scale_speed=None) -> Path:

@@ -1,4 +1,4 @@
-"""benchmarks.report.render from the stored fixture tests/data/bench_results (make_bench_fixture.py)."""
+"""benchmarks.report.render from the stored fixture tests/data/bench_results_v3 (make_bench_fixture.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from benchmarks.report import render, trace_side
 from benchmarks.results import ResultsWriter
 
-FIXTURE = Path(__file__).parents[1] / "data" / "bench_results"
+FIXTURE = Path(__file__).parents[1] / "data" / "bench_results_v3"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
