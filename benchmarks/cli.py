@@ -148,18 +148,18 @@ def compare(
     b: Path = typer.Argument(..., exists=True, help="Results B."),
     force: bool = typer.Option(False, "--force", help="Compare even if the environments differ (the differences are listed)."),
 ) -> None:
-    from .results.compare import EnvironmentMismatch, format_table
-    from .results.compare import compare as compare_results
     from .results import ResultsError
+    from .results.compare import EnvironmentMismatch, NoCommonCells, format_table
+    from .results.compare import compare as compare_results
 
     try:
         result = compare_results(a, b, force=force)
-    except EnvironmentMismatch as exc:
+    except (EnvironmentMismatch, ResultsError) as exc:
         print(f"loglab compare: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    except ResultsError as exc:
+    except NoCommonCells as exc:
         print(f"loglab compare: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise typer.Exit(1) from None
     print(format_table(result))
 
 
