@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 
 from .blocks import Block, BulletList, Chart, Heading, Paragraph, Table
 
 _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
           "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}.cap{font-style:italic;color:#444}")  # fmt: skip
+
+
+def _inline(text: str) -> str:
+    """Escaped text with the one inline mark the content uses: **bold** (Markdown's own)."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
 
 
 class HtmlRenderer:
@@ -25,7 +31,7 @@ class HtmlRenderer:
         return f"<p>{html.escape(b.text)}</p>"
 
     def bullets(self, b: BulletList) -> str:
-        return "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in b.items) + "</ul>"
+        return "<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b.items) + "</ul>"
 
     def table(self, b: Table) -> str:
         rows = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.header) + "</tr>"]

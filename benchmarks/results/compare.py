@@ -82,11 +82,15 @@ def _key(r):
 
 
 def compare(a_path, b_path, force: bool = False) -> ComparisonResult:
-    a, b = load_results(a_path), load_results(b_path)
+    return compare_results(load_results(a_path), load_results(b_path), str(a_path), str(b_path), force)
+
+
+def compare_results(a, b, a_path: str = "A", b_path: str = "B", force: bool = False) -> ComparisonResult:
+    """``compare`` of two loaded ``Results``."""
     diffs = environment_differences(a.environment, b.environment)
     if diffs and not force:
         raise EnvironmentMismatch(diffs)
-    result = ComparisonResult(str(a_path), str(b_path), env_differences=diffs, forced=force)
+    result = ComparisonResult(a_path, b_path, env_differences=diffs, forced=force)
     groups: dict = {}
     for side, res in (("a", a), ("b", b)):
         for r in res.measured():
