@@ -67,14 +67,16 @@ def _runs(measured: list[RunRecord], scenario: str, system: str = OWN) -> dict[s
     return dict(out)
 
 
-def _workload(measured, scenario: str) -> str:
+def _workload(measured, scenario: str, short: bool = False) -> str:
     """The workload(s) ``_runs`` picks for ``scenario``: its highest offered rate (capacity has one
-    workload for the stream transports and one for the message transports)."""
+    workload for the stream transports and one for the message transports). ``short``: the load
+    only (producers x rate), for a sentence."""
     sel = [r.workload for r in measured if r.scenario == scenario and r.workload]
     if not sel:
         return ""
     top = max(w.offered_rate for w in sel)
-    return " | ".join(dict.fromkeys(w.short_label() for w in sel if w.offered_rate == top))
+    label = (lambda w: w.load_label()) if short else (lambda w: w.short_label())
+    return " | ".join(dict.fromkeys(label(w) for w in sel if w.offered_rate == top))
 
 
 def _cells(metric: Metric, by_transport: dict[str, list[RunRecord]]) -> dict[str, stats.Spread]:
@@ -118,6 +120,10 @@ def _rank(metric: Metric, cells: dict[str, stats.Spread], unit_text: str) -> tup
     return f"cannot be ranked among {group} {unit_text} ({why})", None
 
 
+def _churn_n(measured) -> int:
+    return max((r.workload.per_connection for r in measured if r.scenario == CHURN and r.workload), default=0)
+
+
 def _lossless(measured, transport: str) -> bool:
     runs = [r for r in measured if r.system == OWN and r.transport == transport and r.seq]
     return bool(runs) and all(r.seq.missing == 0 for r in runs)
@@ -129,10 +135,10 @@ def answer(measured: list[RunRecord]) -> list[Verdict]:
     cpu = _cells(RECEIVER_CPU, _runs(measured, EFFICIENCY))
     reliable = {t: s for t, s in cpu.items() if getattr(TRANSPORTS.get(t), "reliable", False) and _lossless(measured, t)}
     if reliable:
-        out.append(Verdict("Reliable and cheapest", *_rank(RECEIVER_CPU, reliable, f"µs of receiver CPU per message at {_workload(measured, EFFICIENCY)}")))
+        out.append(Verdict("Reliable and cheapest", *_rank(RECEIVER_CPU, reliable, f"µs CPU/msg at {_workload(measured, EFFICIENCY, True)}")))
     p99 = _cells(P99_MS, _runs(measured, LATENCY))
     if p99:
-        out.append(Verdict("Lowest latency", *_rank(P99_MS, p99, f"ms p99 to the output file at {_workload(measured, LATENCY)}")))
+        out.append(Verdict("Lowest latency", *_rank(P99_MS, p99, f"ms p99 to the file at {_workload(measured, LATENCY, True)}")))
     capacity = _runs(measured, CAPACITY)
     if capacity:
         overload = [r for r in measured if r.system == OWN and r.scenario in (CAPACITY, LOSS_SWEEP)]
@@ -144,56 +150,66 @@ def answer(measured: list[RunRecord]) -> list[Verdict]:
         text, winner = "", None
         if safe:
             ranked, winner = _rank(MESSAGES_PER_S, safe, "messages/s")
-            text = f"{', '.join(order(safe))} lost nothing (the producers were slowed instead); most taken: {ranked}"
+            text = f"{', '.join(order(safe))} lost nothing (producers were slowed); most taken: {ranked}"
         if lossy:
-            text += ("; " if safe else "") + "; ".join(f"{t} lost {LOSS.format(s)} % at the rates tried" for t, s in lossy.items())
-        out.append(Verdict("Survives a slow aggregator (producers faster than it)", text, winner))
+            text += ("; " if safe else "") + "; ".join(
+                f"{t} lost up to {s.max:.2f} % (median {s.median:.2f} %)" for t, s in lossy.items()
+            )
+        out.append(Verdict("Survives a slow aggregator", text, winner))
     churn = _cells(RECEIVER_CPU, _runs(measured, CHURN))
     if churn:
-        out.append(Verdict("Many short-lived producers", *_rank(RECEIVER_CPU, churn, f"µs per message at {_workload(measured, CHURN)}")))
+        out.append(Verdict("Many short-lived producers", *_rank(RECEIVER_CPU, churn, f"µs CPU/msg, reconnecting every {_churn_n(measured)} messages")))
     inet = [t for t, tr in TRANSPORTS.items() if getattr(tr, "address_kind", None) == "inet"]
     crossing = {t: s for t, s in cpu.items() if t in inet}
     if crossing:
         parts = []
         for t in order(crossing):
             lost = LOSS.spread([r for r in measured if r.system == OWN and r.transport == t])
-            caveat = f", lost up to {LOSS.format(lost)} %" if lost and lost.max > 0 else ", nothing lost"
+            caveat = f", lost up to {lost.max:.2f} % (median {lost.median:.2f} %)" if lost and lost.max > 0 else ", nothing lost"
             parts.append(f"{t} {RECEIVER_CPU.format(crossing[t])} µs/msg{caveat}")
         safe_inet = {t: s for t, s in crossing.items() if _lossless(measured, t)}
         winner = None
         text = "; ".join(parts)
         if safe_inet:
             ranked, winner = _rank(RECEIVER_CPU, safe_inet, "µs/msg")
-            text += f"; of those that lost nothing: {ranked}"
+            text += f"; lossless: {ranked}"
         out.append(Verdict(f"Crosses a machine boundary (only {', '.join(order(crossing))} can)", text, winner))
     return out
 
 
 def _guarantee(measured: list[RunRecord], t: str) -> str:
+    """Delivery (declared, and checked against the runs) and order (measured). A producer that
+    reconnects (churn) may land on another worker each time: its order across connections is
+    counted apart."""
     tr = TRANSPORTS.get(t)
     runs = [r for r in measured if r.system == OWN and r.transport == t and r.seq]
     missing = sum(r.seq.missing for r in runs)
-    reordered = sum(r.seq.reordered for r in runs)
-    delivered = sum(r.seq.expected for r in runs)
+    steady = [r for r in runs if not (r.workload and r.workload.per_connection)]
+    churn = [r for r in runs if r.workload and r.workload.per_connection]
+    reordered = sum(r.seq.reordered for r in steady)
+    delivered = sum(r.seq.expected for r in steady)
     reliable = getattr(tr, "reliable", None)
     if reliable is None:
         delivery = "?"
     elif reliable:
-        delivery = "all, sender blocks" if not missing else f"LOST {missing:,} (a defect)"
+        delivery = "all (blocks)" if not missing else f"LOST {missing:,} (a defect)"
     else:
-        delivery = "best effort, drops when full"
-    order_text = "in order" if not reordered else f"{reordered:,} of {delivered:,} out of order"
+        delivery = "best effort (drops)"
+    order_text = "ordered" if not reordered else f"{reordered:,} of {delivered:,} reordered"
+    across = sum(r.seq.reordered for r in churn)
+    if across:
+        order_text += f"; {across:,} of {sum(r.seq.expected for r in churn):,} across reconnects"
     return f"{delivery}; {order_text}"
 
 
 def _glance_standard(measured: list[RunRecord], traced: list[RunRecord]) -> Table:
     cols = [
-        (f"capacity msg/s ({_workload(measured, CAPACITY)})", MESSAGES_PER_S, _runs(measured, CAPACITY)),
-        (f"CPU µs/msg ({_workload(measured, EFFICIENCY)})", RECEIVER_CPU, _runs(measured, EFFICIENCY)),
-        (f"p99 ms to file ({_workload(measured, LATENCY)})", P99_MS, _runs(measured, LATENCY)),
-        (f"CPU µs/msg, churn ({_workload(measured, CHURN)})", RECEIVER_CPU, _runs(measured, CHURN)),
-        (f"loss % ({_workload(measured, LOSS_SWEEP) or 'capacity'})", LOSS, _runs(measured, LOSS_SWEEP) or _runs(measured, CAPACITY)),
-        ("syscalls/msg (efficiency, traced)", RECEIVER_SYSCALLS, _runs(traced, EFFICIENCY)),
+        (f"capacity msg/s ({_workload(measured, CAPACITY, True)})", MESSAGES_PER_S, _runs(measured, CAPACITY)),
+        (f"CPU µs/msg ({_workload(measured, EFFICIENCY, True)})", RECEIVER_CPU, _runs(measured, EFFICIENCY)),
+        (f"p99 ms to file ({_workload(measured, LATENCY, True)})", P99_MS, _runs(measured, LATENCY)),
+        (f"CPU µs/msg, reconnecting ({_workload(measured, CHURN, True)})", RECEIVER_CPU, _runs(measured, CHURN)),
+        (f"loss % ({_workload(measured, LOSS_SWEEP, True) or 'capacity'})", LOSS, _runs(measured, LOSS_SWEEP) or _runs(measured, CAPACITY)),
+        ("syscalls/msg (receiver, efficiency)", RECEIVER_SYSCALLS, _runs(traced, EFFICIENCY)),
     ]  # fmt: skip
     cols = [c for c in cols if c[2]]
     memory = _runs(measured, CAPACITY) or _runs(measured, EFFICIENCY)
@@ -205,7 +221,7 @@ def _glance_standard(measured: list[RunRecord], traced: list[RunRecord]) -> Tabl
         for _, m, by_t in cols:
             row.append(m.format(m.spread(by_t.get(t, []))) if t in by_t else "–")
         steady, peak = STEADY_MEMORY.spread(memory.get(t, [])), PEAK_MEMORY.spread(memory.get(t, []))
-        row.append(f"{STEADY_MEMORY.format(steady)} / {PEAK_MEMORY.format(peak)}" if steady else "–")
+        row.append(f"{steady.median:.1f} / {peak.median:.1f}" if steady and peak else "–")  # ranges: in the details
         rows.append(row)
     return Table(header, rows)
 
@@ -437,10 +453,10 @@ def _context(res: Results, measured: list[RunRecord], traced: list[RunRecord]) -
     machine = f"{env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), Linux {env.get('kernel', '?')}"
     workers = loglab_workers(measured)
     w = ", ".join(sorted({n for n in workers.values()}))
-    return (f"{len(measured)} measured runs ({repeats} repeats per cell), {warmups} warm-ups and {len(traced)} traced runs "
-            f"left out of the figures; {', '.join(systems(measured)) or 'no system'}; loglab with {w or '?'} receiving "
-            f"process(es); {machine}. Figures: median [min–max] over the repeats. "
-            f"{'Results complete.' if res.complete else 'Results INCOMPLETE: the benchmark did not finish.'}")  # fmt: skip
+    return (f"{', '.join(systems(measured)) or 'no system'}; {len(measured)} measured runs, {repeats} repeats per cell "
+            f"({warmups} warm-ups and {len(traced)} traced runs left out); loglab with {w or '?'} receiving process(es); "
+            f"{machine}. 200-byte messages unless said. Median [min–max] over the repeats. "
+            f"{'' if res.complete else 'INCOMPLETE: the benchmark did not finish.'}").rstrip()  # fmt: skip
 
 
 def build_blocks(res: Results) -> tuple[list, list[Chart]]:

@@ -8,8 +8,10 @@ import re
 
 from .blocks import Block, BulletList, Chart, Heading, Paragraph, Table
 
-_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
-          "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}.cap{font-style:italic;color:#444}")  # fmt: skip
+_STYLE = ("body{font-family:sans-serif;font-size:14px;max-width:1320px;margin:auto;padding:0 8px}"
+          "h1{font-size:22px;margin:10px 0 4px}h2{font-size:18px;margin:14px 0 6px}h3{font-size:15px;margin:10px 0 4px}"
+          "p,ul{margin:4px 0}li{margin:1px 0}table{border-collapse:collapse;font-size:12px}"
+          "td,th{border:1px solid #ccc;padding:2px 5px}img{max-width:100%}.cap{font-style:italic;color:#444}")  # fmt: skip
 
 
 def _inline(text: str) -> str:

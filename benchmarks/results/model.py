@@ -135,12 +135,15 @@ class Workload:
         churn = f", a new connection every {self.per_connection}" if self.per_connection else ""
         return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}{churn}"
 
+    def load_label(self) -> str:
+        """Producers and their rate: ``4 x 10,000/s`` (``max`` = unbounded)."""
+        return f"{self.producers} x {f'{self.rate:,.0f}/s' if self.rate else 'max'}"
+
     def short_label(self) -> str:
         """A row label: ``4 x 10,000/s, 200 B`` (offered rate always shown; ``max`` = unbounded)."""
-        rate = f"{self.rate:,.0f}/s" if self.rate else "max"
         extra = f", batch {self.batch}" if self.batch > 1 else ""
         extra += f", {self.per_connection}/conn" if self.per_connection else ""
-        return f"{self.producers} x {rate}, {self.size} B{extra}"
+        return f"{self.load_label()}, {self.size} B{extra}"
 
 
 @dataclass

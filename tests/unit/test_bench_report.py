@@ -48,8 +48,8 @@ def test_markdown_has_the_answer_then_tables_captions_environment(rendered):
     for heading in ("## Which transport, and why", "### The transports at a glance (loglab)", "## loglab and its peers",
                     "## Details", "## Results per scenario", "## Workload parameters", "## Environment", "## Tracing"):
         assert heading in md, heading
-    assert "- Survives a slow aggregator (producers faster than it): unixsock lost nothing" in md
-    assert "| udp | best effort, drops when full; in order |" in md
+    assert "- Survives a slow aggregator: unixsock lost nothing" in md
+    assert "| udp | best effort (drops); ordered |" in md
     assert "![Throughput per transport](throughput.png)" in md
     assert md.count("\n*") >= len(rendered.charts)  # a caption line under each chart
     assert "Fixture CPU" in md
