@@ -66,3 +66,27 @@ def test_a_readme_without_the_section_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("args", [["--check"], ["--rerun", FIXTURE]])
 def test_findings_options_without_findings_are_refused(args):
     assert _invoke("report", FIXTURE, *args).exit_code != 0
+
+
+def test_a_bundle_renders_the_same_findings_as_its_directory(tmp_path):
+    """`loglab bundle` packs results into the one file that gets committed; thinning the raw samples
+    must not change a figure the findings show (they come from the whole-sample summaries)."""
+    bundle = tmp_path / "b" / "bench.json.gz"
+    packed = _invoke("bundle", FIXTURE, bundle, "--max-samples", "3")
+    assert packed.exit_code == 0 and bundle.is_file(), packed.output
+    from_dir, from_bundle = _readme(tmp_path), tmp_path / "README2.md"
+    from_bundle.write_text(_readme(tmp_path / "b").read_text())
+    assert _invoke("report", FIXTURE, "--findings", from_dir).exit_code == 0
+    assert _invoke("report", bundle, "--findings", from_bundle).exit_code == 0
+    def rendered(readme: Path, source: Path) -> str:  # the marker names the source and the README
+        return readme.read_text().replace(str(source), "SRC").replace(str(readme), "README")
+
+    assert rendered(from_dir, FIXTURE) == rendered(from_bundle, bundle)
+    runs = orjson.loads(__import__("gzip").decompress(bundle.read_bytes()))["runs"]
+    assert runs and all(len(r["latency"]["samples_ns"]) <= 3 for r in runs if r.get("latency"))
+
+
+def test_bundle_of_nothing_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _invoke("bundle", tmp_path / "empty", tmp_path / "x.json.gz")
+    assert result.exit_code == 2 and "no results file" in result.output and not (tmp_path / "x.json.gz").exists()
