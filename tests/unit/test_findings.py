@@ -90,3 +90,28 @@ def test_bundle_of_nothing_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     result = _invoke("bundle", tmp_path / "empty", tmp_path / "x.json.gz")
     assert result.exit_code == 2 and "no results file" in result.output and not (tmp_path / "x.json.gz").exists()
+
+
+def _pipeline_run(system: str, stream: str, rate_each: float, delivered_per_s: float, repeat: int):
+    from benchmarks.results import RunRecord, Workload
+
+    run = RunRecord(system=system, transport=stream, scenario="pipeline", workload=Workload(4, 1000, 200, rate_each, 1), repeat=repeat)
+    run.derived = {"messages_per_s": delivered_per_s}
+    return run
+
+
+@pytest.mark.parametrize(
+    ("delivered", "verdict"),
+    [((50_000, 49_800), "**met**"), ((21_000, 27_000), "**not met**"), ((49_900, 30_000), "met in some runs only")],
+)
+def test_the_pipeline_target_is_judged_from_every_run(delivered, verdict):
+    """The shipper's fixed-rate cell says whether it kept up with what was offered, in both runs
+    (the first run and the rerun): a target met once and missed once is not called met."""
+    from benchmarks.report.findings import render_section
+    from benchmarks.results import Results
+
+    a, b = (Results(environment={}, params={}, runs=[_pipeline_run("shipper @50k/s", "jetstream-R3", 12_500, d, 0)]) for d in delivered)
+    text = render_section("pipeline", a, b, "a.json.gz", "b.json.gz", "loglab report a.json.gz")
+    line = next(line for line in text.splitlines() if line.startswith("Offered 50,000 msg/s into jetstream-R3"))
+    low, high = sorted(delivered)
+    assert f"delivered {low:,}–{high:,} msg/s over 2 runs" in line and line.endswith(f"{verdict}.")
