@@ -15,11 +15,13 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # Reinstall when the package metadata changes; editable install keeps the code live.
-$(STAMP): pyproject.toml
-	@bash scripts/setup-system.sh
+# The C source too: the editable install builds the native hot path (aggregator/_hotpath*.so) once.
+$(STAMP): pyproject.toml aggregator/native/hotpath.c
+	@PYTHON=$(PYTHON) bash scripts/setup-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@$(PY) -c 'from aggregator import hotpath; print("setup: aggregator hot path:", hotpath.describe())'
 	@touch $(STAMP)
 
 setup-tracing:
@@ -40,4 +42,4 @@ bench: setup-lab
 	bash scripts/bench.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis aggregator/_hotpath*.so

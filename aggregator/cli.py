@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from . import hotpath
 from .counters import Counters
 from .files import Target, UnsafePath, reason
 from .procname import set_process_name
@@ -103,6 +104,14 @@ def main(
         max=2**31 - 1,
         help="Datagram sockets: receive buffer to request, bytes (SO_RCVBUFFORCE when permitted; 0 = kernel default). The effective size is printed.",
     ),
+    max_dgram_qlen: Optional[int] = typer.Option(
+        None,
+        min=1,
+        max=2**31 - 1,
+        help="unixgram: raise net.unix.max_dgram_qlen (the datagrams the kernel queues before senders block; 10 "
+        "by default, 512 with systemd) to this before the socket is made. Root only; the whole network "
+        "namespace; never lowered; kept after exit. The effective value is printed.",
+    ),
     socket_mode: str = typer.Option("0600", help="File mode of the Unix socket / FIFO (octal)."),
     fsync: FsyncMode = typer.Option(
         "never", help="never: fsync only at clean exit; interval: every --fsync-interval s; always: after every write."
@@ -179,7 +188,7 @@ def main(
         peer_credentials=peer_credentials, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval,
         rejects_burst=rejects_burst, rejects_interval=rejects_interval, max_rejects_bytes=max_rejects_bytes, workers=workers,
     )  # fmt: skip
-    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None)
+    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None, max_dgram_qlen=max_dgram_qlen)
 
     # The address first: a second aggregator on a live address is refused before it touches any
     # file (its start-up would otherwise lock, or worse repair, the running one's output).
@@ -206,7 +215,9 @@ def main(
         counters = Counters(transport=name, address=binding.address, started_unix_ns=time.time_ns())
         counters.effective_rcvbuf = binding.info.get("effective_rcvbuf")
         counters.effective_pipe_size = binding.info.get("effective_pipe_size")
+        counters.effective_max_dgram_qlen = binding.info.get("effective_max_dgram_qlen")
         counters.effective_max_connections = worker_settings.max_connections if t.connected else None
+        counters.hot_path = hotpath.describe()
         aggregator = Aggregator(worker_binding, sink, counters, worker_settings)
         aggregator.stats_file = stats
         return aggregator
@@ -299,8 +310,12 @@ def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Target | Non
         info += f" rcvbuf requested={rcvbuf or 'default'} effective={binding.info['effective_rcvbuf']}"
     if binding.info.get("effective_pipe_size") is not None:
         info += f" pipe_size={binding.info['effective_pipe_size']}"
+    if binding.info.get("effective_max_dgram_qlen") is not None:
+        requested = binding.info.get("requested_max_dgram_qlen")
+        info += f" max_dgram_qlen requested={requested or 'unchanged'} effective={binding.info['effective_max_dgram_qlen']}"
     if workers > 1:
         info += f" workers={workers}"
+    info += f" hot_path={hotpath.describe()}"
     print(info, file=sys.stderr, flush=True)
 
 

@@ -48,6 +48,8 @@ class Counters:
     effective_rcvbuf: int | None = None  # datagram sockets: what the kernel granted
     kernel_drops: int | None = None  # datagram sockets: datagrams the kernel dropped (buffer full)
     effective_pipe_size: int | None = None  # fifo: what the kernel granted
+    effective_max_dgram_qlen: int | None = None  # unixgram: net.unix.max_dgram_qlen when the socket was made
+    hot_path: str = ""  # "native" (the C extension) or "python (why)": hotpath.describe()
 
     def reject(self, reason: str, n: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + n
@@ -83,7 +85,8 @@ class Counters:
 _EARLIEST = {"started_unix_ns"}
 _LATEST = {"stopped_unix_ns"}
 # One socket read by every worker reports the same figures to each: not summed.
-_SAME_FOR_ALL = {"effective_rcvbuf", "effective_pipe_size", "kernel_drops", "transport", "address"}
+_SAME_FOR_ALL = {"effective_rcvbuf", "effective_pipe_size", "effective_max_dgram_qlen", "kernel_drops", "transport", "address",
+                 "hot_path"}
 
 
 def merge_counters(parts: list[dict]) -> Counters:

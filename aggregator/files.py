@@ -1,7 +1,8 @@
 """Files the aggregator writes besides its output: never through a name another user can plant.
 
 * ``replace_atomically``: the stats and ready files are written to a temp file of an unpredictable
-  name (``mkstemp``: ``O_CREAT | O_EXCL``, so nothing planted is ever opened) in the target's
+  name (``os.urandom``, created ``O_CREAT | O_EXCL``, so nothing planted is ever opened; not
+  ``tempfile`` or ``secrets``, whose imports would cost a serving process 4 MiB) in the target's
   directory, then renamed over the target (``rename`` replaces a planted symlink or FIFO, it
   never follows or opens it). A reader never sees half a file.
 * ``check_owned_regular_file``: what a path must be before the aggregator writes it: a regular
@@ -19,9 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 
@@ -85,10 +84,26 @@ def _fill(fd: int, data: bytes, mode: int, fsync: bool) -> None:
             os.fsync(f.fileno())
 
 
+def _new_temp(name: str, where: Path, create) -> tuple[int, str]:
+    """A new file ``.NAME.RANDOM.tmp``, created by ``create(temp name)`` (O_CREAT | O_EXCL): its fd
+    and name. The name is unpredictable, so another user cannot plant it in advance."""
+    for _ in range(16):
+        tmp = f".{name}.{os.urandom(6).hex()}.tmp"
+        try:
+            return create(tmp), tmp
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, "no unused temp name", str(where))
+
+
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
 def replace_atomically(path: Path, data: bytes, mode: int = 0o644, fsync: bool = False) -> None:
     """Write ``data`` as the whole new content of ``path`` (see the module doc). ``fsync``: on
     disk before the rename, so that even a machine crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = _new_temp(path.name, path.parent, lambda tmp: os.open(path.parent / tmp, _CREATE_NEW, 0o600))
+    tmp = path.parent / name
     try:
         _fill(fd, data, mode, fsync)
         os.replace(tmp, path)
@@ -180,15 +195,7 @@ class Target:
         """Replace the target's content with ``data`` (see the class doc). Raises OSError, or
         UnsafePath when the target is locked by another process."""
         self._refuse_if_locked()
-        for _ in range(16):
-            tmp = f".{self.name}.{secrets.token_hex(6)}.tmp"
-            try:
-                fd = self.dir.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise OSError(errno.EEXIST, "no unused temp name", str(self.path.parent))
+        fd, tmp = _new_temp(self.name, self.path.parent, lambda name: self.dir.open(name, _CREATE_NEW, 0o600))
         try:
             _fill(fd, data, mode, fsync)
             self.dir.rename(tmp, self.name)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-import msgspec
 import orjson
 
 from .framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
@@ -41,9 +40,6 @@ from .framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
 _loads = orjson.loads
 _dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
-# DecodeError (and its ValidationError subclass, for non-objects); RecursionError past msgspec's
-# nesting limit, which is lower than orjson's: orjson then decides.
-_ProbeErrors = (msgspec.DecodeError, RecursionError)
 _JSON_WHITESPACE = b" \t\r\n"
 _NEWLINE = 10
 _CLOSE_BRACE = 125  # ord("}")
@@ -52,14 +48,29 @@ ADDED_FIELDS = ("received_ns", "transport")
 
 
 @lru_cache(maxsize=16)
-def _probe_for(fields: tuple[str, ...]):
-    """A decoder that validates a whole line but keeps only ``fields`` (raw, if present), and the
-    probe value that means "none of them present"."""
+def probe_for(fields: tuple[str, ...]):
+    """A decoder that validates a whole line but keeps only ``fields`` (raw, if present), the
+    probe value that means "none of them present", and the errors the decoder raises on a line it
+    refuses: DecodeError (and its ValidationError subclass, for non-objects); RecursionError past
+    msgspec's nesting limit, which is lower than orjson's (orjson then decides).
+
+    msgspec is imported here, on the first line to validate: with the native hot path
+    (``hotpath.py``) a serving process may never need it (3.7 MiB of memory)."""
+    import msgspec
+
     names = [f"f{i}" for i in range(len(fields))]  # JSON keys need not be identifiers: rename
     probe = msgspec.defstruct(
         "FieldProbe", [(n, msgspec.Raw, msgspec.UNSET) for n in names], rename=dict(zip(names, fields))
     )
-    return msgspec.json.Decoder(probe).decode, probe()
+    return msgspec.json.Decoder(probe).decode, probe(), (msgspec.DecodeError, RecursionError)
+
+
+def suffix_for(received_ns: int, transport: str, extra_fields: dict | None = None) -> tuple[bytes, tuple[str, ...]]:
+    """What every output record ends with (``extra_fields``, then the two added fields, the closing
+    brace and the newline, with a leading comma), and the names of the fields it sets."""
+    extra = b"," + _dumps(extra_fields)[1:-1] if extra_fields else b""
+    added = (*ADDED_FIELDS, *extra_fields) if extra_fields else ADDED_FIELDS
+    return extra + b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode()), added
 
 
 def classify_invalid(line: bytes) -> str:
@@ -88,10 +99,8 @@ def encode_lines(
     a datagram can). Returns ``(written, empty)``: how many lines were valid, and how many were
     empty (skipped, counted by the caller, not rejects). Invalid lines go to ``rejects``.
     """
-    extra = b"," + _dumps(extra_fields)[1:-1] if extra_fields else b""
-    added = (*ADDED_FIELDS, *extra_fields) if extra_fields else ADDED_FIELDS
-    probe, none_present = _probe_for(added)
-    suffix = extra + b',"received_ns":%d,"transport":"%s"}\n' % (received_ns, transport.encode())
+    suffix, added = suffix_for(received_ns, transport, extra_fields)
+    probe, none_present, probe_errors = probe_for(added)
 
     append = out.append
     written = 0
@@ -99,7 +108,7 @@ def encode_lines(
     for line in lines:
         try:
             seen = probe(line)
-        except _ProbeErrors:
+        except probe_errors:
             if not line.strip(_JSON_WHITESPACE):
                 empty += 1
                 continue

@@ -6,7 +6,8 @@ optional listener that yields endpoints, and endpoints that yield framed message
     epoll.poll() -> for each ready endpoint: read (large reads, framing) -> validate + encode
                  -> hand the encoded lines to the sink, which writes them in large blocks
 
-Work per message is one validation (msgspec) and a splice (see ``records.py``); syscalls are per
+Work per message is framing, one validation and a splice, in one native pass per read where the
+C extension is built (``hotpath.py``; else ``framing.py`` and ``records.py``); syscalls are per
 read and per turn, not per message. The output is written when 256 KiB are pending or
 ``--flush-interval`` has passed since the oldest pending line (``received_ns`` is taken at read
 time, so this costs no measured latency; a crash can lose at most that interval of output, which
@@ -41,7 +42,7 @@ import time
 
 from .counters import Counters
 from .framing import Reject
-from .records import encode_lines
+from .hotpath import encode_lines, frame_and_encode
 from .files import UnsafePath, reason
 from .settings import Settings
 from .sink import OutputSink
@@ -273,12 +274,18 @@ class Aggregator:
         c = self.counters
         c.bytes_received += nbytes
         c.read_calls += calls
+        messages = 0
         if lines:
             # messages_received = written + rejected: the rejects are counted as they are recorded
             extra = endpoint.peer_fields if self.peer_credentials else None
-            written, empty = encode_lines(
-                lines, received_ns, self.transport_name, out, rejects, extra, newline_free=endpoint.newline_free
-            )
+            framer = endpoint.line_framer
+            if framer is not None:  # unframed bytes: framing, validation and splice in one pass
+                messages, written, empty = frame_and_encode(framer, lines, received_ns, self.transport_name, out, rejects, extra)
+            else:
+                messages = len(lines)
+                written, empty = encode_lines(
+                    lines, received_ns, self.transport_name, out, rejects, extra, newline_free=endpoint.newline_free
+                )
             c.messages_received += written
             c.messages_written += written
             c.empty_lines += empty
@@ -286,7 +293,7 @@ class Aggregator:
             self._close_endpoint(endpoint, rejects)
         if rejects:
             self._record_rejects(rejects, received_ns, endpoint.label)
-        return len(lines)
+        return messages
 
     def _count_moved_torn_lines(self, moved: list[Reject]) -> None:
         """Torn lines the sink moved to the rejects file itself: counted here, once."""

@@ -49,6 +49,7 @@ class ListenOptions:
     socket_mode: int = 0o600  # Unix socket / FIFO file mode
     rcvbuf: int | None = None  # datagram sockets: requested receive buffer, bytes
     pipe_size: int | None = 1 << 20  # fifo: requested pipe capacity, bytes
+    max_dgram_qlen: int | None = None  # unixgram: raise net.unix.max_dgram_qlen to this first (root)
 
 
 class Endpoint:
@@ -58,6 +59,11 @@ class Endpoint:
     label: str = ""  # who is on the other side, for the rejects file
     peer_fields: dict | None = None  # who is on the other side, as record fields (--peer-credentials)
     newline_free: bool = False  # framing guarantees no message holds a newline (newline framing does)
+    # Newline framing done by the event loop, through the hot path (``aggregator/hotpath.py``):
+    # ``read`` then appends the bytes it read, unframed, to ``lines``, and the loop frames and
+    # encodes them in one pass with this framer (``hotpath.new_line_framer``). None: ``read``
+    # appends framed messages.
+    line_framer = None
     # How many messages the kernel queues before senders block (None: bytes-bound, or large). A
     # small queue turns the loop's coalescing pause off: senders would wait during it.
     queue_limit: int | None = None
@@ -71,7 +77,8 @@ class Endpoint:
         raise NotImplementedError
 
     def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
-        """Read what is available without blocking; append framed messages to ``lines``.
+        """Read what is available without blocking; append framed messages to ``lines`` (or the
+        bytes read, in order, when ``line_framer`` is set: the loop frames them).
 
         Returns ``(bytes_read, read_calls, finished)``; ``finished`` means the endpoint has
         nothing more to give (EOF, or drained) and the loop should close it.

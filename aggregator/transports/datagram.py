@@ -230,6 +230,7 @@ class DatagramSocketTransport(Transport):
 
     def listen(self, address: str, options: ListenOptions) -> Binding:
         family, bind_address = self._bind_address(address, options)
+        queue_info = self._prepare_queue(options)  # before the socket: the kernel reads it at creation
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             rcvbuf = set_receive_buffer(sock, options.rcvbuf)
@@ -242,13 +243,17 @@ class DatagramSocketTransport(Transport):
             address=bound,
             endpoints=[DatagramEndpoint(sock, bound, options.max_line_bytes, self.shutdown_read_on_drain, self._queue_limit(),
                                         self.max_datagram_bytes)],
-            info={"effective_rcvbuf": rcvbuf, "requested_rcvbuf": options.rcvbuf},
+            info={"effective_rcvbuf": rcvbuf, "requested_rcvbuf": options.rcvbuf, **queue_info},
             cleanup=cleanup,
         )
 
     def _queue_limit(self) -> int | None:
         """Datagrams the kernel queues before senders block; None when bounded by bytes only."""
         return None
+
+    def _prepare_queue(self, options: ListenOptions) -> dict:
+        """Before the socket is made: adjust what bounds the kernel's queue; what it now is (info)."""
+        return {}
 
     def connect(self, address: str, timeout: float | None = None) -> DatagramSender:
         family, target = self._connect_address(address)

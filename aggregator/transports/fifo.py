@@ -19,7 +19,8 @@ import os
 import select
 import stat
 
-from ..framing import LineFramer, Reject
+from ..framing import Reject
+from ..hotpath import new_line_framer
 from .addresses import default_unix_path, file_mode, prepare_path, remove_if_ours
 from .base import BadAddress, Binding, Endpoint, ListenOptions, SingleReader, Transport
 from .stream import MAX_READS_PER_TURN
@@ -30,7 +31,7 @@ _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 class FifoEndpoint(Endpoint):
-    __slots__ = ("_fd", "_keepalive_fd", "label", "framer")
+    __slots__ = ("_fd", "_keepalive_fd", "label", "line_framer")
     peer_fields = None  # writers to a FIFO are anonymous
     newline_free = True
 
@@ -38,7 +39,7 @@ class FifoEndpoint(Endpoint):
         self._fd = read_fd
         self._keepalive_fd: int | None = keepalive_fd
         self.label = label
-        self.framer = LineFramer(max_line_bytes)
+        self.line_framer = new_line_framer(max_line_bytes)  # the loop frames what read() returns
 
     def fileno(self) -> int:
         return self._fd
@@ -55,7 +56,7 @@ class FifoEndpoint(Endpoint):
             if n == 0:  # every writer, our own included, has closed: drained
                 return total, calls, True
             total += n
-            self.framer.feed(buf[:n].tobytes(), lines, rejects)
+            lines.append(buf[:n].tobytes())  # framed by the loop, with line_framer
             if n < size:
                 break
         return total, calls, False
@@ -67,7 +68,7 @@ class FifoEndpoint(Endpoint):
 
     def close(self, rejects: list[Reject]) -> None:
         self.begin_drain()
-        self.framer.close(rejects)
+        self.line_framer.close(rejects)
         os.close(self._fd)
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import socket
 from typing import ClassVar
 
-from ..framing import LineFramer, Reject
+from ..framing import Reject
+from ..hotpath import new_line_framer
 from .base import Binding, Endpoint, HandOff, ListenOptions, Listener, Sender, Transport
 
 # Reads per connection per event-loop turn: enough to empty a socket buffer, few enough that one
@@ -30,7 +31,7 @@ MAX_READS_PER_TURN = 4
 
 
 class StreamConnection(Endpoint):
-    __slots__ = ("sock", "label", "peer_fields", "framer", "_fd", "_shutdown_read_on_drain")
+    __slots__ = ("sock", "label", "peer_fields", "line_framer", "_fd", "_shutdown_read_on_drain")
     newline_free = True
 
     def __init__(
@@ -41,7 +42,7 @@ class StreamConnection(Endpoint):
         self._fd = sock.fileno()
         self.label = label
         self.peer_fields = peer_fields
-        self.framer = LineFramer(max_line_bytes)
+        self.line_framer = new_line_framer(max_line_bytes)  # the loop frames what read() returns
         self._shutdown_read_on_drain = shutdown_read_on_drain
 
     def fileno(self) -> int:
@@ -62,7 +63,7 @@ class StreamConnection(Endpoint):
             if n == 0:
                 return total, calls, True
             total += n
-            self.framer.feed(buf[:n].tobytes(), lines, rejects)
+            lines.append(buf[:n].tobytes())  # framed by the loop, with line_framer
             if n < size:  # the socket is (very likely) empty: skip the EAGAIN probe
                 break
         return total, calls, False
@@ -75,7 +76,7 @@ class StreamConnection(Endpoint):
                 pass
 
     def close(self, rejects: list[Reject]) -> None:
-        self.framer.close(rejects)
+        self.line_framer.close(rejects)
         self.sock.close()
 
 

@@ -454,7 +454,8 @@ def _context(res: Results, measured: list[RunRecord], traced: list[RunRecord]) -
     workers = loglab_workers(measured)
     w = ", ".join(sorted({n for n in workers.values()}))
     return (f"{', '.join(systems(measured)) or 'no system'}; {len(measured)} measured runs, {repeats} repeats per cell "
-            f"({warmups} warm-ups and {len(traced)} traced runs left out); loglab with {w or '?'} receiving process(es); "
+            f"({warmups} warm-ups and {len(traced)} traced runs left out); loglab with {w or '?'} receiving process(es)"
+            f"{', hot path ' + env['hot_path'] if env.get('hot_path') else ''}; "
             f"{machine}. 200-byte messages unless said. Median [min–max] over the repeats. "
             f"{'' if res.complete else 'INCOMPLETE: the benchmark did not finish.'}").rstrip()  # fmt: skip
 

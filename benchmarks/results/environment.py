@@ -5,12 +5,15 @@
     {"hostname", "kernel" (uname release), "kernel_version", "machine", "os", "cpu_model",
      "cpu_count", "cpu_affinity", "cpu_governor", "mem_total_bytes", "python", "python_implementation",
      "packages": {"loglab", "msgspec", "orjson", "psutil", "matplotlib", "typer"}, "syslog_ng": str | None,
-     "git": {"commit", "dirty"}, "sysctls": {name: value (str) | None}}
+     "git": {"commit", "dirty"}, "sysctls": {name: value (str) | None},
+     "hot_path": "native" | "python (why)"}
 
 ``COMPARED_KEYS`` are the keys ``compare`` requires to be equal (like pyperf refusing runs from
 different machines): kernel, machine, cpu model and count, Python, msgspec and orjson (on the aggregator's hot
 path) and every sysctl. loglab's own version and git commit are what one compares, so they are
-reported but never block. Git is only read (``--no-optional-locks``: not even the index is touched).
+reported but never block; so is ``hot_path``, the aggregator's implementation of its hot path
+(``aggregator/hotpath.py``: the C extension, or the Python fallback and why), which a comparison
+of the two is about. Git is only read (``--no-optional-locks``: not even the index is touched).
 """
 
 from __future__ import annotations
@@ -133,7 +136,15 @@ def collect_environment(*, syslog_ng_version: str | None = None, repo_dir=None, 
         "syslog_ng": syslog_ng_version or None,
         "git": git_state(repo_dir),
         "sysctls": {name: read_sysctl(name) for name in sysctls},
+        "hot_path": _hot_path(),
     }
+
+
+def _hot_path() -> str:
+    """What the aggregator started from this environment runs (the same environment variables)."""
+    from aggregator import hotpath  # only here: reading results must not need the aggregator
+
+    return hotpath.describe()
 
 
 def _get(env: dict, dotted: str):

@@ -26,7 +26,9 @@ results.json (``schema_version`` 3)::
 
 Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
 
-    kind "bench"|"torture"|"soak"  (what made it: loglab bench, loglab torture, loglab soak)
+    kind "bench"|"torture"|"soak"|"micro"  (what made it: loglab bench, loglab torture, loglab soak;
+                                   micro: an in-process microbenchmark, its figures in ``figures``,
+                                   e.g. benchmarks/hotpath_cost.py)
     system "loglab"|"syslog-ng"|..., transport, scenario,
     workload {producers, count, size, rate, batch, per_connection} | null  (null: a torture scenario whose
              workload is its own, said in its notes),
@@ -97,7 +99,7 @@ from . import stats
 from .seqcheck import SeqCheckResult
 
 SCHEMA_VERSION = 3
-KINDS = ("bench", "torture", "soak")
+KINDS = ("bench", "torture", "soak", "micro")
 KIND = "loglab-bench-results"
 INDEX = "results.json"
 RUNS_DIR = "runs"

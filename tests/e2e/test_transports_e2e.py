@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 
+from aggregator import hotpath
 from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
-from benchmarks.processes import duplicates, seqs_by_producer
+from benchmarks.processes import AggregatorProc, duplicates, seqs_by_producer
 
 STREAM_TRANSPORTS = transport_names(kind="stream")
 TRANSPORTS = TRANSPORT_NAMES
@@ -24,7 +26,7 @@ def rate_args(transport: str) -> list[str]:
     return ["--rate", "2000"] if transport == "udp" else []
 
 
-def check_delivery(agg, producers, transport: str, t0: int, t1: int, ordered: bool) -> None:
+def check_delivery(agg, producers, transport: str, t0: int, t1: int, ordered: bool, hot_path: str = hotpath.describe()) -> None:
     total = sum(p.count for p in producers)
     raw = agg.output.read_bytes()
     assert raw.endswith(b"\n")
@@ -49,6 +51,7 @@ def check_delivery(agg, producers, transport: str, t0: int, t1: int, ordered: bo
 
     stats = agg.stats()
     assert stats["transport"] == transport
+    assert stats["hot_path"] == hot_path
     assert stats["messages_written"] == total
     assert stats["messages_received"] == total
     assert stats["rejected"] == {}
@@ -60,9 +63,9 @@ def check_delivery(agg, producers, transport: str, t0: int, t1: int, ordered: bo
     assert agg.reject_records() == []
 
 
-def run_and_check(lab, transport: str, producer_args: list[str]) -> None:
+def run_and_check(lab, transport: str, producer_args: list[str], env: dict | None = None) -> None:
     t0 = time.time_ns()
-    agg = lab.aggregator(transport)
+    agg = lab.aggregator(transport, env=env)
     producers = lab.run_producers(transport, agg.address, PRODUCERS, COUNT, *producer_args)
     for p in producers:
         assert p.returncode() == 0, p.stderr_text()
@@ -71,7 +74,8 @@ def run_and_check(lab, transport: str, producer_args: list[str]) -> None:
         assert summary["errors"] == {}
     assert agg.stop() == 0, agg.stderr_text()
     t1 = time.time_ns()
-    check_delivery(agg, producers, transport, t0, t1, ordered=transport in STREAM_TRANSPORTS)
+    hot_path = f"python ({hotpath.CHOICE_ENV}=python)" if env else hotpath.describe()
+    check_delivery(agg, producers, transport, t0, t1, ordered=transport in STREAM_TRANSPORTS, hot_path=hot_path)
 
 
 @pytest.mark.timeout(90)
@@ -84,6 +88,13 @@ def test_every_message_arrives_exactly_once(lab, transport):
 @pytest.mark.parametrize("transport", STREAM_TRANSPORTS)
 def test_batched_writes_arrive_exactly_once(lab, transport):
     run_and_check(lab, transport, ["--batch", "64"])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("transport", ["unixsock", "unixgram"])
+def test_the_pure_python_hot_path_delivers_the_same_and_says_so(lab, transport):
+    # The fallback where the C extension is missing, chosen here by the environment.
+    run_and_check(lab, transport, ["--batch", "64"], env={**os.environ, hotpath.CHOICE_ENV: "python"})
 
 
 @pytest.mark.timeout(60)
@@ -116,3 +127,26 @@ def test_a_new_connection_every_n_messages_loses_nothing_and_each_is_a_connectio
     assert seqs_by_producer(agg.records()) == {"p0": list(range(100)), "p1": list(range(100))}
     if get_transport(transport).connected:
         assert agg.stats()["connections_opened"] == 30
+
+
+@pytest.mark.timeout(90)
+def test_unixgram_queue_is_raised_when_asked_inside_its_own_network_namespace(lab, tmp_path):
+    # net.unix.max_dgram_qlen is per network namespace: raised in a namespace of the test's own,
+    # the machine's value is left alone.
+    from natslab.hosts import Hosts, namespaces_unavailable
+
+    why = namespaces_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+        machine_value = f.read()
+    with Hosts(1, tmp_path / "hosts", mode="netns") as hosts:
+        (host,) = hosts.hosts
+        agg = AggregatorProc("unixgram", tmp_path / "agg", "--max-dgram-qlen", "700", netns=host.netns)
+        lab.add(agg)
+        agg.start()
+        assert agg.stop() == 0, agg.stderr_text()
+        assert "max_dgram_qlen requested=700 effective=700" in agg.stderr_text()
+        assert agg.stats()["effective_max_dgram_qlen"] == 700
+    with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+        assert f.read() == machine_value

@@ -1,4 +1,7 @@
-"""aggregator.framing: LineFramer (stream transports) and frame_datagram (datagram transports)."""
+"""aggregator.framing: LineFramer (stream transports) and frame_datagram (datagram transports).
+
+Every LineFramer test runs against each hot path implementation (the ``hot_path`` fixture):
+the Python framer and the native one must frame, reject and hold exactly alike."""
 
 from __future__ import annotations
 
@@ -10,13 +13,12 @@ from aggregator.framing import (
     LINE_TOO_LONG,
     PARTIAL_LINE_AT_CLOSE,
     REJECT_PREFIX_BYTES,
-    LineFramer,
     Reject,
     frame_datagram,
 )
 
 
-def feed_all(framer: LineFramer, chunks) -> tuple[list[bytes], list[Reject]]:
+def feed_all(framer, chunks) -> tuple[list[bytes], list[Reject]]:
     lines: list[bytes] = []
     rejects: list[Reject] = []
     for chunk in chunks:
@@ -32,7 +34,7 @@ def assert_bounded_prefix(reject: Reject, line: bytes, max_line: int) -> None:
     assert min(REJECT_PREFIX_BYTES, max_line + 1) <= len(reject.data) <= REJECT_PREFIX_BYTES
 
 
-def close(framer: LineFramer) -> list[Reject]:
+def close(framer) -> list[Reject]:
     rejects: list[Reject] = []
     framer.close(rejects)
     return rejects
@@ -41,45 +43,45 @@ def close(framer: LineFramer) -> list[Reject]:
 # -- LineFramer: examples --------------------------------------------------------------------
 
 
-def test_one_line_per_read():
-    framer = LineFramer(100)
+def test_one_line_per_read(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, rejects = feed_all(framer, [b'{"a":1}\n', b'{"b":2}\n'])
     assert lines == [b'{"a":1}', b'{"b":2}']
     assert rejects == []
     assert close(framer) == []
 
 
-def test_line_split_across_reads_is_joined():
-    framer = LineFramer(100)
+def test_line_split_across_reads_is_joined(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, rejects = feed_all(framer, [b'{"a"', b":", b"1", b"}", b"\n"])
     assert lines == [b'{"a":1}']
     assert rejects == []
     assert framer.pending_bytes == 0
 
 
-def test_newline_alone_in_a_read_ends_the_held_line():
-    framer = LineFramer(100)
+def test_newline_alone_in_a_read_ends_the_held_line(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, _ = feed_all(framer, [b"abc", b"\n", b"def\n"])
     assert lines == [b"abc", b"def"]
 
 
-def test_many_lines_per_read():
-    framer = LineFramer(100)
+def test_many_lines_per_read(hot_path):
+    framer = hot_path.LineFramer(100)
     data = b"".join(b"line %d\n" % i for i in range(1000))
     lines, rejects = feed_all(framer, [data])
     assert lines == [b"line %d" % i for i in range(1000)]
     assert rejects == []
 
 
-def test_many_lines_with_a_held_head_and_tail():
-    framer = LineFramer(100)
+def test_many_lines_with_a_held_head_and_tail(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, rejects = feed_all(framer, [b"he", b"ad\nmid1\nmid2\nta", b"il\n"])
     assert lines == [b"head", b"mid1", b"mid2", b"tail"]
     assert rejects == []
 
 
-def test_bytes_after_the_last_newline_are_held_until_the_next_read():
-    framer = LineFramer(100)
+def test_bytes_after_the_last_newline_are_held_until_the_next_read(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, _ = feed_all(framer, [b"one\ntw"])
     assert lines == [b"one"]
     assert framer.pending_bytes == 2
@@ -87,36 +89,36 @@ def test_bytes_after_the_last_newline_are_held_until_the_next_read():
     assert lines == [b"one", b"two"]
 
 
-def test_empty_lines_are_passed_on_as_empty_bytes():
-    framer = LineFramer(100)
+def test_empty_lines_are_passed_on_as_empty_bytes(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, rejects = feed_all(framer, [b"\n\na\n\n", b"\n"])
     assert lines == [b"", b"", b"a", b"", b""]
     assert rejects == []
 
 
-def test_empty_read_changes_nothing():
-    framer = LineFramer(100)
+def test_empty_read_changes_nothing(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, rejects = feed_all(framer, [b"ab", b"", b"c\n"])
     assert lines == [b"abc"]
     assert rejects == []
 
 
-def test_line_of_exactly_max_line_bytes_is_accepted():
-    framer = LineFramer(10)
+def test_line_of_exactly_max_line_bytes_is_accepted(hot_path):
+    framer = hot_path.LineFramer(10)
     lines, rejects = feed_all(framer, [b"0123456789\n", b"01234", b"56789", b"\n"])
     assert lines == [b"0123456789", b"0123456789"]
     assert rejects == []
 
 
-def test_line_one_byte_over_the_limit_is_rejected():
-    framer = LineFramer(10)
+def test_line_one_byte_over_the_limit_is_rejected(hot_path):
+    framer = hot_path.LineFramer(10)
     lines, rejects = feed_all(framer, [b"0123456789A\nok\n"])
     assert lines == [b"ok"]
     assert rejects == [Reject(LINE_TOO_LONG, b"0123456789A", 11)]
 
 
-def test_over_long_line_in_one_read_is_rejected_and_the_next_line_kept():
-    framer = LineFramer(64)
+def test_over_long_line_in_one_read_is_rejected_and_the_next_line_kept(hot_path):
+    framer = hot_path.LineFramer(64)
     long = b"x" * 5000
     lines, rejects = feed_all(framer, [b"before\n" + long + b"\nafter\n"])
     assert lines == [b"before", b"after"]
@@ -127,9 +129,9 @@ def test_over_long_line_in_one_read_is_rejected_and_the_next_line_kept():
     assert r.data == long[:REJECT_PREFIX_BYTES]
 
 
-def test_over_long_line_across_reads_resumes_at_the_next_newline():
+def test_over_long_line_across_reads_resumes_at_the_next_newline(hot_path):
     max_line = 64
-    framer = LineFramer(max_line)
+    framer = hot_path.LineFramer(max_line)
     long = bytes(range(256)).replace(b"\n", b"") * 40  # 10200 bytes, no newline
     chunks = [b"good1\n" + long[:30]] + [long[i : i + 100] for i in range(30, len(long), 100)]
     chunks += [b"\ngood2\ngo", b"od3\n"]
@@ -146,15 +148,15 @@ def test_over_long_line_across_reads_resumes_at_the_next_newline():
     assert close(framer) == []
 
 
-def test_over_long_line_whose_newline_starts_the_next_read():
-    framer = LineFramer(8)
+def test_over_long_line_whose_newline_starts_the_next_read(hot_path):
+    framer = hot_path.LineFramer(8)
     lines, rejects = feed_all(framer, [b"abcdefghijk", b"\nok\n"])
     assert lines == [b"ok"]
     assert rejects == [Reject(LINE_TOO_LONG, b"abcdefghijk", 11)]
 
 
-def test_reject_prefix_is_bounded_even_for_a_huge_line():
-    framer = LineFramer(1024)
+def test_reject_prefix_is_bounded_even_for_a_huge_line(hot_path):
+    framer = hot_path.LineFramer(1024)
     long = b"y" * 200_000
     lines, rejects = feed_all(framer, [long[:70_000], long[70_000:], b"\n{}\n"])
     assert lines == [b"{}"]
@@ -163,28 +165,28 @@ def test_reject_prefix_is_bounded_even_for_a_huge_line():
     assert rejects[0].length == 200_000
 
 
-def test_partial_line_at_close_goes_to_rejects():
-    framer = LineFramer(100)
+def test_partial_line_at_close_goes_to_rejects(hot_path):
+    framer = hot_path.LineFramer(100)
     lines, rejects = feed_all(framer, [b'{"a":1}\n{"b":'])
     assert lines == [b'{"a":1}']
     assert rejects == []
     assert close(framer) == [Reject(PARTIAL_LINE_AT_CLOSE, b'{"b":', 5)]
 
 
-def test_over_long_partial_line_at_close_is_line_too_long():
-    framer = LineFramer(10)
+def test_over_long_partial_line_at_close_is_line_too_long(hot_path):
+    framer = hot_path.LineFramer(10)
     feed_all(framer, [b"z" * 25])
     assert close(framer) == [Reject(LINE_TOO_LONG, b"z" * 25, 25)]
 
 
-def test_close_after_whole_lines_rejects_nothing():
-    framer = LineFramer(100)
+def test_close_after_whole_lines_rejects_nothing(hot_path):
+    framer = hot_path.LineFramer(100)
     feed_all(framer, [b"a\nb\n"])
     assert close(framer) == []
 
 
-def test_framer_is_reusable_after_close():
-    framer = LineFramer(10)
+def test_framer_is_reusable_after_close(hot_path):
+    framer = hot_path.LineFramer(10)
     feed_all(framer, [b"x" * 30])
     close(framer)
     lines, rejects = feed_all(framer, [b"fresh\n"])
@@ -192,9 +194,9 @@ def test_framer_is_reusable_after_close():
     assert rejects == []
 
 
-def test_max_line_bytes_must_be_positive():
+def test_max_line_bytes_must_be_positive(hot_path):
     with pytest.raises(ValueError):
-        LineFramer(0)
+        hot_path.LineFramer(0)
 
 
 # -- LineFramer: property ----------------------------------------------------------------------
@@ -216,9 +218,9 @@ def _chunked(draw):
 
 @settings(max_examples=400, deadline=None)
 @given(_chunked())
-def test_any_chunking_yields_the_original_lines_and_rejects_the_long_ones(case):
+def test_any_chunking_yields_the_original_lines_and_rejects_the_long_ones(hot_path, case):
     max_line, lines, tail, chunks = case
-    framer = LineFramer(max_line)
+    framer = hot_path.LineFramer(max_line)
     got_lines: list[bytes] = []
     got_rejects: list[Reject] = []
     for chunk in chunks:

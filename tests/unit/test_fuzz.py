@@ -22,10 +22,8 @@ from hypothesis import strategies as st
 from aggregator.framing import (
     REJECT_PREFIX_BYTES,
     REJECT_REASONS,
-    LineFramer,
     frame_datagram,
 )
-from aggregator.records import encode_lines
 from aggregator.transports import transport_names
 
 DATAGRAM = transport_names(kind="datagram")
@@ -52,10 +50,10 @@ def hostile_lines(draw) -> bytes:
     return data
 
 
-def _check_encoded(lines: list[bytes], rejects: list, transport: str) -> int:
+def _check_encoded(hot_path, lines: list[bytes], rejects: list, transport: str) -> int:
     out: list[bytes] = []
     extra = {"peer_pid": 1, "peer_uid": 2, "peer_gid": 3}
-    written, empty = encode_lines(lines, 123, transport, out, rejects, extra)
+    written, empty = hot_path.encode_lines(lines, 123, transport, out, rejects, extra)
     text = b"".join(out)
     produced = text.split(b"\n")
     assert produced.pop() == b""  # ends with a newline
@@ -72,9 +70,9 @@ def _check_encoded(lines: list[bytes], rejects: list, transport: str) -> int:
 @BUDGET
 @given(parts=st.lists(hostile_lines(), max_size=12), cuts=st.lists(st.integers(0, 4000), max_size=8),
        max_line=st.integers(1, 400), trailing=st.booleans())
-def test_any_bytes_in_any_reads_are_written_rejected_or_empty_and_bytes_are_conserved(parts, cuts, max_line, trailing):
+def test_any_bytes_in_any_reads_are_written_rejected_or_empty_and_bytes_are_conserved(hot_path, parts, cuts, max_line, trailing):
     stream = b"\n".join(parts) + (b"\n" if trailing else b"")
-    framer = LineFramer(max_line)
+    framer = hot_path.LineFramer(max_line)
     lines: list[bytes] = []
     framing_rejects: list = []
     start = 0
@@ -86,25 +84,25 @@ def test_any_bytes_in_any_reads_are_written_rejected_or_empty_and_bytes_are_cons
     newlines = stream.count(b"\n")
     assert sum(map(len, lines)) + sum(r.length for r in framing_rejects) + newlines == len(stream)
     content_rejects: list = []
-    accounted = _check_encoded(lines, content_rejects, "unixsock")
+    accounted = _check_encoded(hot_path, lines, content_rejects, "unixsock")
     assert accounted + len(content_rejects) == len(lines)
 
 
 @BUDGET
 @given(payload=hostile_lines() | st.binary(max_size=200), newline=st.sampled_from([b"", b"\n", b"\r\n"]))
-def test_any_datagram_is_written_rejected_or_empty(payload, newline):
+def test_any_datagram_is_written_rejected_or_empty(hot_path, payload, newline):
     line = frame_datagram(payload + newline)
     rejects: list = []
-    accounted = _check_encoded([line], rejects, "udp")
+    accounted = _check_encoded(hot_path, [line], rejects, "udp")
     assert accounted + len(rejects) == 1
 
 
 @BUDGET
 @given(obj=st.dictionaries(st.text(max_size=10), json_values, max_size=6))
-def test_any_object_is_written_as_itself_plus_the_added_fields(obj):
+def test_any_object_is_written_as_itself_plus_the_added_fields(hot_path, obj):
     out: list[bytes] = []
     rejects: list = []
-    written, _ = encode_lines([orjson.dumps(obj)], 7, "tcp", out, rejects)
+    written, _ = hot_path.encode_lines([orjson.dumps(obj)], 7, "tcp", out, rejects)
     assert (written, rejects) == (1, [])
     got = orjson.loads(b"".join(out))
     assert got == {**obj, "received_ns": 7, "transport": "tcp"}
@@ -135,7 +133,7 @@ def _holds_number_beyond_a_double(line: bytes) -> bool:
 
 @BUDGET
 @given(line=hostile_lines(), wrap=st.sampled_from(["", "obj", "ws"]))
-def test_fast_validator_accepts_exactly_what_orjson_accepts(line, wrap):
+def test_fast_validator_accepts_exactly_what_orjson_accepts(hot_path, line, wrap):
     # The hot path validates with msgspec plus a UTF-8 check; orjson is the reference. Wrapping puts
     # the (mutated) value inside an object, where msgspec skips it without building it.
     if wrap == "obj":
@@ -145,7 +143,7 @@ def test_fast_validator_accepts_exactly_what_orjson_accepts(line, wrap):
     reference = _orjson_verdict(line)
     out: list[bytes] = []
     rejects: list = []
-    written, empty = encode_lines([line], 5, "udp", out, rejects)
+    written, empty = hot_path.encode_lines([line], 5, "udp", out, rejects)
     if reference is None:
         assert written == 0 or _holds_number_beyond_a_double(line), f"accepted what orjson refuses: {line!r}"
     else:
@@ -157,18 +155,18 @@ def test_fast_validator_accepts_exactly_what_orjson_accepts(line, wrap):
     "line",
     [b'{"a":"\xff"}', b'{"\xc0\xaf":1}', b'{"a":"\xed\xa0\x80"}', b'{"a":"\xf4\x90\x80\x80"}', b'{"a":["\xc3"]}'],
 )
-def test_bad_utf8_inside_a_skipped_value_is_rejected(line):
+def test_bad_utf8_inside_a_skipped_value_is_rejected(hot_path, line):
     # msgspec does not look at the bytes of strings it skips: the UTF-8 check must catch these.
     rejects: list = []
-    assert encode_lines([line], 5, "udp", [], rejects) == (0, 0)
+    assert hot_path.encode_lines([line], 5, "udp", [], rejects) == (0, 0)
     assert [r.reason for r in rejects] == ["invalid_utf8"]
 
 
-def test_number_beyond_a_double_is_kept_as_written_even_when_fields_are_replaced():
+def test_number_beyond_a_double_is_kept_as_written_even_when_fields_are_replaced(hot_path):
     # The documented difference from orjson (see aggregator/records.py): numbers pass through.
     out: list[bytes] = []
     rejects: list = []
-    assert encode_lines([b'{"a":1e999}', b'{"a":1e999,"transport":"x"}'], 5, "udp", out, rejects) == (2, 0)
+    assert hot_path.encode_lines([b'{"a":1e999}', b'{"a":1e999,"transport":"x"}'], 5, "udp", out, rejects) == (2, 0)
     assert out == [b'{"a":1e999,"received_ns":5,"transport":"udp"}\n'] * 2
     assert rejects == []
 
