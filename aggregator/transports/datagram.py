@@ -18,7 +18,6 @@ from typing import ClassVar
 
 from ..framing import DATAGRAM_TRUNCATED, REJECT_PREFIX_BYTES, Reject, frame_datagram
 from .base import Binding, Endpoint, ListenOptions, SharedSocket, Transport
-from .mmsg import MultiReceiver
 
 # recvmmsg batch size, and batches per turn at most, so the loop still turns under a flood.
 DATAGRAMS_PER_CALL = 64
@@ -127,6 +126,8 @@ class DatagramEndpoint(Endpoint):
         self.standby = False
         self._is_helper = False
         self._quiet_turns = 0
+        from .mmsg import MultiReceiver  # ctypes: loaded by the receiving processes that need it only (1 MiB)
+
         self._receiver = MultiReceiver(*receive_slots(max_bytes, max_datagram))
 
     def share(self, help_fd: int, helper: bool) -> None:

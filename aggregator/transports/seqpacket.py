@@ -20,7 +20,6 @@ import socket
 from ..framing import Reject
 from .base import Endpoint, ListenOptions
 from .datagram import DatagramSender, frame_messages, receive_slots
-from .mmsg import CREDENTIALS_SPACE, shared_receiver
 from .unixsock import UnixStreamTransport
 
 # recvmmsg calls per connection per event-loop turn: a busy producer cannot starve the others.
@@ -40,6 +39,8 @@ class SeqpacketConnection(Endpoint):
         self.label = label
         self.peer_fields = peer_fields
         self.max_bytes = max_bytes
+        from .mmsg import CREDENTIALS_SPACE, shared_receiver  # ctypes, only where it is used (1 MiB)
+
         self._receiver = shared_receiver(*receive_slots(max_bytes, None), CREDENTIALS_SPACE)
 
     def fileno(self) -> int:
@@ -88,6 +89,8 @@ class SeqpacketTransport(UnixStreamTransport):
     def listen(self, address: str, options: ListenOptions):
         # The receive arena is allocated once, at start (before --workers fork), as the datagram
         # transports' is: memory does not jump at the first connection.
+        from .mmsg import CREDENTIALS_SPACE, shared_receiver
+
         shared_receiver(*receive_slots(options.max_line_bytes, None), CREDENTIALS_SPACE)
         return super().listen(address, options)
 
