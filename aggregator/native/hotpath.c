@@ -345,32 +345,30 @@ static inline const uc *skip_ws(const uc *p, const uc *e) {
 /* Length of the strict UTF-8 sequence at p (Unicode table 3-7: no overlongs, no surrogates,
  * nothing past U+10FFFF), or 0. */
 static inline int utf8_sequence(const uc *p, const uc *e) {
-    uc c = p[0];
-    Py_ssize_t left = e - p;
-    if (c >= 0xC2 && c <= 0xDF) {
-        return left >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (left < 3 || (p[2] & 0xC0) != 0x80)
-            return 0;
-        uc lo = 0x80, hi = 0xBF;
+    uc c = p[0], lo = 0x80, hi = 0xBF; /* the second byte's range; the others are 80..BF */
+    int n;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
         if (c == 0xE0)
-            lo = 0xA0;
+            lo = 0xA0; /* overlong */
         else if (c == 0xED)
-            hi = 0x9F;
-        return p[1] >= lo && p[1] <= hi ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (left < 4 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-            return 0;
-        uc lo = 0x80, hi = 0xBF;
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
         if (c == 0xF0)
-            lo = 0x90;
+            lo = 0x90; /* overlong */
         else if (c == 0xF4)
-            hi = 0x8F;
-        return p[1] >= lo && p[1] <= hi ? 4 : 0;
-    }
-    return 0;
+            hi = 0x8F; /* past U+10FFFF */
+    } else
+        return 0;
+    if (e - p < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (int i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
 }
 
 /* The string at p (p[0] == '"'): returns the byte after its closing quote, or NULL (defer).
@@ -490,27 +488,21 @@ value:
         return 0;
     switch (*p) {
     case '{':
+    case '[': {
+        uc close = *p == '{' ? '}' : ']';
         if (depth == MAX_DEPTH)
             return 0;
-        stack[depth++] = '}';
+        stack[depth++] = close;
         p = skip_ws(p + 1, e);
-        if (p < e && *p == '}') {
+        if (p < e && *p == close) {
             p++;
             depth--;
             goto after;
         }
-        goto key;
-    case '[':
-        if (depth == MAX_DEPTH)
-            return 0;
-        stack[depth++] = ']';
-        p = skip_ws(p + 1, e);
-        if (p < e && *p == ']') {
-            p++;
-            depth--;
-            goto after;
-        }
+        if (close == '}')
+            goto key;
         goto value;
+    }
     case '"':
         escaped = 0;
         p = scan_string(p, e, &escaped);
@@ -518,23 +510,16 @@ value:
             return 0;
         goto after;
     case 't':
-        if (e - p >= 4 && memcmp(p, "true", 4) == 0) {
-            p += 4;
-            goto after;
-        }
-        return 0;
     case 'f':
-        if (e - p >= 5 && memcmp(p, "false", 5) == 0) {
-            p += 5;
+    case 'n': {
+        const char *word = *p == 't' ? "true" : *p == 'f' ? "false" : "null";
+        size_t len = strlen(word);
+        if ((size_t)(e - p) >= len && memcmp(p, word, len) == 0) {
+            p += len;
             goto after;
         }
         return 0;
-    case 'n':
-        if (e - p >= 4 && memcmp(p, "null", 4) == 0) {
-            p += 4;
-            goto after;
-        }
-        return 0;
+    }
     default:
         if (*p == '-' || DIGIT(*p)) {
             p = scan_number(p, e);
@@ -673,6 +658,15 @@ static Py_buffer *get_buffers(PyObject *seq, Py_ssize_t *count) {
     }
     *count = n;
     return bufs;
+}
+
+/* The buffers of a sequence of chunks (``*seq`` keeps it alive; both released by the caller). */
+static int get_chunks(PyObject *chunks, PyObject **seq, Py_buffer **bufs, Py_ssize_t *nbufs) {
+    *seq = PySequence_Fast(chunks, "chunks must be a sequence of bytes");
+    if (*seq == NULL)
+        return -1;
+    *bufs = get_buffers(*seq, nbufs);
+    return *bufs == NULL ? -1 : 0;
 }
 
 static void release_buffers(Py_buffer *bufs, Py_ssize_t n) {
@@ -942,13 +936,7 @@ static PyObject *Framer_frame_and_encode(Framer *self, PyObject *args) {
     PyObject *seq = NULL;
     Py_buffer *bufs = NULL;
     Py_ssize_t nbufs = 0;
-    if (get_names(added, &names) < 0)
-        goto release;
-    seq = PySequence_Fast(chunks, "chunks must be a sequence of bytes");
-    if (seq == NULL)
-        goto release;
-    bufs = get_buffers(seq, &nbufs);
-    if (bufs == NULL)
+    if (get_names(added, &names) < 0 || get_chunks(chunks, &seq, &bufs, &nbufs) < 0)
         goto release;
     if (enter(self) < 0)
         goto release;
@@ -1033,13 +1021,7 @@ static PyObject *hot_stage_costs(PyObject *module, PyObject *args) {
     Names names;
     long long t_frame = 0, t_validate = 0, t_splice = 0;
     int nomem = 0;
-    if (get_names(added, &names) < 0)
-        goto release;
-    seq = PySequence_Fast(chunks, "chunks must be a sequence of bytes");
-    if (seq == NULL)
-        goto release;
-    bufs = get_buffers(seq, &nbufs);
-    if (bufs == NULL)
+    if (get_names(added, &names) < 0 || get_chunks(chunks, &seq, &bufs, &nbufs) < 0)
         goto release;
     Py_BEGIN_ALLOW_THREADS
     /* Read by read, as frame_and_encode works: each chunk framed, its lines validated, then
