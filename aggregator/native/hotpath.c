@@ -1094,7 +1094,12 @@ static PyMethodDef Framer_methods[] = {
     {NULL},
 };
 
+static PyObject *Framer_newline_free(Framer *self, void *closure) {
+    Py_RETURN_TRUE; /* no line it frames holds a newline (framing.LineFramer.newline_free) */
+}
+
 static PyGetSetDef Framer_getset[] = {
+    {"newline_free", (getter)Framer_newline_free, NULL, "no framed line holds a newline", NULL},
     {"pending_bytes", (getter)Framer_pending_bytes, NULL, "bytes of an unfinished line held", NULL},
     {"max_line_bytes", (getter)Framer_max_line_bytes, NULL, "the longest line accepted", NULL},
     {NULL},
