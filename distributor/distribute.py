@@ -232,7 +232,7 @@ class Distributor:
             if head[0] <= 0:
                 self.pulls.popleft()
         reply = msg.reply
-        if reply.rsplit(".", 6)[1] != "1":  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        if reply.rsplit(".", 5)[1] != "1":  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
             self.counters.redelivered += 1
         self.incoming.append(Held(msg.subject[len(SUBJECT_PREFIX):], msg.data, reply, time.monotonic()))
         self.in_hand += 1
