@@ -42,7 +42,9 @@ def bench(
         None,
         help="Standard-suite scenarios to run (default: all): capacity,efficiency,latency,loss; and pipeline "
         "(producers -> aggregator -> shipper -> JetStream R1 and R3, with nats-py's ceilings; needs nats-server; "
-        "only when named).",
+        "only when named); and distribute (LOGS -> distributor(s) -> four weighted analyzers: throughput from the "
+        "stream and through HTTP under Locust, fairness through weight changes and a failure, failover timing, the "
+        "router alone; needs nats-server; only when named; writes distribute.md and its charts).",
     ),
     producers: Optional[str] = typer.Option(None, help="Producers per run (list = sweep), e.g. 1,2,4,8."),
     count: Optional[str] = typer.Option(None, help="Messages per producer (list = sweep)."),
@@ -71,8 +73,9 @@ def bench(
 
     chosen = _split_transports(transports)
     pipeline = bool(scenarios) and "pipeline" in {s.strip() for s in scenarios.split(",")}
-    if pipeline:
-        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() != "pipeline") or None
+    distribute = bool(scenarios) and "distribute" in {s.strip() for s in scenarios.split(",")}
+    if pipeline or distribute:
+        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() not in ("pipeline", "distribute")) or None
     try:
         lists = dict(
             producers=parse_list(producers, int),
@@ -83,8 +86,8 @@ def bench(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if pipeline and scenarios is None and all(v is None for v in lists.values()):
-        suite = []  # the pipeline alone
+    if (pipeline or distribute) and scenarios is None and all(v is None for v in lists.values()):
+        suite = []  # the NATS scenarios alone
     elif any(v is not None for v in lists.values()):
         if scenarios:
             raise typer.BadParameter("--scenarios selects standard-suite scenarios; it cannot be combined with workload options")
@@ -108,7 +111,7 @@ def bench(
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
         workers=workers,
-        extra=_pipeline_runs(repeat, scale) if pipeline else None,
+        extra=_nats_runs(repeat, scale, pipeline, distribute) if pipeline or distribute else None,
     )
     if report:
         from .report import render
@@ -119,11 +122,20 @@ def bench(
         raise typer.Exit(1)
 
 
-def _pipeline_runs(repeat: int, scale: float):
+def _nats_runs(repeat: int, scale: float, pipeline: bool, distribute: bool):
     def run(writer) -> bool:
-        from natslab.bench import run_pipeline_bench
+        echo = lambda t: print(t, file=sys.stderr, flush=True)  # noqa: E731
+        ok = True
+        if pipeline:
+            from natslab.bench import run_pipeline_bench
 
-        return run_pipeline_bench(writer, repeat=repeat, scale=scale, echo=lambda t: print(t, file=sys.stderr, flush=True))
+            ok &= run_pipeline_bench(writer, repeat=repeat, scale=scale, echo=echo)
+        if distribute:
+            from natslab.distribute_bench import run_distribute_bench, write_summary
+
+            ok &= run_distribute_bench(writer, repeat=repeat, scale=scale, echo=echo)
+            echo(f"distribute: {write_summary(writer.out_dir)}")
+        return ok
 
     return run
 
