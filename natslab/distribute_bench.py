@@ -423,7 +423,7 @@ def summary_tables(runs: list[RunRecord]) -> str:
             for a in algos:
                 sel = [r for r in router if r.figures["algorithm"] == a and r.figures["analyzers"] == n]
                 dev = [r.figures["max_deviation_messages"] for r in sel if r.figures["max_deviation_messages"] is not None]
-                cells.append(_spread([r.figures["picks_per_s"] for r in sel]) + (f" (dev {max(dev):.3f})" if dev else ""))
+                cells.append(_spread([r.figures["picks_per_s"] for r in sel]) + (f" (dev {max(dev):.5f})" if dev else ""))
             lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
