@@ -17,7 +17,8 @@ The rerun also gives "how much two runs differed", per figure, from ``compare``.
 
 Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
 loglab beside its peers, syscalls, tracer overhead, run-to-run differences) and ``pipeline`` (the
-shipper into JetStream: whether each offered rate was delivered in every run, then the table). A new stage adds its own renderer here.
+shipper into JetStream: whether each offered rate was delivered in every run, then the table),
+``torture`` (fault scenarios: sent, arrived, what each cost). A new stage adds its own renderer here.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .content import (
     _overhead_rows,
     _peers,
     _pipeline_blocks,
+    _torture_blocks,
     answer,
     loglab_workers,
 )
@@ -178,9 +180,33 @@ def _rate_targets(*results: Results | None) -> list[str]:
     return lines
 
 
+def torture_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """Fault scenarios (``loglab torture --out``): what each sent, what arrived, what it cost; with a
+    rerun, both runs' rows, so that a scenario which held once and failed once shows as such."""
+    if not a.of_kind("torture"):
+        raise FindingsError(f"{source_a} holds no torture run (write them with loglab torture --out DIR)")
+    blocks = [Paragraph(_torture_provenance(a, source_a))]
+    blocks += [blk for blk in _torture_blocks(a) if not isinstance(blk, Heading)]
+    if b is not None:
+        if not b.of_kind("torture"):
+            raise FindingsError(f"{source_b} holds no torture run")
+        blocks += [Paragraph("The rerun: " + _torture_provenance(b, source_b))]
+        blocks += [blk for blk in _torture_blocks(b) if isinstance(blk, Table)]
+    return blocks
+
+
+def _torture_provenance(res: Results, source: str) -> str:
+    env = res.environment
+    runs = res.of_kind("torture")
+    held = sum(1 for r in runs if r.ok)
+    return (f"`{source}`: {len(runs)} scenarios, {held} held, commit {(env.get('git') or {}).get('commit', '?')[:10]}; "
+            f"{env.get('cpu_count', '?')} CPUs, Linux {env.get('kernel', '?')}.")  # fmt: skip
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
+    "torture": torture_findings,
 }
 
 

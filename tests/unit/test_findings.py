@@ -115,3 +115,19 @@ def test_the_pipeline_target_is_judged_from_every_run(delivered, verdict):
     line = next(line for line in text.splitlines() if line.startswith("Offered 50,000 msg/s into jetstream-R3"))
     low, high = sorted(delivered)
     assert f"delivered {low:,}–{high:,} msg/s over 2 runs" in line and line.endswith(f"{verdict}.")
+
+
+def test_torture_findings_show_both_runs_and_a_scenario_that_failed(tmp_path):
+    from benchmarks.faults.rows import finish, torture_run
+    from benchmarks.report.findings import render_section
+    from benchmarks.results import Results
+
+    def run(written: int):
+        return finish(torture_run("ship_rotation", "R1 netns", sent=1200, written=written, expected_written=1200, notes="2 rotations per host"), 0.0)
+
+    a = Results(environment={"git": {"commit": "abc"}}, params={}, runs=[run(1200)])
+    b = Results(environment={}, params={}, runs=[run(1199)])
+    text = render_section("torture", a, b, "a.json.gz", "b.json.gz", "loglab report a.json.gz --section torture")
+    assert "`a.json.gz`: 1 scenarios, 1 held" in text and "`b.json.gz`: 1 scenarios, 0 held" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ship_rotation")]
+    assert len(rows) == 2 and "| yes |" in rows[0] and "| NO |" in rows[1] and "1199 lines written, 1200 expected" in rows[1]
