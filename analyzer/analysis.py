@@ -24,19 +24,33 @@ import orjson
 ERROR_LEVELS = frozenset({"error", "fatal", "critical"})
 
 
+# Seqs below this are marked in a bitmap (at most 8 MiB per producer); above, in a set: a record
+# with a huge seq (2**60) must not make the analyzer allocate its bitmap up to there.
+BITMAP_SEQS = 1 << 26
+
+
 @dataclass
 class ProducerSeq:
-    seen: bytearray = field(default_factory=bytearray)  # one bit per seq
+    seen: bytearray = field(default_factory=bytearray)  # one bit per seq below BITMAP_SEQS
+    seen_high: set = field(default_factory=set)  # the seqs seen at or above BITMAP_SEQS
     received: int = 0  # distinct seqs seen
     duplicates: int = 0
     max_seq: int = -1
 
     def add(self, seq: int) -> bool:
         """Mark ``seq``; False if it was seen before (a duplicate)."""
+        if seq >= BITMAP_SEQS:
+            if seq in self.seen_high:
+                self.duplicates += 1
+                return False
+            self.seen_high.add(seq)
+            self.received += 1
+            self.max_seq = max(self.max_seq, seq)
+            return True
         byte, bit = seq >> 3, 1 << (seq & 7)
         seen = self.seen
         if byte >= len(seen):
-            seen.extend(bytes(max(byte + 1 - len(seen), len(seen))))
+            seen.extend(bytes(min(max(byte + 1 - len(seen), len(seen)), BITMAP_SEQS // 8 - len(seen))))
         if seen[byte] & bit:
             self.duplicates += 1
             return False

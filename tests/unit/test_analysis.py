@@ -39,6 +39,13 @@ def test_a_large_seq_grows_the_bitmap_and_is_still_checked():
     assert p["received"] == 2 and p["duplicates"] == 1 and p["max_seq"] == 1_000_003
 
 
+def test_a_huge_seq_is_checked_without_a_bitmap_up_to_it():
+    a = Analysis()
+    a.add_batch([line("h", "p", 2**62), line("h", "p", 2**62), line("h", "p", 3)])
+    p = a.producers["h/p"]
+    assert (p.received, p.duplicates, p.max_seq) == (2, 1, 2**62) and len(p.seen) < 1 << 20
+
+
 def test_the_error_window_forgets_what_is_older_than_the_window():
     now = [100.0]
     w = ErrorWindow(window_s=10, clock=lambda: now[0])
