@@ -196,6 +196,7 @@ def make_app(state: State) -> FastAPI:
             value = await mb.register(state.kv, str(data.get("id", "")), data.get("weight"), by="http")
         except (ValueError, AttributeError) as exc:
             return error(400, str(exc))
+        await state.membership.caught_up()
         return ok({"registered": value})
 
     @app.post("/analyzer/deregister")
@@ -207,6 +208,7 @@ def make_app(state: State) -> FastAPI:
             return error(400, str(exc))
         if not await mb.deregister(state.kv, aid):
             return error(404, f"analyzer {aid} is not registered")
+        await state.membership.caught_up()
         return ok({"deregistered": aid})
 
     @app.put("/analyzer/{analyzer_id}/weight")
@@ -219,6 +221,7 @@ def make_app(state: State) -> FastAPI:
             return error(404, f"analyzer {analyzer_id} is not registered")
         except (ValueError, AttributeError) as exc:
             return error(400, str(exc))
+        await state.membership.caught_up()  # the next GET /analyzer/stats shows the new weight
         return ok({"updated": value})
 
     return app

@@ -229,6 +229,7 @@ class Membership:
         self.tick = tick
         self.current: dict[str, float] | None = None
         self.synced = asyncio.Event()  # the bucket's contents at start have been read
+        self.revision = 0  # the bucket's sequence of the newest entry applied to the view
         self._tasks: list[asyncio.Task] = []
         self._watcher = None
 
@@ -262,10 +263,24 @@ class Membership:
                 continue
             ts = int(entry.created.timestamp() * 1e9) if entry.created is not None else time.time_ns()
             self.view.apply(entry.key, entry.value or b"", entry.operation in ("DEL", "PURGE"), ts)
+            if entry.revision and entry.revision > self.revision:
+                self.revision = entry.revision
             if entry.delta == 0:
                 self.synced.set()
             if self.synced.is_set():
                 self.check()
+
+    async def caught_up(self, timeout: float = 2.0) -> bool:
+        """Wait until the view holds every entry the bucket had when called: after a write of its
+        own (a weight, a registration), the writer's next read shows it. False on timeout."""
+        last = (await self.kv.status()).stream_info.state.last_seq
+        deadline = time.monotonic() + timeout
+        while self.revision < last:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+        self.check()
+        return True
 
     async def _expire(self) -> None:
         while True:
