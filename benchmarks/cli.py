@@ -48,7 +48,7 @@ def bench(
         "(producers -> aggregator -> shipper -> JetStream R1 and R3, with nats-py's ceilings; needs nats-server; "
         "only when named); and distribute (LOGS -> distributor(s) -> four weighted analyzers: throughput from the "
         "stream and through HTTP under Locust, fairness through weight changes and a failure, failover timing, the "
-        "router alone; needs nats-server; only when named; writes distribute.md and its charts).",
+        "router alone; needs nats-server; only when named; the report renders its tables and charts).",
     ),
     producers: Optional[str] = typer.Option(None, help="Producers per run (list = sweep), e.g. 1,2,4,8."),
     count: Optional[str] = typer.Option(None, help="Messages per producer (list = sweep)."),
@@ -139,10 +139,9 @@ def _nats_runs(repeat: int, scale: float, pipeline: bool, distribute: bool):
 
             ok &= run_pipeline_bench(writer, repeat=repeat, scale=scale, echo=echo)
         if distribute:
-            from natslab.distribute_bench import run_distribute_bench, write_summary
+            from natslab.distribute_bench import run_distribute_bench
 
             ok &= run_distribute_bench(writer, repeat=repeat, scale=scale, echo=echo)
-            echo(f"distribute: {write_summary(writer.out_dir)}")
         return ok
 
     return run

@@ -22,9 +22,9 @@ Per repeat, on one NATS node on loopback (one machine: the figures are the stage
   distributor's schedule, nginx's smooth weighted round-robin and the Go design's random weight
   tree; and each one's largest deviation from the exact share.
 
-Every run is a ``RunRecord`` (scenario ``distribute``) in the results directory; ``write_summary``
-renders ``distribute.md``, ``distribute_fairness.png`` and ``distribute_router.png`` from the results
-files alone.
+Every run is a ``RunRecord`` (scenario ``distribute``) in the results directory; the report renders
+them (``benchmarks/report/distribute.py``: the tables and the two charts), and so does the README's
+``distribute`` findings section, from the results files alone.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import psutil
 
 from benchmarks.processes import console_script, locust_proc, nats_unavailable, wait_until
 from benchmarks.results import ProcessStats, ResultsWriter, RunRecord, Workload
-from benchmarks.results.seqcheck import SeqCheckResult
 from benchmarks.run.measure import process_tree_stats, stats_delta
 
 from .distribution import Distribution
@@ -355,154 +354,3 @@ def _summary(records: list[RunRecord]) -> str:
                 f"{f['failover_messages']} moved, {r.seq.missing} lost")  # fmt: skip
     rate = f"{f['messages_per_s']:,.0f} msg/s" if f.get("messages_per_s") else "too short to time"
     return f"{rate}, {r.seq.missing} missing, {r.seq.duplicates} duplicates"
-
-
-# -- the summary, from the results files alone ----------------------------------------------------------
-
-
-def _spread(values: list[float], fmt: str = "{:,.0f}") -> str:
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return "–"
-    mid = values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
-    if len(values) == 1:
-        return fmt.format(mid)
-    return f"{fmt.format(mid)} [{fmt.format(values[0])}–{fmt.format(values[-1])}]"
-
-
-def summary_tables(runs: list[RunRecord]) -> str:
-    """distribute.md: throughput, fairness per epoch, failover, router alone (median [min–max] over repeats)."""
-    runs = [r for r in runs if r.scenario == "distribute" and not r.is_warmup]
-    lines = ["# distribute: LOGS -> distributor -> weighted analyzers", ""]
-    failed = [r for r in runs if not r.ok]
-    if failed:
-        lines += [f"- FAILED: {r.system} repeat {r.repeat + 1}: {'; '.join(r.errors)}" for r in failed] + [""]
-    ok = [r for r in runs if r.ok]
-    tp = [r for r in ok if r.figures.get("part") is None and r.figures.get("messages_per_s")]
-    lines += ["## Throughput", "", "| path | repeats | messages/s | target | distributor CPU µs/msg | analyzers CPU µs/msg "
-              "| nats-server CPU µs/msg | HTTP ingress CPU µs/msg | missing | duplicates |", "|" + " --- |" * 10]  # fmt: skip
-    for key in dict.fromkeys((r.system, r.transport) for r in tp):
-        sel = [r for r in tp if (r.system, r.transport) == key]
-        target = sel[0].figures["target_messages_per_s"]
-        rates = [r.figures["messages_per_s"] for r in sel]
-        met = "met" if min(rates) >= target else ("not met" if max(rates) < target else "met in some repeats")
-        http = key[0] == "distributor-http"
-        lines.append(
-            f"| {key[0]} ({key[1]}) | {len(sel)} | {_spread(rates)} | {target:,.0f}: {met} "
-            f"| {_spread([r.producers.cpu_s / r.expected * 1e6 if http and r.expected else r.figures.get('distributor_cpu_us_per_msg') for r in sel], '{:.1f}')} "
-            f"| {_spread([None if http else r.figures.get('analyzers_cpu_us_per_msg') for r in sel], '{:.1f}')} "
-            f"| {_spread([r.system_stats.get('nats_cpu_s', 0) / r.expected * 1e6 if r.expected else None for r in sel], '{:.1f}')} "
-            f"| {_spread([r.figures.get('ingress_cpu_us_per_msg') for r in sel], '{:.1f}')} "
-            f"| {sum(r.seq.missing for r in sel)} | {sum(r.seq.duplicates for r in sel)} |"
-        )  # fmt: skip
-    fair = [r for r in ok if r.figures.get("part") == "fairness"]
-    if fair:
-        lines += ["", "## Fairness and failover", "",
-                  "Largest deviation from the exact share, in messages, per analyzer and epoch (max of ahead and behind over "
-                  "every prefix of the epoch; the schedule's bound is < 1), from the first repeat:", "",
-                  "| epoch | weights online | messages | " + " | ".join(WEIGHTS) + " |", "|" + " --- |" * (3 + len(WEIGHTS))]  # fmt: skip
-        for e in fair[0].figures["epochs"]:
-            cells = [f"{max(e['analyzers'][a]['max_ahead'], e['analyzers'][a]['max_behind']):.2f}" if a in e["analyzers"] else "–" for a in WEIGHTS]
-            weights = ", ".join(f"{a} {w:g}" for a, w in sorted(e["weights"].items()))
-            lines.append(f"| {e['epoch']} | {weights} | {e['messages']:,} | " + " | ".join(cells) + " |")
-        lines += ["", "| repeat | events (s after start) | largest deviation (msg) | kill -> routed without it (s) | back -> routed to again (s) "
-                  "| messages failed over | confirmed duplicates | lost |", "|" + " --- |" * 8]  # fmt: skip
-        for r in fair:
-            f = r.figures
-            ev = "; ".join(f"{e['event']} @{e['t_s']:.1f}" for e in f["events"])
-            lines.append(f"| {r.repeat + 1} | {ev} | {f['max_deviation_messages']:.2f} | {_spread([f['failover_detect_s']], '{:.2f}')} "
-                         f"| {_spread([f['return_s']], '{:.2f}')} | {f['failover_messages']:,} | {f['duplicates_confirmed']:,} | {r.seq.missing} |")  # fmt: skip
-    router = [r for r in ok if r.figures.get("part") == "router"]
-    if router:
-        algos = list(dict.fromkeys(r.figures["algorithm"] for r in router))
-        lines += ["", "## The router alone", "", "Picks per second (one Python thread), median [min–max] over repeats; in brackets "
-                  "below: the largest deviation from the exact share over 20,000 picks, in messages (exact for the EDF schedule, at every n; the others for n <= 100).", "",
-                  "| analyzers | " + " | ".join(algos) + " |", "|" + " --- |" * (1 + len(algos))]  # fmt: skip
-        for n in ROUTER_SIZES:
-            cells = []
-            for a in algos:
-                sel = [r for r in router if r.figures["algorithm"] == a and r.figures["analyzers"] == n]
-                dev = [r.figures["max_deviation_messages"] for r in sel if r.figures["max_deviation_messages"] is not None]
-                cells.append(_spread([r.figures["picks_per_s"] for r in sel]) + (f" (dev {max(dev):.5f})" if dev else ""))
-            lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def fairness_chart(record: RunRecord, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    colors = dict(zip(WEIGHTS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
-    for aid in WEIGHTS:
-        ts, share, target = [], [], []
-        for row in record.series:
-            total = sum(row["routed_epoch"].values())
-            weights = row["weights"]
-            if total < 50:  # the first messages of an epoch: a share of a few is noise
-                continue
-            ts.append(row["t_s"])
-            share.append(row["routed_epoch"].get(aid, 0) / total)
-            target.append(weights.get(aid, 0) / sum(weights.values()) if weights else 0)
-        ax.plot(ts, share, color=colors[aid], label=f"{aid}: share within the epoch")
-        ax.plot(ts, target, color=colors[aid], linestyle="--", linewidth=1, label=f"{aid}: weight / total online")
-    for e in record.figures["events"]:
-        ax.axvline(e["t_s"], color="grey", linewidth=0.8)
-        ax.text(e["t_s"], 0.98, " " + e["event"], rotation=90, va="top", fontsize=8, color="grey")
-    ax.set_xlabel("seconds since the distributor started")
-    ax.set_ylabel("share of the epoch's messages")
-    ax.set_ylim(0, 1)
-    ax.set_title("Routed share against weight, through weight changes and a failure (distributor stats every 0.1 s)")
-    ax.legend(fontsize=7, ncol=2, loc="upper right", bbox_to_anchor=(1, 0.85))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def router_chart(runs: list[RunRecord], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    algos = list(dict.fromkeys(r.figures["algorithm"] for r in runs))
-    for a in algos:
-        xs, ys = [], []
-        for n in ROUTER_SIZES:
-            sel = sorted(r.figures["picks_per_s"] for r in runs if r.figures["algorithm"] == a and r.figures["analyzers"] == n)
-            if sel:
-                xs.append(n)
-                ys.append(sel[len(sel) // 2])
-        ax.plot(xs, ys, marker="o", label=a)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("analyzers")
-    ax.set_ylabel("picks per second (one Python thread)")
-    ax.set_title("The router alone")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_summary(results_dir: Path) -> Path:
-    """distribute.md and the two charts in ``results_dir``, from its results files."""
-    from benchmarks.results import load_results
-
-    runs = [r for r in load_results(results_dir).runs if r.scenario == "distribute"]
-    out = Path(results_dir) / "distribute.md"
-    text = summary_tables(runs)
-    fair = [r for r in runs if r.ok and r.figures.get("part") == "fairness"]
-    if fair:
-        fairness_chart(fair[0], Path(results_dir) / "distribute_fairness.png")
-        text += "\n![fairness](distribute_fairness.png)\n"
-    router = [r for r in runs if r.ok and r.figures.get("part") == "router"]
-    if router:
-        router_chart(router, Path(results_dir) / "distribute_router.png")
-        text += "\n![router](distribute_router.png)\n"
-    out.write_text(text)
-    return out

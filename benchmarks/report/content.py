@@ -34,6 +34,7 @@ from ..results.metrics import (
 )
 from .blocks import BulletList, Chart, Heading, Paragraph, Table
 from .charts import bar_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
+from .distribute import DISTRIBUTE, distribute_blocks, distribute_charts
 from .data import OWN, PEER, derived, group_key, group_label, groups_of, loss_pct, order, systems
 
 try:  # the transports' declared properties; the report still renders from results alone without them
@@ -460,9 +461,11 @@ def _context(res: Results, measured: list[RunRecord], traced: list[RunRecord]) -
 
 
 def build_blocks(res: Results) -> tuple[list, list[Chart]]:
-    measured = [r for r in res.measured() if r.status == "ok"] or res.measured()
+    # The distribute scenario's runs are not transport cells: its own section renders them.
+    cells = [r for r in res.measured() if r.scenario != DISTRIBUTE]
+    measured = [r for r in cells if r.status == "ok"] or cells
     traced = res.traced()
-    groups = groups_of(res.measured())
+    groups = groups_of(cells)
     blocks: list = [Heading(1, "loglab benchmark report"), Paragraph(_context(res, measured, traced))]
     repeats = res.params.get("repeats") or 0
     if groups and repeats < MIN_REPEATS_TO_RANK:
@@ -485,15 +488,18 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     notes = _notes(res)
     if notes:
         blocks += [Heading(2, "Notes"), BulletList(notes)]
-    charts = _charts(groups, res.measured())
+    charts = _charts(groups, cells)
     if groups:
         blocks.append(Heading(2, "Details"))
         blocks += list(charts)
         blocks += [Heading(2, "Results per scenario")] + _tables(groups)
-    blocks += _tracing(res.measured(), traced, charts)
+    blocks += _tracing(cells, traced, charts)
     blocks += _soak_blocks(res, charts)
     blocks += _torture_blocks(res)
     blocks += _pipeline_blocks([r for r in res.measured() if r.scenario == "pipeline"])
+    dist_charts = distribute_charts(res.measured())
+    blocks += distribute_blocks(res.measured()) + dist_charts
+    charts += dist_charts
     blocks += [Heading(2, "Workload parameters"), Table(["parameter", "value"], [[k, _short(v)] for k, v in res.params.items()])]
     env_rows = []
     for k, v in res.environment.items():
