@@ -18,7 +18,9 @@ The rerun also gives "how much two runs differed", per figure, from ``compare``.
 Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
 loglab beside its peers, syscalls, tracer overhead, run-to-run differences) and ``pipeline`` (the
 shipper into JetStream: whether each offered rate was delivered in every run, then the table),
-``torture`` (fault scenarios: sent, arrived, what each cost). A new stage adds its own renderer here.
+``torture`` (fault scenarios: sent, arrived, what each cost), ``distribute`` (the distributor and its
+analyzers: targets over every repeat of both runs, exactness, failover, the tables, the differences;
+``benchmarks/report/distribute.py``). A new stage adds its own renderer here.
 """
 
 from __future__ import annotations
@@ -203,10 +205,152 @@ def _torture_provenance(res: Results, source: str) -> str:
             f"{env.get('cpu_count', '?')} CPUs, Linux {env.get('kernel', '?')}.")  # fmt: skip
 
 
+def distribute_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The distribute stage (``loglab bench --scenarios distribute``): the issue's targets judged over
+    every repeat of both runs, the exactness bound, failover without loss, the first run's tables,
+    and how much the two runs differed."""
+    from . import distribute as dist
+
+    runs_a = dist.distribute_runs(a.measured())
+    if not runs_a:
+        raise FindingsError(f"{source_a} holds no completed run of the distribute scenario")
+    runs_b = dist.distribute_runs(b.measured()) if b is not None else []
+    if b is not None and not runs_b:
+        raise FindingsError(f"{source_b} holds no completed run of the distribute scenario")
+    both = runs_a + runs_b
+    blocks: list = [Paragraph(_distribute_provenance(a, source_a) + (f" Rerun: {_distribute_provenance(b, source_b)}" if b else ""))]
+    runs_label = "both runs" if b is not None else "the run"
+    lines = []
+    paths_a, paths_b = dist.paths(runs_a), dist.paths(runs_b)
+    for path, sel in dist.paths(both).items():
+        target = sel[0].figures["target_messages_per_s"]
+        rates = [r.figures["messages_per_s"] for r in sel]
+        each = "; ".join(f"{name} {_spread_text([r.figures['messages_per_s'] for r in p.get(path, [])])}"
+                         for name, p in (("first run", paths_a), ("rerun", paths_b)) if p.get(path))  # fmt: skip
+        lines.append(f"{path}: {each} msg/s. Target {target:,.0f} msg/s: **{dist.target_verdict(rates, target)}** "
+                     f"(over {len(sel)} repeats of {runs_label}).")  # fmt: skip
+    fair = [r for r in both if r.figures.get("part") == "fairness"]
+    if fair:
+        worst = max(r.figures["max_deviation_messages"] for r in fair)
+        lost = sum(r.seq.missing for r in fair if r.seq)
+        detect = _spread_text([r.figures["failover_detect_s"] for r in fair], "{:.2f}")
+        back = _spread_text([r.figures["return_s"] for r in fair], "{:.2f}")
+        lines.append(f"Exactness: the largest deviation from the exact share, over every analyzer, epoch and prefix of "
+                     f"{len(fair)} weight-change-and-failure runs ({runs_label}): {worst:.2f} message (bound: < 1 per replica).")
+        lines.append(f"Failover: an analyzer SIGKILLed mid-run is routed around {detect} s after the kill, and taken back "
+                     f"{back} s after it returns; {sum(r.figures['failover_messages'] for r in fair):,} messages failed over, "
+                     f"{sum(r.figures['duplicates_confirmed'] for r in fair):,} confirmed duplicates, {lost} lost.")  # fmt: skip
+    blocks.append(BulletList(lines))
+    blocks += [Heading(4, "Against the two reference designs, point by point"), _reference_designs(both)]
+    blocks += dist.distribute_blocks(runs_a, level=3)[1:]  # its title is the README's own heading
+    if b is not None:
+        blocks += [Heading(4, "How much the two runs differed"), _distribute_differences(runs_a, runs_b)]
+    return blocks
+
+
+def _reference_designs(runs: list) -> Table:
+    """The issue's two reference designs against loglab's distributor, each loglab cell filled from
+    the runs (every repeat of both runs): what the designs do is from their descriptions in the issue."""
+    from . import distribute as dist
+
+    def rate(path_prefix: str) -> str:
+        sel = [r.figures["messages_per_s"] for p, rs in dist.paths(runs).items() if p.startswith(path_prefix) for r in rs]
+        return _spread_text(sel) + " msg/s" if sel else "not measured"
+
+    router = [r for r in runs if r.figures.get("part") == "router"]
+
+    def picks(algo_prefix: str, n: int) -> str:
+        return _spread_text([r.figures["picks_per_s"] for r in router if r.figures["algorithm"].startswith(algo_prefix) and r.figures["analyzers"] == n])
+
+    def deviation(algo_prefix: str, n: int) -> str:
+        devs = [r.figures["max_deviation_messages"] for r in router if r.figures["algorithm"].startswith(algo_prefix)
+                and r.figures["analyzers"] == n and r.figures["max_deviation_messages"] is not None]  # fmt: skip
+        return f"{max(devs):.3g}" if devs else "–"
+
+    fair = [r for r in runs if r.figures.get("part") == "fairness"]
+    worst = f"{max(r.figures['max_deviation_messages'] for r in fair):.2f}" if fair else "–"
+    lost = sum(r.seq.missing for r in fair if r.seq)
+    rows = [
+        ["routing", "random weighted draw: proportions hold only on average",
+         "random draw down an O(log n) weight-balanced tree: the same",
+         f"deterministic EDF over each analyzer's Pfair window: largest deviation from the exact share {worst} message over "
+         f"every epoch of {len(fair)} runs with weight changes and a failure (bound < 1 per replica)"],
+        ["share over 20,000 picks, 10 analyzers (largest deviation at any prefix)", "random: like the tree",
+         f"random tree: {deviation('random', 10)} messages", f"{deviation('edf', 10)} message (always below 1)"],
+        ["router cost, 10,000 analyzers (one Python thread)", "–", f"O(log n): {picks('random', 10_000)} picks/s (its tree, modelled here)",
+         f"O(log n) heaps: {picks('edf', 10_000)} picks/s (smooth WRR, O(n): {picks('smooth', 10_000)})"],
+        ["a newly registered analyzer", "registers and deregisters (redis)", "inserted into the tree more than once: extra share",
+         "one key per analyzer in a KV bucket: a re-registration replaces its weight; a change starts a new epoch at once"],
+        ["delivery", "a lock held across a blocking HTTP call; a failed call drops the message",
+         "ACKs with sequence numbers; failover to the remaining analyzers",
+         f"the stream's message is acknowledged only after an analyzer's ack: {lost} lost over {len(fair)} runs with a SIGKILLed "
+         f"analyzer, {sum(r.figures['failover_messages'] for r in fair):,} messages failed over, "
+         f"{sum(r.figures['duplicates_confirmed'] for r in fair):,} confirmed duplicates; refused ones to a dead-letter stream"],
+        ["failover timing", "–", "–",
+         f"routed around {_spread_text([r.figures['failover_detect_s'] for r in fair], '{:.2f}')} s after a SIGKILL (ack timeout "
+         f"1 s in that run), taken back {_spread_text([r.figures['return_s'] for r in fair], '{:.2f}')} s after it returns"],
+        ["shared state, replicas", "redis; analyzers register and deregister", "in the process",
+         f"JetStream KV bucket seen by every replica; replicas share one durable consumer: two replicas {rate('distributor x2')}"],
+        ["throughput", "uvicorn/asyncio HTTP, Locust load", "binary TCP, \"10k+ messages/second\"",
+         f"from the stream, one distributor: {rate('distributor (')}; HTTP, 1 message/request: {rate('distributor-http (http x1/')}; "
+         f"20/request: {rate('distributor-http (http x20/')}"],
+    ]  # fmt: skip
+    return Table(["point", "Python design", "Go design", "loglab (measured here)"], rows)
+
+
+def _spread_text(values, f: str = "{:,.0f}") -> str:
+    from ..results import stats
+
+    s = stats.spread(values)
+    if s is None:
+        return "–"
+    return f.format(s.median) if s.n == 1 else f"{f.format(s.median)} [{f.format(s.min)}–{f.format(s.max)}]"
+
+
+def _distribute_provenance(res: Results, source: str) -> str:
+    from .distribute import distribute_runs
+
+    env = res.environment
+    runs = distribute_runs(res.measured())
+    when = time.strftime("%Y-%m-%d", time.gmtime(runs[0].window_start_ns / 1e9)) if runs and runs[0].window_start_ns else "?"
+    return (f"`{source}`: {len(runs)} runs ({len({r.repeat for r in runs})} repeats), {when}, commit "
+            f"{(env.get('git') or {}).get('commit', '?')[:10]}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), "
+            f"Linux {env.get('kernel', '?')}, Python {env.get('python', '?')}.")  # fmt: skip
+
+
+def _distribute_differences(runs_a: list, runs_b: list) -> Table:
+    """Each figure's median in both runs, B/A, and whether the repeats' ranges overlap."""
+    from ..results import stats
+    from . import distribute as dist
+
+    def figure(runs, pick):
+        return stats.spread(pick(r) for r in runs)
+
+    rows = []
+    candidates = [(f"{path}: messages/s", lambda r, p=path: r.figures["messages_per_s"] if dist.paths([r]).get(p) else None, "{:,.0f}")
+                  for path in dist.paths(runs_a)]  # fmt: skip
+    candidates += [("kill -> routed without it (s)", lambda r: r.figures.get("failover_detect_s"), "{:.2f}"),
+                   ("back -> routed to again (s)", lambda r: r.figures.get("return_s"), "{:.2f}"),
+                   ("largest deviation (messages)", lambda r: r.figures.get("max_deviation_messages") if r.figures.get("part") == "fairness" else None, "{:.2f}")]  # fmt: skip
+    for algo in dict.fromkeys(r.figures["algorithm"] for r in runs_a if r.figures.get("part") == "router"):
+        for n in (10, 10_000):
+            candidates.append((f"router {algo}, {n:,} analyzers: picks/s",
+                               lambda r, a=algo, n=n: r.figures["picks_per_s"] if r.figures.get("algorithm") == a and r.figures.get("analyzers") == n else None,
+                               "{:,.0f}"))  # fmt: skip
+    for label, pick, f in candidates:
+        sa, sb = figure(runs_a, pick), figure(runs_b, pick)
+        if sa is None or sb is None:
+            continue
+        change = f"{(sb.median / sa.median - 1) * 100:+.1f} %" if sa.median else "–"
+        rows.append([label, _spread_text(sa.values, f), _spread_text(sb.values, f), change, "no" if sa.overlaps(sb) else "yes"])
+    return Table(["figure", "first run", "rerun", "change (medians)", "beyond noise (ranges apart)"], rows)
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
     "torture": torture_findings,
+    "distribute": distribute_findings,
 }
 
 
