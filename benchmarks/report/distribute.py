@@ -110,9 +110,11 @@ def failover_table(runs: list[RunRecord]) -> Table:
         secs = lambda v: f"{v:.2f}" if v is not None else "not seen"  # noqa: E731
         rows.append([str(r.repeat + 1), "; ".join(f"{e['event']} @{e['t_s']:.1f}" for e in f["events"]),
                      f"{f['max_deviation_messages']:.2f}", secs(f["failover_detect_s"]), secs(f["return_s"]),
-                     f"{f['failover_messages']:,}", f"{f['duplicates_confirmed']:,}", str(r.seq.missing if r.seq else "?")])  # fmt: skip
+                     f"{f['failover_messages']:,}", f"{f['duplicates_confirmed']:,}", str(r.seq.duplicates if r.seq else "?"),
+                     str(r.seq.missing if r.seq else "?")])  # fmt: skip
     return Table(["repeat", "events (s after start)", "largest deviation (msg)", "kill -> routed without it (s)",
-                  "back -> routed to again (s)", "messages failed over", "confirmed duplicates", "lost"], rows)  # fmt: skip
+                  "back -> routed to again (s)", "messages failed over", "confirmed duplicates (late acks)",
+                  "duplicates (ledgers)", "lost (ledgers)"], rows)  # fmt: skip
 
 
 def _router(runs: list[RunRecord]) -> list[RunRecord]:

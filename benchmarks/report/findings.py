@@ -239,7 +239,8 @@ def distribute_findings(a: Results, b: Results | None, source_a: str, source_b: 
                      f"{len(fair)} weight-change-and-failure runs ({runs_label}): {worst:.2f} message (bound: < 1 per replica).")
         lines.append(f"Failover: an analyzer SIGKILLed mid-run is routed around {detect} s after the kill, and taken back "
                      f"{back} s after it returns; {sum(r.figures['failover_messages'] for r in fair):,} messages failed over, "
-                     f"{sum(r.figures['duplicates_confirmed'] for r in fair):,} confirmed duplicates, {lost} lost.")  # fmt: skip
+                     f"{sum(r.figures['duplicates_confirmed'] for r in fair):,} confirmed duplicates (late acks), "
+                     f"{sum(r.seq.duplicates for r in fair if r.seq):,} records analyzed twice and {lost} lost (the analyzers' ledgers).")  # fmt: skip
     blocks.append(BulletList(lines))
     blocks += [Heading(4, "Against the two reference designs, point by point"), _reference_designs(both)]
     blocks += dist.distribute_blocks(runs_a, level=3)[1:]  # its title is the README's own heading
