@@ -38,11 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 
 from benchmarks.processes import console_script, locust_proc, nats_unavailable, wait_until
-from benchmarks.results import ProcessStats, ResultsWriter, RunRecord, Workload
-from benchmarks.run.measure import process_tree_stats, stats_delta
+from benchmarks.results import ResultsWriter, RunRecord, Workload
+from benchmarks.run.measure import processes_stats, stats_delta
 
 from .distribution import Distribution
 
@@ -52,22 +51,6 @@ TARGET_STREAM, TARGET_HTTP = 50_000.0, 10_000.0
 HTTP_USERS = 16
 ROUTER_SIZES = (1, 10, 100, 1000, 10_000)
 DISTRIBUTOR_ARGS = ("--stats-interval", "0.1")
-
-
-def snapshot(pids: list[int]) -> ProcessStats:
-    total = ProcessStats()
-    for pid in pids:
-        try:
-            s = process_tree_stats(psutil.Process(pid))
-        except psutil.Error:
-            continue
-        total.cpu_s += s.cpu_s
-        total.user_s += s.user_s
-        total.system_s += s.system_s
-        total.voluntary_ctx_switches += s.voluntary_ctx_switches
-        total.involuntary_ctx_switches += s.involuntary_ctx_switches
-        total.peak_rss_bytes = max(total.peak_rss_bytes, s.peak_rss_bytes)
-    return total
 
 
 def _pids(d: Distribution, names) -> list[int]:
@@ -107,10 +90,10 @@ def stream_run(workdir: Path, replicas: int, scale: float, repeat: int) -> RunRe
         for n in names:
             d.distributor(n)
         nats_pids, an_pids = [d.nats.node_proc(0).pid], _pids(d, WEIGHTS)
-        b_n, b_a, b_d = snapshot(nats_pids), snapshot(an_pids), snapshot(_pids(d, names))
+        b_n, b_a, b_d = processes_stats(nats_pids), processes_stats(an_pids), processes_stats(_pids(d, names))
         d.register(WEIGHTS)
         first_ns, done_ns, first_floor = _ack_floor_window(d, last, 600)
-        a_d, a_n, a_a = snapshot(_pids(d, names)), snapshot(nats_pids), snapshot(an_pids)
+        a_d, a_n, a_a = processes_stats(_pids(d, names)), processes_stats(nats_pids), processes_stats(an_pids)
         for n in names:
             d.proc(n).stop()
         result = d.check(expected)
@@ -146,13 +129,13 @@ def http_run(workdir: Path, per_request: int, seconds: float, repeat: int) -> Ru
         d.distributor("d1")
         url = d.http()
         pids = {"ingress": [d.proc("http").pid], "distributor": [d.proc("d1").pid], "nats": [d.nats.node_proc(0).pid]}
-        before = {k: snapshot(v) for k, v in pids.items()}
+        before = {k: processes_stats(v) for k, v in pids.items()}
         start_ns = time.time_ns()
         loc = d.group.start(locust_proc("locust", workdir, locustfile, url, HTTP_USERS, seconds, "--message-size", SIZE,
                                         "--messages-per-request", per_request, "--agent-host", "http"), wait=False)  # fmt: skip
         loc.wait(seconds + 60)
         end_ns = time.time_ns()
-        after = {k: snapshot(v) for k, v in pids.items()}
+        after = {k: processes_stats(v) for k, v in pids.items()}
         stats = _locust_aggregate(workdir / "locust_stats.csv")
         ingress = wait_until(lambda: _get_json(url + "/analyzer/stats"), "ingress stats", 10)["ingress"]
         d.wait_all_acked(300)

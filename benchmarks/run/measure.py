@@ -104,6 +104,24 @@ def process_tree_stats(proc: psutil.Process) -> ProcessStats:
     return total
 
 
+def processes_stats(pids: list[int]) -> ProcessStats:
+    """Several processes (each with its descendants) summed, peak RSS the largest; a process gone
+    already is left out. The NATS scenarios' CPU snapshots (natslab/bench.py, distribute_bench.py)."""
+    total = ProcessStats()
+    for pid in pids:
+        try:
+            s = process_tree_stats(psutil.Process(pid))
+        except psutil.Error:
+            continue
+        total.cpu_s += s.cpu_s
+        total.user_s += s.user_s
+        total.system_s += s.system_s
+        total.voluntary_ctx_switches += s.voluntary_ctx_switches
+        total.involuntary_ctx_switches += s.involuntary_ctx_switches
+        total.peak_rss_bytes = max(total.peak_rss_bytes, s.peak_rss_bytes)
+    return total
+
+
 def process_tree_pids(pid: int) -> list[int]:
     """``pid`` and its descendants: what a tracer must follow for one system."""
     try:
