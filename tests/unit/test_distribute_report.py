@@ -1,25 +1,18 @@
 """The distribute scenario in the report and the README (benchmarks/report/distribute.py, the
 ``distribute`` findings section): targets judged over every repeat of both runs, the tables from the
-runs' own figures, its runs kept out of the transport tables, and the README's section matching the
-committed results it names."""
+runs' own figures, its runs kept out of the transport tables (the README's section is checked against
+its committed results by test_findings.py, like every section)."""
 
 from __future__ import annotations
 
-import re
-import shlex
-from pathlib import Path
-
 import pytest
-from typer.testing import CliRunner
 
-from benchmarks.cli import app
 from benchmarks.report.content import build_blocks
 from benchmarks.report.findings import FindingsError, render_section
 from benchmarks.report.markdown import MarkdownRenderer
 from benchmarks.results import Results, RunRecord, Workload
 from benchmarks.results.seqcheck import SeqCheckResult
 
-ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = {"a1": 0.4, "a2": 0.3, "a3": 0.2, "a4": 0.1}
 
 
@@ -95,15 +88,3 @@ def test_the_report_keeps_distribute_runs_out_of_the_transport_tables():
     assert "## Distributing: LOGS -> distributor(s) -> weighted analyzers" in text
     assert "transports at a glance" not in text.lower() and "Results per scenario" not in text
     assert {c.name for c in charts} == {"distribute_fairness", "distribute_router"} and all(c.png.startswith(b"\x89PNG") for c in charts)
-
-
-def test_the_readme_distribute_section_matches_its_committed_results(monkeypatch):
-    monkeypatch.chdir(ROOT)  # the marker's command names its files relative to the repository
-    readme = ROOT / "README.md"
-    marker = re.search(r"<!-- findings:distribute: (.*?) -->", readme.read_text())
-    assert marker, "README.md has no distribute findings section"
-    argv = shlex.split(marker[1])
-    if argv[:2] != ["loglab", "report"]:
-        pytest.fail(f"the distribute section is not rendered yet: {marker[1]}")
-    result = CliRunner().invoke(app, [*argv[1:], "--check"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
