@@ -72,10 +72,11 @@ class Decoder:
         return self._each(lines, out, rejects, lambda line: raw_line(line, suffix))
 
     @staticmethod
-    def _each(lines, out, rejects, one) -> tuple[int, int]:
+    def _each(lines, out, rejects, one, header_bytes: int = 0) -> tuple[int, int]:
+        """``one(line)`` for each line not empty (after its ``header_bytes``, a frame's severity)."""
         written = empty = 0
         for line in lines:
-            if not line.strip(_SPACE):
+            if not line[header_bytes:].strip(_SPACE):
                 empty += 1
                 continue
             encoded = one(line)
@@ -104,7 +105,7 @@ class Decoder:
     def encode_severity_framed(self, lines, received_ns, transport, out, rejects, extra_fields=None, *, newline_free=False):
         """``--framing lenprefix``: each line is a severity byte and a payload (see the module doc)."""
         suffix, added = _suffix(received_ns, transport, extra_fields)
-        return self._each(lines, out, rejects, lambda line: self._severity_framed(line, received_ns, suffix, added))
+        return self._each(lines, out, rejects, lambda line: self._severity_framed(line, received_ns, suffix, added), 1)
 
     def _severity_framed(self, line: bytes, received_ns: int, suffix: bytes, added: tuple) -> bytes | Reject:
         code, payload = line[0], line[1:]

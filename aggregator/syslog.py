@@ -104,7 +104,7 @@ def parse(line: bytes, received_ns: int) -> Parsed:
 
 # VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP: each a run of PRINTUSASCII.
 _5424_HEAD = re.compile(rb"1 ([!-~]+) ([!-~]+) ([!-~]+) ([!-~]+) ([!-~]+) ")
-_SD_NAME = rb'[!#-<>-Z\^-~]{1,32}'  # PRINTUSASCII except '=', ' ', ']' and '"'
+_SD_NAME = rb'[!#-<>-\\^-~]{1,32}'  # PRINTUSASCII except '=', ' ', ']' and '"'
 _SD_ELEMENT = re.compile(rb"\[(" + _SD_NAME + rb')((?: ' + _SD_NAME + rb'="(?:[^"\\]|\\.)*")*)\]', re.DOTALL)
 _SD_PARAM = re.compile(rb" (" + _SD_NAME + rb')="((?:[^"\\]|\\.)*)"', re.DOTALL)
 _SD_ESCAPE = re.compile(rb'\\(["\\\]])')  # RFC 5424 6.3.3: only these three are escapes
