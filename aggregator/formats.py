@@ -57,8 +57,29 @@ class Decoder:
 
     # -- per format -------------------------------------------------------------------------------
     def _auto(self, lines, received_ns, transport, out, rejects, extra_fields=None, *, newline_free=False):
+        if lines and lines[0][:1] == b"<":
+            # A batch from a syslog sender (one look per batch, not per line): each syslog line
+            # straight to the syslog path, without first failing the JSON validator.
+            return self._mostly_syslog(lines, received_ns, transport, out, rejects, extra_fields, newline_free)
         return encode_lines(lines, received_ns, transport, out, rejects, extra_fields, newline_free=newline_free,
                             other=self._syslog_if_it_is)  # fmt: skip
+
+    def _mostly_syslog(self, lines, received_ns, transport, out, rejects, extra_fields, newline_free) -> tuple[int, int]:
+        suffix, added = _suffix(received_ns, transport, extra_fields)
+        written = empty = 0
+        for line in lines:
+            if _looks_like_syslog(line):
+                encoded = self.syslog_line(line, received_ns, suffix, added)
+                if type(encoded) is bytes:
+                    out.append(encoded)
+                    written += 1
+                else:
+                    rejects.append(encoded)
+            else:  # anything else as auto reads it, in order
+                w, e = encode_lines([line], received_ns, transport, out, rejects, extra_fields, newline_free=newline_free)
+                written += w
+                empty += e
+        return written, empty
 
     def _syslog_if_it_is(self, line: bytes, received_ns: int, suffix: bytes, added: tuple) -> bytes | Reject | None:
         return self.syslog_line(line, received_ns, suffix, added) if _looks_like_syslog(line) else None
@@ -92,13 +113,12 @@ class Decoder:
         """A syslog message's output line (``severity``: a lenprefix frame's, replacing the
         ``<PRI>``'s), or an ``invalid_utf8`` reject."""
         try:
-            parsed = parse(line, received_ns)
-            if parsed.malformed:
+            header, message, malformed = parse(line, received_ns)
+            if malformed:
                 self.malformed += 1
-            header = parsed.header
             if severity is not None:
                 header["severity"] = SEVERITIES[severity]
-            return record_line(header, parsed.message, suffix, added)
+            return record_line(header, message, suffix, added)
         except UnicodeDecodeError:
             return Reject.of(INVALID_UTF8, line)
 

@@ -73,25 +73,14 @@ _CEE = b"@cee:"
 _JSON_WHITESPACE = b" \t\r\n"
 
 
-class Parsed:
-    """What ``parse`` read: header fields (a dict, in output order), the message (bytes or None),
-    and whether the header was malformed (kept all the same)."""
-
-    __slots__ = ("header", "message", "malformed")
-
-    def __init__(self, header: dict, message: bytes | None, malformed: bool = False) -> None:
-        self.header = header
-        self.message = message
-        self.malformed = malformed
-
-
-def parse(line: bytes, received_ns: int) -> Parsed:
-    """Read one syslog message (any form above). Never raises on any bytes; header text that is
-    not UTF-8 raises UnicodeDecodeError, which the caller turns into an ``invalid_utf8`` reject."""
+def parse(line: bytes, received_ns: int) -> tuple[dict, bytes | None, bool]:
+    """Read one syslog message (any form above): ``(header fields, message or None, malformed)``.
+    Never raises on any bytes but UnicodeDecodeError, for header text that is not UTF-8 (the
+    caller turns it into an ``invalid_utf8`` reject)."""
     line = line.rstrip(_TRAILING)
     m = _PRI.match(line)
     if m is None or int(m[1]) > MAX_PRI:
-        return Parsed({}, line, True)  # no header to read: all of it is the message
+        return {}, line, True  # no header to read: all of it is the message
     pri = int(m[1])
     header = {"facility": FACILITIES[pri >> 3], "severity": SEVERITIES[pri & 7]}
     rest = line[m.end() :]
@@ -110,10 +99,10 @@ _SD_PARAM = re.compile(rb" (" + _SD_NAME + rb')="((?:[^"\\]|\\.)*)"', re.DOTALL)
 _SD_ESCAPE = re.compile(rb'\\(["\\\]])')  # RFC 5424 6.3.3: only these three are escapes
 
 
-def _rfc5424(header: dict, rest: bytes) -> Parsed:
+def _rfc5424(header: dict, rest: bytes) -> tuple[dict, bytes | None, bool]:
     m = _5424_HEAD.match(rest)
     if m is None:
-        return Parsed(header, rest, True)
+        return header, rest, True
     stamp, host, app, procid, msgid = m.groups()
     if stamp != _NIL:
         header["timestamp"] = stamp.decode()
@@ -131,48 +120,58 @@ def _rfc5424(header: dict, rest: bytes) -> Parsed:
         while rest[pos : pos + 1] == b"[":
             element = _SD_ELEMENT.match(rest, pos)
             if element is None:
-                return Parsed(header, rest, True)  # structured data that does not close
+                return header, rest, True  # structured data that does not close
             params = sd.setdefault(element[1].decode(), {})
             for name, value in _SD_PARAM.findall(element[2]):
                 params[name.decode()] = _SD_ESCAPE.sub(rb"\1", value).decode()
             pos = element.end()
         if not sd:
-            return Parsed(header, rest, True)  # neither "-" nor an element
+            return header, rest, True  # neither "-" nor an element
         header["structured_data"] = sd
     if pos == len(rest):
-        return Parsed(header, None)
+        return header, None, False
     if rest[pos : pos + 1] != b" ":
-        return Parsed(header, rest, True)
+        return header, rest, True
     message = rest[pos + 1 :]
     if message.startswith(_BOM):
         message = message[len(_BOM) :]
-    return Parsed(header, message)
+    return header, message, False
 
 
-_RFC3339 = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)\Z", re.IGNORECASE)
+_OFFSET = re.compile(rb"Z|[+-]\d\d:\d\d", re.IGNORECASE)
 
 
 def rfc3339_ns(stamp: bytes) -> int | None:
-    """ns since the epoch of an RFC 3339 stamp (``2026-11-29T16:20:01.123456+01:00``), or None."""
-    m = _RFC3339.match(stamp)
-    if m is None:
+    """ns since the epoch of an RFC 3339 stamp (``2026-11-29T16:20:01.123456+01:00``), or None.
+    By slicing, not a regex: every message has one, and only its seconds are worth a cache."""
+    if len(stamp) < 20:
         return None
-    seconds = _rfc3339_seconds(m[1], m[3].upper())
-    if seconds is None:
-        return None
-    fraction = m[2]
-    return seconds * 1_000_000_000 + (int(fraction.ljust(9, b"0")) if fraction else 0)
+    if stamp[-1] in b"Zz":
+        offset, fraction = b"Z", stamp[19:-1]
+    else:
+        offset, fraction = stamp[-6:], stamp[19:-6]
+    if fraction:
+        digits = fraction[1:]
+        if fraction[:1] != b"." or not 1 <= len(digits) <= 9 or not digits.isdigit():
+            return None
+        ns = int(digits.ljust(9, b"0"))
+    else:
+        ns = 0
+    seconds = _rfc3339_seconds(stamp[:19], offset)
+    return None if seconds is None else seconds * 1_000_000_000 + ns
 
 
 @lru_cache(maxsize=1024)
 def _rfc3339_seconds(date_time: bytes, offset: bytes) -> int | None:
     # Cached: a stream of messages shares a handful of seconds.
+    if not _OFFSET.fullmatch(offset) or date_time[10:11] not in (b"T", b"t"):
+        return None
     try:
-        dt = datetime.strptime(date_time.decode(), "%Y-%m-%dT%H:%M:%S")
-    except ValueError:
+        dt = datetime.strptime(date_time[:10].decode() + "T" + date_time[11:].decode(), "%Y-%m-%dT%H:%M:%S")
+    except (ValueError, UnicodeDecodeError):
         return None  # out-of-range fields (month 13, a leap second): the text is kept, no ns
     seconds = calendar.timegm(dt.timetuple())
-    if offset != b"Z":
+    if offset not in (b"Z", b"z"):
         sign = 1 if offset[:1] == b"+" else -1
         seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
     return seconds
@@ -181,61 +180,63 @@ def _rfc3339_seconds(date_time: bytes, offset: bytes) -> int | None:
 # -- RFC 3164 ---------------------------------------------------------------------------------------
 
 _MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
-_3164_STAMP = re.compile(rb"(" + b"|".join(_MONTHS) + rb") ([ \d]\d) (\d\d):(\d\d):(\d\d) ")
-_ISO_STAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)) ", re.IGNORECASE)
-# TAG[PID]: -- a tag has no space, bracket, colon, brace or quote (so a JSON message is never one).
-_TAG = re.compile(rb'([^\s\[\]:{"]{1,48})(?:\[([^\s\]]{1,128})\])?:(?: |\Z)')
-_HOSTNAME = re.compile(rb"([A-Za-z0-9][A-Za-z0-9._:%\-]{0,254}) ")
+_TAG = rb'([^\s\[\]:{"]{1,48})(?:\[([^\s\]]{1,128})\])?:(?: |\Z)'  # TAG[PID]: no space, bracket, colon, brace, quote
+# One match for the usual forms: the stamp (classic, or RFC 3339), then a tag (the local form;
+# tried first), or a hostname and maybe a tag (the remote form), or neither (a message that
+# starts with "{" right after the stamp).
+_3164 = re.compile(
+    rb"(?:((?:" + b"|".join(_MONTHS) + rb") [ \d]\d \d\d:\d\d:\d\d)"
+    rb"|(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d))) "
+    rb"(?:" + _TAG + rb"|([A-Za-z0-9][A-Za-z0-9._:%\-]{0,254}) (?:" + _TAG + rb")?)?",
+    re.IGNORECASE,
+)
 
 
-def _rfc3164(header: dict, rest: bytes, received_ns: int) -> Parsed:
-    m = _3164_STAMP.match(rest)
-    if m is not None:
-        header["timestamp"] = rest[: m.end() - 1].decode()
-        ns = _bsd_stamp_ns(_MONTHS.index(m[1]) + 1, int(m[2]), int(m[3]), int(m[4]), int(m[5]), received_ns)
+def _rfc3164(header: dict, rest: bytes, received_ns: int) -> tuple[dict, bytes | None, bool]:
+    m = _3164.match(rest)
+    if m is None:
+        return header, rest, False  # bare <PRI>MSG (Python's SysLogHandler): no tag is guessed
+    bsd, iso, tag, pid, host, tag_after_host, pid_after_host = m.groups()
+    if bsd is not None:
+        header["timestamp"] = bsd.decode()
+        ns = _bsd_stamp_ns(bsd, received_ns // _DAY_NS)
     else:
-        m = _ISO_STAMP.match(rest)
-        if m is None:
-            return Parsed(header, rest)  # bare <PRI>MSG (Python's SysLogHandler): no tag is guessed
-        header["timestamp"] = m[1].decode()
-        ns = rfc3339_ns(m[1])
+        header["timestamp"] = iso.decode()
+        ns = rfc3339_ns(iso)
     if ns is not None:
         header["timestamp_ns"] = ns
-    after = rest[m.end() :]
-    tag = _TAG.match(after)
-    if tag is None:
-        host = _HOSTNAME.match(after)
-        if host is not None:
-            header["hostname"] = host[1].decode()
-            after = after[host.end() :]
-            tag = _TAG.match(after)
+    if host is not None:
+        header["hostname"] = host.decode()
+        tag, pid = tag_after_host, pid_after_host
     if tag is not None:
-        header["app_name"] = tag[1].decode()
-        if tag[2] is not None:
-            header["procid"] = tag[2].decode()
-        after = after[tag.end() :]
-    return Parsed(header, after)
+        header["app_name"] = tag.decode()
+        if pid is not None:
+            header["procid"] = pid.decode()
+    return header, rest[m.end() :], False
 
 
-def _bsd_stamp_ns(month: int, day: int, hour: int, minute: int, second: int, received_ns: int) -> int | None:
-    """A 3164 stamp has no year and no zone: the sender's local time, here taken as the
-    aggregator's, in the year (of the receipt's, the one before or after) nearest the receipt."""
-    year = time.localtime(received_ns // 1_000_000_000).tm_year
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+@lru_cache(maxsize=4096)
+def _bsd_stamp_ns(stamp: bytes, received_day: int) -> int | None:
+    """A 3164 stamp (``Mmm dd hh:mm:ss ``) has no year and no zone: the sender's local time, here
+    taken as the aggregator's, in the year (the receipt's, the one before or after) that puts it
+    nearest the receipt's day. Cached: a stream of messages shares a handful of stamps."""
+    month = _MONTHS.index(stamp[:3].capitalize()) + 1
+    day, hour, minute, second = int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12]), int(stamp[13:15])
+    received_s = received_day * 86_400 + 43_200
+    year = time.localtime(received_s).tm_year
     best = None
     for y in (year - 1, year, year + 1):
-        seconds = _local_seconds(y, month, day, hour, minute, second)
-        if seconds is not None and (best is None or abs(seconds * 1e9 - received_ns) < abs(best * 1e9 - received_ns)):
+        try:
+            datetime(y, month, day, hour, minute, second)
+        except ValueError:
+            continue  # Feb 29 of another year, a leap second: that year cannot be it
+        seconds = int(time.mktime((y, month, day, hour, minute, second, 0, 0, -1)))
+        if best is None or abs(seconds - received_s) < abs(best - received_s):
             best = seconds
     return None if best is None else best * 1_000_000_000
-
-
-@lru_cache(maxsize=1024)
-def _local_seconds(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int | None:
-    try:
-        datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return None  # Feb 30, a leap second: the text is kept, no ns
-    return int(time.mktime((year, month, day, hour, minute, second, 0, 0, -1)))
 
 
 # -- records ------------------------------------------------------------------------------------------
@@ -244,11 +245,12 @@ def _local_seconds(year: int, month: int, day: int, hour: int, minute: int, seco
 @lru_cache(maxsize=16)
 def _probe_for(added: tuple[str, ...]):
     """A msgspec decoder that validates a JSON object and tells which of the names that matter
-    to a merge it holds (header fields, their ``syslog_`` names, the aggregator's fields)."""
+    to a merge it holds (header fields, their ``syslog_`` names, the aggregator's fields), the
+    names, and the probe value that means "none of them"."""
     names = (*HEADER_FIELDS, *(RENAMED_PREFIX + f for f in HEADER_FIELDS), *added)
     attrs = [f"f{i}" for i in range(len(names))]
     probe = msgspec.defstruct("MergeProbe", [(a, msgspec.Raw, msgspec.UNSET) for a in attrs], rename=dict(zip(attrs, names)))
-    return msgspec.json.Decoder(probe).decode, names
+    return msgspec.json.Decoder(probe).decode, names, probe()
 
 
 _ProbeErrors = (msgspec.DecodeError, RecursionError)
@@ -258,9 +260,11 @@ def json_members(obj: bytes, added: tuple[str, ...]) -> tuple[bytes, set[str]] |
     """The members of the JSON object ``obj`` as text (no braces; members named in ``added``
     cut out), and the names of interest it holds; None if ``obj`` is not a JSON object. Raises
     UnicodeDecodeError for an object that is not UTF-8."""
-    decode, names = _probe_for(added)
+    decode, names, none_present = _probe_for(added)
     try:
-        present = {name for name, value in zip(names, msgspec.structs.astuple(decode(obj))) if value is not msgspec.UNSET}
+        seen = decode(obj)
+        present = () if seen == none_present else {
+            name for name, value in zip(names, msgspec.structs.astuple(seen)) if value is not msgspec.UNSET}
     except _ProbeErrors:
         try:  # past msgspec's nesting limit orjson decides, as in the JSON path
             value = _loads(obj)
@@ -271,7 +275,7 @@ def json_members(obj: bytes, added: tuple[str, ...]) -> tuple[bytes, set[str]] |
         present = {name for name in names if name in value}
     if not obj.isascii():
         obj.decode("utf-8")
-    if present.intersection(added):
+    if present and not present.isdisjoint(added):
         kept = without_members(obj, added)
         members = kept[1:]
     else:

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from ..results import Results, RunRecord, stats
 from .blocks import BulletList, Chart, Heading, Paragraph, Table
-from .charts import bar_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
+from .charts import bar_chart, format_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
 from .data import (
     OWN,
     PEER,
@@ -69,16 +69,18 @@ def _verdicts(groups) -> list[str]:
     for runs in groups.values():
         g = group_label(runs)
         transports = order(r.transport for r in runs)
+        peers = [s for s in systems(runs) if s != OWN]
         for t in transports:
             for key, label, higher_better in (("messages_per_s", "messages/s", True), ("agg_cpu_us_per_msg", "aggregator CPU per message", False)):
-                a, b = metric(runs, OWN, t, derived(key)), metric(runs, PEER, t, derived(key))
-                if not (a and b):
-                    continue
-                q = stats.ratio(a, b)
-                if q is None:
-                    continue
-                noise = " — too noisy to rank (ranges overlap)" if a.overlaps(b) else ""
-                lines.append(f"[{g}] {t}: loglab {q.median:.2f}x syslog-ng {label} (range {q.min:.2f}–{q.max:.2f}){noise}")
+                for peer in peers:
+                    a, b = metric(runs, OWN, t, derived(key)), metric(runs, peer, t, derived(key))
+                    if not (a and b):
+                        continue
+                    q = stats.ratio(a, b)
+                    if q is None:
+                        continue
+                    noise = " — too noisy to rank (ranges overlap)" if a.overlaps(b) else ""
+                    lines.append(f"[{g}] {t}: loglab {q.median:.2f}x {peer} {label} (range {q.min:.2f}–{q.max:.2f}){noise}")
         # ranking of transports by messages/s, per system
         for system in systems(runs):
             spreads = [(t, metric(runs, system, t, derived("messages_per_s"))) for t in transports]
@@ -115,6 +117,44 @@ def _overhead_rows(measured: list[RunRecord], traced: list[RunRecord]) -> list[l
             cells.append(f"{change:+.1f} %{noise}")
         rows.append([r.scenario, r.transport, r.system, *cells])
     return rows
+
+
+def _format_blocks(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
+    """The cost of each input format and framing (the formats scenario, or any runs whose
+    workloads differ only in them), the systems side by side."""
+    runs = [r for r in measured if r.scenario == "formats"]
+    if not runs:
+        return []
+    header = ["transport", "format", "framing", "system", "n", "agg CPU µs/msg", "agg syscalls/msg", "prod CPU µs/msg",
+              "prod syscalls/msg", "messages/s", "p99 µs", "loss %"]  # fmt: skip
+    rows = []
+    for t in order(r.transport for r in runs):
+        shapes = dict.fromkeys((r.workload.format, r.workload.framing) for r in runs if r.transport == t)
+        for form, framing in shapes:
+            sel = [r for r in runs if r.transport == t and (r.workload.format, r.workload.framing) == (form, framing)]
+            tr = [r for r in traced if r.scenario == "formats" and r.transport == t and (r.workload.format, r.workload.framing) == (form, framing)]
+            for system in systems(sel):
+                m = lambda fn, src=sel: metric(src, system, t, fn)  # noqa: E731
+                rows.append([t, form, framing, system, str(len([r for r in sel if r.system == system and r.status == "ok"])),
+                             fmt(m(derived("agg_cpu_us_per_msg")), "{:.2f}"),
+                             fmt(m(lambda r: syscalls_per_message(trace_side(r.trace, "aggregator")), tr), "{:.2f}"),
+                             fmt(m(derived("prod_cpu_us_per_msg")), "{:.2f}"),
+                             fmt(m(lambda r: syscalls_per_message(trace_side(r.trace, "producer")), tr), "{:.2f}"),
+                             fmt(m(derived("messages_per_s")), "{:,.0f}"), fmt(m(latency("p99_ns")), "{:.0f}", 1e-3),
+                             fmt(m(loss_pct), "{:.2f}")])  # fmt: skip
+    chart = Chart("formats", "Cost per input format",
+                  "Bars: median on-CPU time of the receiver per message delivered (µs), per input format and framing of the "
+                  "producer (x), one bar per system (loglab plain, syslog-ng hatched //, rsyslog dotted), one panel per "
+                  "transport; whiskers min–max over repeats. A missing bar: the system has no input for that format or "
+                  "framing (see Notes). Lower is better.", format_chart(runs))  # fmt: skip
+    charts.append(chart)
+    return [Heading(2, "Input formats"),
+            Paragraph("What each input format and framing costs at the same offered rate (the formats scenario): the "
+                      "producer's JSON line alone, or as the message of an RFC 3164 or RFC 5424 header, newline-framed, "
+                      "octet-counted (RFC 6587) or in lenprefix frames. loglab reads every one with --format auto "
+                      "(lenprefix with --framing lenprefix); syslog-ng and rsyslog parse the header and keep the message. "
+                      "Syscalls per message from the traced run of each cell."),
+            chart, Table(header, rows)]  # fmt: skip
 
 
 def _soak_blocks(res: Results, charts: list) -> list:
@@ -176,8 +216,9 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
         blocks.append(Paragraph("loglab's receiving processes (--workers; syslog-ng runs its own threads): "
                             + ", ".join(f"{t} {n}" for t, n in workers.items()) + "."))  # fmt: skip
     notes = list(res.notes)
-    if res.peer and not res.peer.get("available", True):
-        notes.append(f"Peer {res.peer.get('name', PEER)} unavailable: {res.peer.get('reason') or 'no reason given'}")
+    for peer in res.peers or ([res.peer] if res.peer else []):
+        if not peer.get("available", True):
+            notes.append(f"Peer {peer.get('name', PEER)} unavailable: {peer.get('reason') or 'no reason given'}")
     if res.tracing and not res.tracing.get("enabled", False):
         notes.append(f"Tracing skipped: {res.tracing.get('reason') or 'no reason given'}")
     for r in res.runs:
@@ -245,6 +286,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
                          "(negative: the traced run was slower / used more CPU). Within the untraced min–max range means "
                          "the overhead is not distinguishable from noise.")]  # fmt: skip
         blocks.append(Table(["scenario", "transport", "system", "msg/s traced vs untraced", "agg CPU/msg traced vs untraced"], _overhead_rows(measured, traced)))
+    blocks += _format_blocks(measured, traced, charts)
     blocks += _soak_blocks(res, charts)
     blocks += _torture_blocks(res)
     blocks += _pipeline_blocks([r for r in measured if r.scenario == "pipeline"])

@@ -10,7 +10,7 @@ from ..results import RunRecord, stats
 
 PEER = "syslog-ng"
 OWN = "loglab"
-SYSTEM_STYLE = {OWN: {"hatch": "", "ls": "-"}, PEER: {"hatch": "//", "ls": "--"}}
+SYSTEM_STYLE = {OWN: {"hatch": "", "ls": "-"}, PEER: {"hatch": "//", "ls": "--"}, "rsyslog": {"hatch": "..", "ls": ":"}}
 
 try:  # the registry's order; the report must still work from results alone
     from aggregator.transports import TRANSPORTS
@@ -23,7 +23,7 @@ except Exception:  # pragma: no cover
 
 def group_key(r: RunRecord) -> tuple:
     p = r.workload
-    return (r.scenario, p.producers, p.count, p.size, p.rate, p.batch)
+    return (r.scenario, p.producers, p.count, p.size, p.rate, p.batch, p.format, p.framing)
 
 
 def groups_of(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
@@ -82,7 +82,7 @@ def trace_side(trace: dict | None, side: str) -> dict | None:
     """The producer/aggregator part of a run's ``trace`` (see results.py for the keys accepted)."""
     if not trace:
         return None
-    aliases = {"producer": ("producer", "logprod"), "aggregator": ("aggregator", "logagg", "syslog-ng")}[side]
+    aliases = {"producer": ("producer", "logprod"), "aggregator": ("aggregator", "logagg", "syslog-ng", "rsyslogd")}[side]
     for k in aliases:
         if isinstance(trace.get(k), dict):
             return trace[k]

@@ -18,7 +18,8 @@ results.json (``schema_version`` 2)::
      "environment": {...}           environment.collect_environment()
      "params": {...}                BenchParams: repeats, warmups, systems, transports,
                                     scenarios [{name, description, transports, points[...]}], argv, extra
-     "peer": {"name", "available", "reason", "version"} | null
+     "peer": {"name", "available", "reason", "version"} | null   (the first of "peers")
+     "peers": [{"name", "available", "reason", "version"}]     (every peer asked for)
      "tracing": {"enabled", "reason", "tool"} | null
      "notes": [str],
      "runs": [{"file": "runs/0001-....json", "kind", "system", "transport", "scenario", "repeat",
@@ -28,8 +29,9 @@ Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
 
     kind "bench"|"torture"|"soak"  (what made it: loglab bench, loglab torture, loglab soak)
     system "loglab"|"syslog-ng"|..., transport, scenario,
-    workload {producers, count, size, rate, batch} | null  (null: a torture scenario whose
-             workload is its own, said in its notes),
+    workload {producers, count, size, rate, batch, format, framing} | null  (null: a torture
+             scenario whose workload is its own, said in its notes; format and framing are the
+             producer's, "json" and "newline" when absent),
     repeat (0-based, counted separately for warm-ups and measured runs), is_warmup,
     traced (the extra run per cell with the tracer attached; left out of headline figures),
     status "ok"|"failed",
@@ -75,7 +77,9 @@ with the optional ``shipper`` ProcessStats and the derived ``shipper_cpu_us_per_
 ``nats_cpu_us_per_msg`` (pipeline scenario, issue 13). 2 (2026-11, issue 10): ``point`` is
 ``workload``, and ``kind``, ``written``, ``rejected``, ``figures``, ``series``, ``seconds`` are new,
 so torture and soak store their runs here too instead of in formats of their own. Version 1 files
-are read as version 2 (``point`` -> ``workload``, ``kind`` "bench").
+are read as version 2 (``point`` -> ``workload``, ``kind`` "bench"). Still 2 with the optional
+``workload.format`` and ``workload.framing`` and the header's ``peers`` (issue 12: input formats,
+rsyslog as a second peer); files without them read as JSON lines and the one ``peer``.
 """
 
 from __future__ import annotations
@@ -109,6 +113,8 @@ class Workload:
     size: int = 200  # bytes per message line, newline included
     rate: float = 0.0  # messages/s per producer; 0 = as fast as possible
     batch: int = 1  # lines per write (stream transports; datagrams carry one message each)
+    format: str = "json"  # the producer's --format: json, rfc3164, rfc5424
+    framing: str = "newline"  # the producer's --framing on byte streams: newline, octet, lenprefix
 
     @property
     def offered_rate(self) -> float:
@@ -121,7 +127,8 @@ class Workload:
 
     def label(self) -> str:
         rate = "unbounded" if not self.rate else f"{self.rate:,.0f}/s each"
-        return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}"
+        shape = "" if (self.format, self.framing) == ("json", "newline") else f", {self.format} {self.framing}"
+        return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}{shape}"
 
 
 @dataclass
@@ -284,6 +291,7 @@ class Results:
     params: dict
     runs: list[RunRecord]
     peer: dict | None = None
+    peers: list[dict] = field(default_factory=list)  # every peer asked for (``peer`` is the first)
     tracing: dict | None = None
     notes: list[str] = field(default_factory=list)
     complete: bool = False

@@ -35,9 +35,10 @@ MAX_QUIESCE_S = 30.0
 def producer_for(transport: str, workload: Workload, address: str, index: int, workdir: Path) -> ProducerProc:
     """Producer ``p{index}`` of ``workload`` on ``transport``, behind the start barrier (not started)."""
     w = workload
+    shape = [] if (w.format, w.framing) == ("json", "newline") else ["--format", w.format, "--framing", w.framing]
     return ProducerProc(
         transport, address, f"p{index}", w.count, workdir, "--size", w.size, "--rate", w.rate, "--batch", w.batch,
-        "--seed", index, "--quiet", barrier=True,
+        "--seed", index, "--quiet", *shape, barrier=True,
     )  # fmt: skip
 
 
