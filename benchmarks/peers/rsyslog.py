@@ -78,8 +78,6 @@ class RsyslogPeer(LogDaemonPeer):
     def __init__(self, transport: str, workdir: Path, **kw) -> None:
         kw.pop("fetch_limit", None)
         super().__init__(transport, workdir, **kw)
-        self.binary, root = find_binary("rsyslogd", "rsyslog")
-        self.module_dir = multiarch_dir(root, "rsyslog") if root is not None else None
 
     # ---------------------------------------------------------------- availability
     @staticmethod
@@ -157,9 +155,17 @@ ruleset(name="loglab") {{
 """
 
     def _argv(self) -> list[str]:
-        argv = [self.binary, "-n", "-f", str(self.config_path), "-i", str(self.pid_path)]
-        if self.module_dir is not None:
-            argv += ["-M", str(self.module_dir)]  # unpacked beside syslog-ng: its own modules
+        return self.command(self.config_path, self.pid_path)
+
+    @staticmethod
+    def command(config: Path, pid_file: Path) -> list[str]:
+        """A foreground rsyslogd on ``config`` (the peer's, and any other rsyslog the lab runs:
+        a forwarding client); where it was unpacked, with its own modules' directory."""
+        binary, root = find_binary("rsyslogd", "rsyslog")
+        argv = [binary or "rsyslogd", "-n", "-f", str(config), "-i", str(pid_file)]
+        module_dir = multiarch_dir(root, "rsyslog") if root is not None else None
+        if module_dir is not None:
+            argv += ["-M", str(module_dir)]  # unpacked beside syslog-ng: its own modules
         return argv
 
     def _receipt_ns(self, stamp: bytes) -> int:

@@ -120,10 +120,11 @@ class SyslogNgPeer(LogDaemonPeer):
             return f"syslog-ng's {TRANSPORT_DRIVERS[transport]}() source has no octet-counted framing"
         return f"syslog-ng has no {framing} framing"
 
-    def __init__(self, transport: str, workdir: Path, *, fetch_limit: int = 500, binary: str | None = None, **kw) -> None:
+    def __init__(self, transport: str, workdir: Path, *, fetch_limit: int = 500, **kw) -> None:
         super().__init__(transport, workdir, **kw)
         self.fetch_limit = fetch_limit
-        self.binary = binary or self.binary_path()
+        self.binary = self.binary_path()
+        self.pid_path = self.workdir / "syslog-ng.pid"
         self.control_path = self.workdir / "syslog-ng.ctl"
         self.persist_path = self.workdir / "syslog-ng.persist"
         self.last_stats: dict[str, int] = {}
@@ -287,14 +288,20 @@ log {{
         return [self.control_path]  # readiness waits for it to appear
 
     def _argv(self) -> list[str]:
+        return self.command(self.config_path, self.workdir)
+
+    @classmethod
+    def command(cls, config: Path, workdir: Path) -> list[str]:
+        """A foreground syslog-ng on ``config`` with its pid file, control socket and persist file
+        in ``workdir`` (the peer's, and any other syslog-ng the lab runs: a forwarding client)."""
         return [
-            self.binary,
+            cls.binary_path() or "syslog-ng",
             "-F",  # foreground: the pid we get is the daemon, no supervisor
             "-e",  # its internal log to stderr (our file), not to a system log
-            f"--cfgfile={self.config_path}",
-            f"--pidfile={self.pid_path}",
-            f"--control={self.control_path}",
-            f"--persist-file={self.persist_path}",
+            f"--cfgfile={config}",
+            f"--pidfile={workdir / 'syslog-ng.pid'}",
+            f"--control={workdir / 'syslog-ng.ctl'}",
+            f"--persist-file={workdir / 'syslog-ng.persist'}",
             "--no-caps",  # do not fiddle with capabilities (root or not)
         ]
 
