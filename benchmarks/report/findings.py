@@ -17,7 +17,8 @@ The rerun also gives "how much two runs differed", per figure, from ``compare``.
 
 Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
 loglab beside its peers, syscalls, tracer overhead, run-to-run differences) and ``pipeline`` (the
-shipper into JetStream). A new stage adds its own renderer here.
+shipper into JetStream: whether each offered rate was delivered in every run, then the table),
+``torture`` (fault scenarios: sent, arrived, what each cost). A new stage adds its own renderer here.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .content import (
     _overhead_rows,
     _peers,
     _pipeline_blocks,
+    _torture_blocks,
     answer,
     loglab_workers,
 )
@@ -148,15 +150,63 @@ def pipeline_findings(a: Results, b: Results | None, source_a: str, source_b: st
     if not runs:
         raise FindingsError(f"{source_a} holds no run of the pipeline scenario")
     blocks = [Paragraph(_provenance(a, source_a) + (f" Rerun: {_provenance(b, source_b)}" if b else ""))]
+    blocks += [Paragraph(line) for line in _rate_targets(a, b)]
     blocks += [blk for blk in _pipeline_blocks(runs) if not isinstance(blk, Heading)]
     if b is not None:
         blocks += _differences(a, b, "How much the two runs differed")
     return blocks
 
 
+# Delivered within 1 % of what was offered counts as keeping up (the last messages of a bounded run
+# are in flight when the window closes).
+KEPT_UP = 0.99
+
+
+def _rate_targets(*results: Results | None) -> list[str]:
+    """For each fixed-rate shipper cell, whether it delivered what was offered, in every run given:
+    the pipeline's target (issue 13: 50,000 msg/s into three nodes) is one of these cells."""
+    lines = []
+    cells: dict[tuple, list] = {}
+    for res in results:
+        for r in (res.measured() if res else []):
+            if r.scenario == "pipeline" and r.status == "ok" and r.workload.rate and r.system.startswith("shipper"):
+                cells.setdefault((r.workload.offered_rate, r.transport), []).append(r)
+    for (offered, stream), runs in sorted(cells.items()):
+        rates = [r.derived.get("messages_per_s") or 0.0 for r in runs]
+        lo, hi = min(rates), max(rates)
+        verdict = "**met**" if lo >= KEPT_UP * offered else "**not met**" if hi < KEPT_UP * offered else "met in some runs only"
+        lines.append(f"Offered {offered:,.0f} msg/s into {stream}: delivered {lo:,.0f}–{hi:,.0f} msg/s over {len(runs)} runs "
+                     f"({lo / offered:.0%}–{hi / offered:.0%} of it): {verdict}.")  # fmt: skip
+    return lines
+
+
+def torture_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """Fault scenarios (``loglab torture --out``): what each sent, what arrived, what it cost; with a
+    rerun, both runs' rows, so that a scenario which held once and failed once shows as such."""
+    if not a.of_kind("torture"):
+        raise FindingsError(f"{source_a} holds no torture run (write them with loglab torture --out DIR)")
+    blocks = [Paragraph(_torture_provenance(a, source_a))]
+    blocks += [blk for blk in _torture_blocks(a) if not isinstance(blk, Heading)]
+    if b is not None:
+        if not b.of_kind("torture"):
+            raise FindingsError(f"{source_b} holds no torture run")
+        blocks += [Paragraph("The rerun: " + _torture_provenance(b, source_b))]
+        blocks += [blk for blk in _torture_blocks(b) if isinstance(blk, Table)]
+    return blocks
+
+
+def _torture_provenance(res: Results, source: str) -> str:
+    env = res.environment
+    runs = res.of_kind("torture")
+    held = sum(1 for r in runs if r.ok)
+    return (f"`{source}`: {len(runs)} scenarios, {held} held, commit {(env.get('git') or {}).get('commit', '?')[:10]}; "
+            f"{env.get('cpu_count', '?')} CPUs, Linux {env.get('kernel', '?')}.")  # fmt: skip
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
+    "torture": torture_findings,
 }
 
 
