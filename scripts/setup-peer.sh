@@ -7,7 +7,8 @@
 #
 # Debian's syslog-ng-core and rsyslog conflict (both provide system-log-daemon): installing one
 # with apt removes the other, which may be the machine's system logger. So the one the machine
-# already has is left as it is (and when it has neither, syslog-ng-core is installed normally);
+# already has is left as it is (and when it has neither, syslog-ng-core is installed normally,
+# unless apt would have to remove another system logger for it: apt runs with --no-remove);
 # the other is unpacked from its .deb (apt-get download, dpkg -x) into a private directory,
 # $LOGLAB_PEERS_DIR/PACKAGE (default /opt/loglab/peers/PACKAGE), with its libraries installed
 # normally. benchmarks/peers/ finds it there and gives its module path on its command line.
@@ -126,6 +127,12 @@ install_peer() {
     say "installing $package"
     if apt_install "/tmp/setup-peer-$package.log" "$package"; then
         stop_system_service "$service" "$comm" "$@"
+    elif grep -qi "remove" "/tmp/setup-peer-$package.log"; then
+        # apt would have had to remove a package (another system-log-daemon: the machine's logger,
+        # whichever it is) and --no-remove refused: unpack it beside it instead.
+        say "installing $package would remove a package this machine has (see /tmp/setup-peer-$package.log); unpacking it instead"
+        unpack_peer "$package" "$binary"
+        return 0
     fi
     if [ -x "$binary" ]; then
         say "installed: $package"
