@@ -10,9 +10,10 @@ whole. Repeated, the median and min-max printed (ns per message) and written as 
 ``--out``.
 
 ``json-encode_lines`` is the JSON path called as the aggregator called it before input formats
-existed (``LineFramer`` + ``records.encode_lines``): run this script on an older checkout
-(``PYTHONPATH=OLD python -m benchmarks.format_cost``) and only that path is measured, so the two
-can be compared with the same figure.
+existed (``LineFramer`` + ``records.encode_lines``): run this file with an older checkout first on
+the path (``PYTHONPATH=OLD python benchmarks/format_cost.py``: the file from here, the aggregator
+and producer from there) and only that path is measured, so the two can be compared with the same
+figure.
 """
 
 from __future__ import annotations

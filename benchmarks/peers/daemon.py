@@ -6,8 +6,9 @@ lines to a file of its run directory; found where the setup put it, started and 
 A peer (``syslog_ng.py``, ``rsyslog.py``) is a ``LogDaemonPeer`` that says:
 
 * ``name``, ``comm`` (what tracers see), ``INPUTS`` (loglab transport -> the daemon's input for
-  it: the transports it supports; ``UNSUPPORTED`` says why not for the others), and which input
-  formats and framings each input reads (``supports``);
+  it: the transports it supports; ``UNSUPPORTED`` says why not for the others), and
+  ``OCTET_COUNTED``, the transports on which it reads RFC 6587 octet counting (``supports``: every
+  input reads newline framing and every producer format; none reads lenprefix frames);
 * ``binary()``, ``version()``, ``available()``;
 * ``_render_config(address_spec)``, ``_argv()``, ``_address_spec(...)``, and its readiness,
   drain and counters where it has them;
@@ -180,6 +181,7 @@ class LogDaemonPeer:
     trace_comms: ClassVar[tuple[str, ...]] = ()  # its threads' names, where they differ from comm (the tracer counts them as comm)
     INPUTS: ClassVar[dict[str, str]]  # loglab transport -> the daemon's input for it
     UNSUPPORTED: ClassVar[dict[str, str]] = {}  # loglab transport -> why the daemon has no input for it
+    OCTET_COUNTED: ClassVar[frozenset[str]] = frozenset()  # transports on which it reads RFC 6587 octet counting
     config_name: ClassVar[str] = "daemon.conf"
     output_name: ClassVar[str] = "daemon.out"
 
@@ -189,10 +191,15 @@ class LogDaemonPeer:
 
     @classmethod
     def unsupported(cls, transport: str, fmt: str = "json", framing: str = "newline") -> str | None:
-        """Why this peer cannot serve the cell (None: it can)."""
+        """Why this peer cannot serve the cell (None: it can). Every peer reads newline framing; RFC 6587
+        octet counting only on its ``OCTET_COUNTED`` transports; no peer reads lenprefix frames."""
         if transport not in cls.INPUTS:
             return cls.UNSUPPORTED.get(transport, f"{cls.name} has no input for {transport}")
-        return None
+        if framing == "newline" or (framing == "octet" and transport in cls.OCTET_COUNTED):
+            return None
+        if framing == "octet":
+            return f"{cls.name}'s {cls.INPUTS[transport]} input has no octet-counted framing"
+        return f"{cls.name} has no {framing} framing"
 
     def __init__(self, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int | None = None,
                  max_connections: int = 1024, max_line_bytes: int = 65536, pipe_size: int | None = 1 << 20,

@@ -42,7 +42,6 @@ __all__ = ["RsyslogPeer", "INPUT_MODULES"]
 
 # loglab transport -> rsyslog input module.
 INPUT_MODULES = {"unixsock": "imptcp", "unixgram": "imuxsock", "tcp": "imtcp", "udp": "imudp"}
-_OCTET_COUNTING = {"tcp", "unixsock"}  # imtcp and imptcp read octet-counted frames
 
 
 def _params(params: list[tuple[str, str]]) -> str:
@@ -59,21 +58,13 @@ class RsyslogPeer(LogDaemonPeer):
     # rsyslog names its threads: the main queue's workers and each input's; traced as rsyslogd.
     trace_comms = ("rs:main Q:Reg", *(f"in:{m}" for m in INPUT_MODULES.values()))
     INPUTS = INPUT_MODULES
+    OCTET_COUNTED = frozenset({"tcp", "unixsock"})  # imtcp and imptcp read octet-counted frames
     UNSUPPORTED = {
         "fifo": "rsyslog has no input for a named pipe (imfile reads regular files)",
         "seqpacket": "rsyslog has no SOCK_SEQPACKET input",
     }
     config_name = "rsyslog.conf"
     output_name = "rsyslog.out"
-
-    @classmethod
-    def unsupported(cls, transport: str, fmt: str = "json", framing: str = "newline") -> str | None:
-        why = super().unsupported(transport, fmt, framing)
-        if why or framing == "newline":
-            return why
-        if framing == "octet":
-            return None if transport in _OCTET_COUNTING else f"rsyslog's {INPUT_MODULES[transport]} has no octet-counted framing"
-        return f"rsyslog has no {framing} framing"
 
     def __init__(self, transport: str, workdir: Path, **kw) -> None:
         kw.pop("fetch_limit", None)

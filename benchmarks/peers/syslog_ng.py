@@ -105,20 +105,10 @@ class SyslogNgPeer(LogDaemonPeer):
     name = "syslog-ng"
     comm = "syslog-ng"  # what tracers see (every thread keeps the name)
     INPUTS = TRANSPORT_DRIVERS
+    OCTET_COUNTED = frozenset({"tcp"})  # network(transport("framed")); unix-stream() has no framed mode
     UNSUPPORTED = {"seqpacket": "syslog-ng has no SOCK_SEQPACKET source"}
     config_name = "syslog-ng.conf"
     output_name = "syslog-ng.out"
-
-    @classmethod
-    def unsupported(cls, transport: str, fmt: str = "json", framing: str = "newline") -> str | None:
-        why = super().unsupported(transport, fmt, framing)
-        if why or framing == "newline":
-            return why
-        if framing == "octet" and transport == "tcp":
-            return None
-        if framing == "octet":
-            return f"syslog-ng's {TRANSPORT_DRIVERS[transport]}() source has no octet-counted framing"
-        return f"syslog-ng has no {framing} framing"
 
     def __init__(self, transport: str, workdir: Path, *, fetch_limit: int = 500, **kw) -> None:
         super().__init__(transport, workdir, **kw)

@@ -322,40 +322,56 @@ def _overhead_rows(measured: list[RunRecord], traced: list[RunRecord]) -> list[l
     return rows
 
 
-def _format_blocks(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
-    """The cost of each input format and framing (the formats scenario), the systems side by side."""
+FORMATS_INTRO = ("What each input format and framing costs at the same offered rate (the formats scenario): the "
+                 "producer's JSON line alone, or as the message of an RFC 3164 or RFC 5424 header, newline-framed, "
+                 "octet-counted (RFC 6587) or in lenprefix frames. loglab reads every one with --format auto "
+                 "(lenprefix with --framing lenprefix); syslog-ng and rsyslog parse the header and keep the message. "
+                 "'vs JSON lines': the receiver's CPU per message against its own JSON, newline-framed cell on the same "
+                 "transport (median over median). Syscalls per message from the traced run of each cell.")  # fmt: skip
+
+
+def format_table(measured: list[RunRecord], traced: list[RunRecord], rerun: list[RunRecord] | None = None) -> Table | None:
+    """One row per transport, format and framing, and system (the formats scenario); with ``rerun``
+    (the measured runs of a second run), its receiver CPU per message beside the first's."""
     runs = [r for r in measured if r.scenario == FORMATS]
     if not runs:
-        return []
+        return None
     shown = (RECEIVER_CPU, RECEIVER_SYSCALLS, PRODUCER_CPU, PRODUCER_SYSCALLS, MESSAGES_PER_S, P99, LOSS)
-    header = ["transport", "format", "framing", "system", "n", *(m.label for m in shown)]
+    header = ["transport", "format", "framing", "system", "n", RECEIVER_CPU.label, "vs JSON lines",
+              *(["receiver CPU µs/msg, rerun"] if rerun is not None else []), *(m.label for m in shown[1:])]  # fmt: skip
     rows = []
     for t in order(r.transport for r in runs):
         for shape in dict.fromkeys((r.workload.format, r.workload.framing) for r in runs if r.transport == t):
-            def cell(r: RunRecord, system: str) -> bool:
-                return r.transport == t and r.system == system and (r.workload.format, r.workload.framing) == shape
-
             for system in systems([r for r in runs if r.transport == t]):
-                sel = [r for r in runs if cell(r, system)]
+                def cell(r: RunRecord, shape=shape, system=system) -> bool:
+                    return r.scenario == FORMATS and r.transport == t and r.system == system and (r.workload.format, r.workload.framing) == shape
+
+                sel = [r for r in runs if cell(r)]
                 if not sel:
                     continue
-                tr = [r for r in traced if r.scenario == FORMATS and cell(r, system)]
+                json_lines = RECEIVER_CPU.spread(r for r in runs if cell(r, ("json", "newline")))
+                tr = [r for r in traced if cell(r)]
                 spreads = [m.spread(tr if m in (RECEIVER_SYSCALLS, PRODUCER_SYSCALLS) else sel) for m in shown]
-                rows.append([t, *shape, system, str(len([r for r in sel if r.status == "ok"])),
-                             *(m.format(s) for m, s in zip(shown, spreads))])  # fmt: skip
+                relative = f"{spreads[0].median / json_lines.median:.2f}x" if spreads[0] and json_lines and json_lines.median else "–"
+                again = [RECEIVER_CPU.format(RECEIVER_CPU.spread(r for r in rerun if cell(r)))] if rerun is not None else []
+                rows.append([t, *shape, system, str(len([r for r in sel if r.status == "ok"])), RECEIVER_CPU.format(spreads[0]),
+                             relative, *again, *(m.format(s) for m, s in zip(shown[1:], spreads[1:]))])  # fmt: skip
+    return Table(header, rows)
+
+
+def _format_blocks(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
+    """The cost of each input format and framing (the formats scenario), the systems side by side."""
+    table = format_table(measured, traced)
+    if table is None:
+        return []
+    runs = [r for r in measured if r.scenario == FORMATS]
     chart = Chart("formats", "Cost per input format",
                   "Bars: median on-CPU time of the receiver per message delivered (µs), per input format and framing of the "
                   "producer (x), one bar per system (loglab plain, syslog-ng hatched //, rsyslog dotted), one panel per "
                   "transport; whiskers min–max over repeats. A missing bar: the system has no input for that format or "
                   "framing (see Notes). Lower is better.", format_chart(runs))  # fmt: skip
     charts.append(chart)
-    return [Heading(2, "Input formats"),
-            Paragraph("What each input format and framing costs at the same offered rate (the formats scenario): the "
-                      "producer's JSON line alone, or as the message of an RFC 3164 or RFC 5424 header, newline-framed, "
-                      "octet-counted (RFC 6587) or in lenprefix frames. loglab reads every one with --format auto "
-                      "(lenprefix with --framing lenprefix); syslog-ng and rsyslog parse the header and keep the message. "
-                      "Syscalls per message from the traced run of each cell."),
-            chart, Table(header, rows)]  # fmt: skip
+    return [Heading(2, "Input formats"), Paragraph(FORMATS_INTRO), chart, table]
 
 
 def _tracing(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
