@@ -224,7 +224,7 @@ def report(
 def bundle(
     results: Path = typer.Argument(..., exists=True, help="A results directory (or a bundle to thin again)."),
     out: Path = typer.Argument(..., help="The file to write, e.g. docs/results/bench-a.json.gz."),
-    max_samples: int = typer.Option(1000, min=1, help="Raw latency samples kept per run."),
+    max_samples: int = typer.Option(250, min=1, help="Raw latency samples kept per run (the charts need a few hundred; every figure is computed before thinning)."),
 ) -> None:
     from .results import ResultsError, load_results
     from .results.store import write_bundle

@@ -62,15 +62,15 @@ def _measured(res: Results):
     return [r for r in res.measured() if r.status == "ok"]
 
 
-def _provenance(res: Results, source: str) -> str:
+def _provenance(res: Results, source: str, peers: bool = True) -> str:
     env = res.environment
     when = time.strftime("%Y-%m-%d", time.gmtime(res.runs[0].window_start_ns / 1e9)) if res.runs and res.runs[0].window_start_ns else "?"
     commit = (env.get("git") or {}).get("commit", "?")[:10]
     workers = ", ".join(sorted(set(loglab_workers(_measured(res)).values()))) or "?"
     return (f"`{source}`: {len(res.measured())} measured runs of {res.params.get('repeats', '?')} repeats per cell, "
             f"{when}, commit {commit}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), Linux "
-            f"{env.get('kernel', '?')}, Python {env.get('python', '?')}, syslog-ng {env.get('syslog_ng') or '–'}; "
-            f"loglab with {workers} receiving process(es).")  # fmt: skip
+            f"{env.get('kernel', '?')}, Python {env.get('python', '?')}"
+            + (f", syslog-ng {env.get('syslog_ng') or '–'}; loglab with {workers} receiving process(es)." if peers else "."))  # fmt: skip
 
 
 def _differences(a: Results, b: Results, title: str) -> list:
@@ -152,7 +152,7 @@ def pipeline_findings(a: Results, b: Results | None, source_a: str, source_b: st
     runs = [r for r in a.measured() if r.scenario == "pipeline"]
     if not runs:
         raise FindingsError(f"{source_a} holds no run of the pipeline scenario")
-    blocks = [Paragraph(_provenance(a, source_a) + (f" Rerun: {_provenance(b, source_b)}" if b else ""))]
+    blocks = [Paragraph(_provenance(a, source_a, peers=False) + (f" Rerun: {_provenance(b, source_b, peers=False)}" if b else ""))]
     blocks += [Paragraph(line) for line in _rate_targets(a, b)]
     blocks += [blk for blk in _pipeline_blocks(runs) if not isinstance(blk, Heading)]
     if b is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
+from benchmarks.report.findings import sections_in
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "data" / "bench_results_v3"
+README = ROOT / "README.md"
 
 
 def _readme(tmp_path: Path) -> Path:
@@ -131,6 +134,20 @@ def test_torture_findings_show_both_runs_and_a_scenario_that_failed(tmp_path):
     assert "`a.json.gz`: 1 scenarios, 1 held" in text and "`b.json.gz`: 1 scenarios, 0 held" in text
     rows = [line for line in text.splitlines() if line.startswith("| ship_rotation")]
     assert len(rows) == 2 and "| yes |" in rows[0] and "| NO |" in rows[1] and "1199 lines written, 1200 expected" in rows[1]
+
+
+def test_every_findings_section_of_the_readme_matches_its_committed_results(monkeypatch):
+    # The README names, in each section's first marker, the command that renders it from results
+    # committed in the repository; a figure typed by hand, or results changed without a re-render,
+    # fail here.
+    monkeypatch.chdir(ROOT)
+    sections = sections_in(README.read_text(encoding="utf-8"))
+    assert "bench" in sections, "README.md has no generated findings:bench section"
+    for name, (command, _) in sections.items():
+        argv = shlex.split(command)
+        assert argv[:2] == ["loglab", "report"], command
+        result = _invoke(*argv[2:], "--check")
+        assert result.exit_code == 0, f"findings:{name} is stale: {result.output}"
 
 
 # -- the formats and json-path sections: built from in-memory results with known figures -----------
