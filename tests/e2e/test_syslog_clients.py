@@ -264,8 +264,11 @@ def test_syslog_daemons_forward_to_loglab_with_their_default_templates(lab, name
         stamp = r.pop("timestamp")
         assert ("T" in stamp) == (form == "5424") and r.pop("timestamp_ns") > 0
     header = {"facility": "local4", "severity": "err", "hostname": HOST, "app_name": "fwdapp", "procid": "77"}
-    if daemon == "rsyslog" and form == "5424":
-        header["structured_data"] = records[0].get("structured_data")  # what rsyslog adds, if anything
-        if header["structured_data"] is None:
-            del header["structured_data"]
-    assert records == [{**header, "event": "forwarded", "n": 2}, {**header, "message": "plain forwarded"}]
+    first, second = dict(header), dict(header)
+    if daemon == "syslog-ng" and form == "5424":  # syslog() numbers what it sends in its own structured data
+        first["structured_data"], second["structured_data"] = ({"meta": {"sequenceId": str(n)}} for n in (1, 2))
+    # In RFC 5424 the message is everything after the one space that follows the structured data;
+    # rsyslog's %msg% keeps the space that followed the 3164 tag, so its message starts with one,
+    # kept as sent (syslog-ng's does not).
+    plain = " plain forwarded" if (daemon, form) == ("rsyslog", "5424") else "plain forwarded"
+    assert records == [{**first, "event": "forwarded", "n": 2}, {**second, "message": plain}]

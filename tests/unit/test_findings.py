@@ -146,7 +146,7 @@ def test_every_findings_section_of_the_readme_matches_its_committed_results(monk
     for name, (command, _) in sections.items():
         argv = shlex.split(command)
         assert argv[:2] == ["loglab", "report"], command
-        result = _invoke(*argv[2:], "--check")
+        result = _invoke(*argv[1:], "--check")
         assert result.exit_code == 0, f"findings:{name} is stale: {result.output}"
 
 
