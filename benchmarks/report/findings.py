@@ -87,7 +87,7 @@ def _differences(a: Results, b: Results, title: str) -> list:
         worst = max(pairs, key=lambda r: abs(r.change - 1))
         beyond = sum(1 for r in pairs if not r.within_noise)
         rows.append([metric.label, str(len(pairs)), f"{changes[len(changes) // 2] * 100:.1f} %",
-                     f"{abs(worst.change - 1) * 100:.1f} % ({worst.scenario} {worst.transport} {worst.system}: "
+                     f"{abs(worst.change - 1) * 100:.1f} % ({worst.scenario} {worst.workload}, {worst.transport}, {worst.system}: "
                      f"{metric.format(worst.a)} then {metric.format(worst.b)})", f"{beyond} of {len(pairs)}"])  # fmt: skip
     env = ", ".join(k for k, _, _ in result.env_differences)
     return [Heading(3, title),
