@@ -1,9 +1,10 @@
 """Cost per message of each input path, in one process: framing and reading, no syscalls.
 
-``python -m benchmarks.format_cost [--messages N] [--repeat R] [--out FILE]``
+``python -m benchmarks.format_cost [--messages N] [--size B] [--read-bytes B] [--repeat R] [--out FILE]``
 
 The producer's own messages (200 bytes by default, ``producers/messages.py``) in each format and
-framing, cut into 64 KiB reads as the aggregator reads them, through the stream framer and the
+framing, cut into 64 KiB reads as the aggregator reads them under load (``--read-bytes 200``: one
+message per read, as at a moderate rate, where what is paid per read shows), through the stream framer and the
 decoder of ``--format auto`` (and ``json``/``syslog``/``raw`` where they differ): what each path
 costs the aggregator per message on top of the system calls, which ``loglab bench`` measures
 whole. Repeated, the median and min-max printed (ns per message) and written as JSON with
@@ -31,8 +32,8 @@ READ_BYTES = 64 * 1024
 RECEIVED_NS = 1_795_000_000_000_000_000
 
 
-def _reads(data: bytes) -> list[bytes]:
-    return [data[i : i + READ_BYTES] for i in range(0, len(data), READ_BYTES)]
+def _reads(data: bytes, read_bytes: int = READ_BYTES) -> list[bytes]:
+    return [data[i : i + read_bytes] for i in range(0, len(data), read_bytes)]
 
 
 def _messages(fmt: str, framing: str, n: int, size: int) -> bytes:
@@ -63,9 +64,9 @@ def _time_path(reads: list[bytes], make_framer, encode, n: int) -> float:
     return elapsed / n
 
 
-def paths(n: int, size: int) -> dict:
+def paths(n: int, size: int, read_bytes: int = READ_BYTES) -> dict:
     """name -> (reads, framer factory, encode). Only the JSON path on a checkout without formats."""
-    json_reads = _reads(_messages("json", "newline", n, size))
+    json_reads = _reads(_messages("json", "newline", n, size), read_bytes)
     found = {"json-encode_lines": (json_reads, lambda: LineFramer(65536), encode_lines)}
     try:
         from aggregator.formats import Decoder
@@ -75,12 +76,12 @@ def paths(n: int, size: int) -> dict:
     for fmt in ("auto", "json"):
         found[f"json-format-{fmt}"] = (json_reads, lambda: LineFramer(65536), Decoder(fmt).encode)
     for fmt in ("rfc3164", "rfc5424"):
-        reads = _reads(_messages(fmt, "newline", n, size))
+        reads = _reads(_messages(fmt, "newline", n, size), read_bytes)
         found[f"{fmt}-format-auto"] = (reads, lambda: LineFramer(65536), Decoder("auto").encode)
         found[f"{fmt}-format-syslog"] = (reads, lambda: LineFramer(65536), Decoder("syslog").encode)
     found["json-format-raw"] = (json_reads, lambda: LineFramer(65536), Decoder("raw").encode)
-    found["json-octet-auto"] = (_reads(_messages("json", "octet", n, size)), lambda: OctetFramer(65536), Decoder("auto").encode)
-    found["json-lenprefix-auto"] = (_reads(_messages("json", "lenprefix", n, size)), lambda: LenPrefixFramer(65536),
+    found["json-octet-auto"] = (_reads(_messages("json", "octet", n, size), read_bytes), lambda: OctetFramer(65536), Decoder("auto").encode)
+    found["json-lenprefix-auto"] = (_reads(_messages("json", "lenprefix", n, size), read_bytes), lambda: LenPrefixFramer(65536),
                                     Decoder("auto").encode_severity_framed)  # fmt: skip
     return found
 
@@ -89,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000, help="messages per pass (default 200,000)")
     parser.add_argument("--size", type=int, default=200, help="bytes per message on the wire (default 200)")
+    parser.add_argument("--read-bytes", type=int, default=READ_BYTES, help="bytes per read (default 65536; 200: one message per read)")
     parser.add_argument("--repeat", type=int, default=7, help="passes per path, interleaved (default 7)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    found = paths(args.messages, args.size)
+    found = paths(args.messages, args.size, args.read_bytes)
     samples: dict[str, list[float]] = {name: [] for name in found}
     for _ in range(args.repeat):  # interleaved: a drift in the machine's speed touches every path alike
         for name, (reads, make_framer, encode) in found.items():
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{width}}  {r['median_ns']:7.0f} ns/msg  [{r['min_ns']:.0f}-{r['max_ns']:.0f}]")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"messages": args.messages, "size": args.size, "repeat": args.repeat, "python": sys.version.split()[0],
+            json.dump({"messages": args.messages, "size": args.size, "read_bytes": args.read_bytes, "repeat": args.repeat, "python": sys.version.split()[0],
                        "paths": result}, f, indent=2)  # fmt: skip
     return 0
 
