@@ -55,7 +55,7 @@ stop_system_service() {
 # syslog-ng says its version with --version, rsyslogd with -v (which to syslog-ng is --verbose).
 version_of() {
     case "$1" in
-        *rsyslogd) "$1" -v 2>/dev/null | head -n1 ;;
+        *rsyslogd) "$1" -v 2>/dev/null | head -n1 | sed -e "s/, compiled with://" -e "s/ compiled with://" ;;
         *) "$1" --version 2>/dev/null | head -n1 ;;
     esac
 }
