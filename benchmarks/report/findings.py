@@ -257,6 +257,7 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "formats": formats_findings,
     "json-path": json_path_findings,
     "json-path-rerun": json_path_findings,
+    "json-path-reversed": json_path_findings,
     "torture": torture_findings,
 }
 
