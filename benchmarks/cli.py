@@ -11,7 +11,10 @@ import typer
 
 from aggregator.transports import TRANSPORT_NAMES
 
+from .peers import PEERS
 from .run.suite import default_suite
+
+PEER_NAMES = tuple(PEERS)
 
 STANDARD_SCENARIOS = tuple(dict.fromkeys(s.name for s in default_suite()))
 
@@ -58,9 +61,19 @@ def bench(
     per_connection: Optional[str] = typer.Option(
         None, help="Messages per connection: a new connection every N messages, 0 = one (list = sweep)."
     ),
+    message_format: Optional[str] = typer.Option(
+        None, "--format", help="The producers' --format (list = sweep): json, rfc3164, rfc5424."
+    ),
+    framing: Optional[str] = typer.Option(
+        None, help="The producers' --framing on unixsock and tcp (list = sweep): newline, octet, lenprefix."
+    ),
     repeat: int = typer.Option(3, min=1, help="Measured repeats per cell."),
     warmup: int = typer.Option(1, min=0, help="Warm-up runs per system and transport, before its first cell (kept in the results, flagged, left out of figures)."),
-    peer: str = typer.Option("syslog-ng", help="Run the same workload through this peer too (one of benchmarks/peers: syslog-ng), or none."),
+    peer: str = typer.Option(
+        ",".join(PEER_NAMES),
+        help=f"Run the same workload through these peers too (comma-separated, of benchmarks/peers: {', '.join(PEER_NAMES)}), "
+        "or none. A peer asked for that cannot run here is said at the start and in the summary, and the exit status is 1.",
+    ),
     trace: Optional[bool] = typer.Option(
         None, "--trace/--no-trace", help="One extra traced run per cell (capacity and efficiency; every cell of a custom run) with the BCC tracer (default: on when available)."
     ),
@@ -75,6 +88,8 @@ def bench(
     scale: float = typer.Option(1.0, min=0.0001, help="Multiply the standard suite's message counts (quick looks: 0.1)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.md and report.html at the end."),
 ) -> None:
+    from producers.messages import FORMATS, FRAMINGS
+
     from .run import bench as bench_mod
     from .run.suite import custom_scenario, default_suite, parse_list, restrict
 
@@ -90,10 +105,16 @@ def bench(
             size=parse_list(size, int),
             rate=parse_list(rate, float),
             batch=parse_list(batch, int),
+            format=_choices(message_format, FORMATS, "--format"),
+            framing=_choices(framing, FRAMINGS, "--framing"),
             per_connection=parse_list(per_connection, int),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    peers = [] if peer.strip() in ("", "none") else [p.strip() for p in peer.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise typer.BadParameter(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEER_NAMES)}, or none")
     if (pipeline or distribute) and scenarios is None and all(v is None for v in lists.values()):
         suite = []  # the NATS scenarios alone
     elif any(v is not None for v in lists.values()):
@@ -114,7 +135,7 @@ def bench(
         out_dir=out_dir,
         repeat=repeat,
         warmup=warmup,
-        peer=None if peer in ("", "none") else peer,
+        peers=peers,
         trace=trace,
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
@@ -128,6 +149,17 @@ def bench(
         print(f"report: {written.html} (and {written.md.name}, {len(written.charts)} charts)", file=sys.stderr)
     if not ok:
         raise typer.Exit(1)
+
+
+def _choices(text: str | None, allowed: tuple[str, ...], option: str) -> list[str] | None:
+    """``"json,rfc5424"`` -> ``["json", "rfc5424"]``, each one of ``allowed``; None stays None."""
+    if text is None:
+        return None
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in allowed]
+    if bad or not chosen:
+        raise ValueError(f"{option}: unknown {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+    return chosen
 
 
 def _nats_runs(repeat: int, scale: float, pipeline: bool, distribute: bool):

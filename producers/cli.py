@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import errno
 import json
 import os
@@ -15,10 +16,14 @@ from typing import Optional
 import typer
 
 from aggregator.cli import TransportName
+from aggregator.framing import framing_unsupported
 from aggregator.procname import set_process_name
 from aggregator.transports import TRANSPORTS, TransportError
 
-from .messages import MessageFactory
+from .messages import FORMATS, FRAMINGS, MessageFactory
+
+MessageFormat = enum.Enum("MessageFormat", {f: f for f in FORMATS}, type=str)
+MessageFraming = enum.Enum("MessageFraming", {f: f for f in FRAMINGS}, type=str)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -64,9 +69,10 @@ def _connect(transport, address: str, timeout: float):
 
 @app.command(
     help=(
-        "Send COUNT JSON log lines (one object per line, exactly SIZE bytes with the newline) to an "
-        "aggregator over TRANSPORT. Each has ts_ns, intended_ns, producer, seq (0..COUNT-1), pid, "
-        "level and msg. Exit status 0 only if every message was sent."
+        "Send COUNT JSON log messages (exactly SIZE bytes each on the wire) to an aggregator over "
+        "TRANSPORT. Each is an object with ts_ns, intended_ns, producer, seq (0..COUNT-1), pid, level "
+        "and msg; as a line, or as the message of a syslog header (--format), octet-counted or "
+        "length-prefixed (--framing). Exit status 0 only if every message was sent."
     )
 )
 def main(
@@ -74,7 +80,19 @@ def main(
     producer_id: str = typer.Option(..., "--id", help="This producer's id (the 'producer' field)."),
     count: int = typer.Option(..., "--count", "-n", min=0, help="Messages to send."),
     address: Optional[str] = typer.Option(None, "--address", "-a", help="Aggregator address (default: the aggregator's default for TRANSPORT)."),
-    size: int = typer.Option(200, min=1, help="Bytes per message line, newline included."),
+    size: int = typer.Option(200, min=1, help="Bytes per message on the wire: newline, syslog header and framing included."),
+    message_format: MessageFormat = typer.Option(
+        "json",
+        "--format",
+        help="json: the object alone. rfc3164: '<PRI>Mmm dd hh:mm:ss HOST logprod[PID]: {...}'. rfc5424: "
+        "'<PRI>1 TIMESTAMP HOST logprod PID - - {...}'. Facility user, the severity of the level.",
+    ),
+    framing: MessageFraming = typer.Option(
+        "newline",
+        help="newline: one message per line. octet (unixsock, tcp): RFC 6587 octet counting, LENGTH SP MSG. "
+        "lenprefix (unixsock, tcp): [4-byte big-endian length][severity byte][payload]. Datagram transports "
+        "always send one message per datagram.",
+    ),
     rate: float = typer.Option(0.0, min=0.0, help="Messages per second (absolute schedule, no drift); 0 = as fast as possible."),
     interval_ms: Optional[float] = typer.Option(None, min=0.0, help="Milliseconds between messages (another way to give --rate)."),
     batch: int = typer.Option(
@@ -108,11 +126,15 @@ def main(
         if rate:
             _fail("give --rate or --interval-ms, not both", 2)
         rate = 1000.0 / interval_ms if interval_ms > 0 else 0.0
+    if framing.value != "newline":
+        why = framing_unsupported(framing.value, t)
+        if why:
+            _fail(why, 2)
     set_process_name("logprod")
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     address = address or t.default_address()
-    factory = MessageFactory(producer_id, os.getpid(), size, seed)
+    factory = MessageFactory(producer_id, os.getpid(), size, seed, message_format.value, framing.value)
     if size < factory.min_size(count):
         _fail(f"--size {size} is too small: these messages need at least {factory.min_size(count)} bytes", 2)
     limit = t.atomic_write_limit

@@ -49,6 +49,7 @@ class ListenOptions:
     socket_mode: int = 0o600  # Unix socket / FIFO file mode
     rcvbuf: int | None = None  # datagram sockets: requested receive buffer, bytes
     pipe_size: int | None = 1 << 20  # fifo: requested pipe capacity, bytes
+    framing: str = "auto"  # byte streams: --framing (framing.FRAMINGS)
 
 
 class Endpoint:
@@ -58,6 +59,9 @@ class Endpoint:
     label: str = ""  # who is on the other side, for the rejects file
     peer_fields: dict | None = None  # who is on the other side, as record fields (--peer-credentials)
     newline_free: bool = False  # framing guarantees no message holds a newline (newline framing does)
+    # Each message is a severity byte and a payload (--framing lenprefix): read by
+    # formats.Decoder.encode_severity_framed.
+    severity_framed: bool = False
     # How many messages the kernel queues before senders block (None: bytes-bound, or large). A
     # small queue turns the loop's coalescing pause off: senders would wait during it.
     queue_limit: int | None = None

@@ -1,7 +1,9 @@
 """Connection-oriented sockets: one listening socket, one connection per producer.
 
 Shared by all of them: the accept loop, the hand-off to workers, the drain at shutdown, and for
-byte streams (unixsock, tcp) newline framing per connection with large non-blocking reads. A
+byte streams (unixsock, tcp) framing per connection (``--framing``: newline or octet counting
+told from the connection's first byte, or lenprefix; see ``framing.py``) with large
+non-blocking reads. A
 message socket changes ``socket_type``, ``adopt`` (what a connection reads) and ``sender``.
 Subclasses set the class attributes and address hooks:
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import socket
 from typing import ClassVar
 
-from ..framing import LineFramer, Reject
+from ..framing import Reject, stream_framer
 from .base import Binding, Endpoint, HandOff, ListenOptions, Listener, Sender, Transport
 
 # Reads per connection per event-loop turn: enough to empty a socket buffer, few enough that one
@@ -30,18 +32,24 @@ MAX_READS_PER_TURN = 4
 
 
 class StreamConnection(Endpoint):
-    __slots__ = ("sock", "label", "peer_fields", "framer", "_fd", "_shutdown_read_on_drain")
-    newline_free = True
+    __slots__ = ("sock", "label", "peer_fields", "framer", "newline_free", "severity_framed", "_fd",
+                 "_shutdown_read_on_drain", "_framing", "_max_line_bytes")  # fmt: skip
 
     def __init__(
-        self, sock: socket.socket, label: str, peer_fields: dict | None, max_line_bytes: int, shutdown_read_on_drain: bool
+        self, sock: socket.socket, label: str, peer_fields: dict | None, max_line_bytes: int, shutdown_read_on_drain: bool,
+        framing: str = "auto",
     ) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._fd = sock.fileno()
         self.label = label
         self.peer_fields = peer_fields
-        self.framer = LineFramer(max_line_bytes)
+        # Chosen at the first byte (--framing auto: octet counting when it is a digit).
+        self.framer = None
+        self.newline_free = True  # newline framing's messages hold none; a counted one's may
+        self._framing = framing
+        self._max_line_bytes = max_line_bytes
+        self.severity_framed = framing == "lenprefix"
         self._shutdown_read_on_drain = shutdown_read_on_drain
 
     def fileno(self) -> int:
@@ -62,7 +70,11 @@ class StreamConnection(Endpoint):
             if n == 0:
                 return total, calls, True
             total += n
-            self.framer.feed(buf[:n].tobytes(), lines, rejects)
+            framer = self.framer
+            if framer is None:
+                framer = self.framer = stream_framer(self._framing, buf[0], self._max_line_bytes)
+                self.newline_free = framer.newline_free
+            framer.feed(buf[:n].tobytes(), lines, rejects)
             if n < size:  # the socket is (very likely) empty: skip the EAGAIN probe
                 break
         return total, calls, False
@@ -75,7 +87,8 @@ class StreamConnection(Endpoint):
                 pass
 
     def close(self, rejects: list[Reject]) -> None:
-        self.framer.close(rejects)
+        if self.framer is not None:
+            self.framer.close(rejects)
         self.sock.close()
 
 
@@ -174,7 +187,7 @@ class StreamSocketTransport(Transport):
     def adopt(self, conn: socket.socket, addr, options: ListenOptions) -> StreamConnection:
         """An accepted connection, ready for the event loop."""
         label, peer_fields = self._peer(conn, addr)
-        return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain)
+        return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain, options.framing)
 
     def connect(self, address: str, timeout: float | None = None) -> Sender:
         family, target = self._connect_address(address)

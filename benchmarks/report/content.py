@@ -24,6 +24,7 @@ from ..results.metrics import (
     P50,
     P99,
     PEAK_MEMORY,
+    PRODUCER_CPU,
     PRODUCER_SYSCALLS,
     RECEIPT_P99,
     RECEIVER_CPU,
@@ -33,7 +34,7 @@ from ..results.metrics import (
     significantly_better,
 )
 from .blocks import BulletList, Chart, Heading, Paragraph, Table
-from .charts import bar_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
+from .charts import bar_chart, format_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
 from .distribute import DISTRIBUTE, distribute_blocks, distribute_charts
 from .data import OWN, PEER, derived, group_key, group_label, groups_of, loss_pct, order, systems
 
@@ -45,6 +46,7 @@ except Exception:  # pragma: no cover
 # The standard suite's scenarios (benchmarks/run/suite.py) and what each one answers.
 CAPACITY, EFFICIENCY, LATENCY, CHURN, LOSS_SWEEP = "capacity", "efficiency", "latency", "churn", "loss"
 STANDARD = (CAPACITY, EFFICIENCY, LATENCY, CHURN, LOSS_SWEEP)
+FORMATS = "formats"  # the cost of each input format and framing: a section of its own
 P99_MS = Metric("p99_ms", "p99 latency ms", lambda r: P99.get(r) / 1e3 if P99.get(r) is not None else None, "{:.1f}", False)
 
 
@@ -327,6 +329,58 @@ def _overhead_rows(measured: list[RunRecord], traced: list[RunRecord]) -> list[l
     return rows
 
 
+FORMATS_INTRO = ("What each input format and framing costs at the same offered rate (the formats scenario): the "
+                 "producer's JSON line alone, or as the message of an RFC 3164 or RFC 5424 header, newline-framed, "
+                 "octet-counted (RFC 6587) or in lenprefix frames. loglab reads every one with --format auto "
+                 "(lenprefix with --framing lenprefix); syslog-ng and rsyslog parse the header and keep the message. "
+                 "'vs JSON lines': the receiver's CPU per message against its own JSON, newline-framed cell on the same "
+                 "transport (median over median). Syscalls per message from the traced run of each cell.")  # fmt: skip
+
+
+def format_table(measured: list[RunRecord], traced: list[RunRecord], rerun: list[RunRecord] | None = None) -> Table | None:
+    """One row per transport, format and framing, and system (the formats scenario); with ``rerun``
+    (the measured runs of a second run), its receiver CPU per message beside the first's."""
+    runs = [r for r in measured if r.scenario == FORMATS]
+    if not runs:
+        return None
+    shown = (RECEIVER_CPU, RECEIVER_SYSCALLS, PRODUCER_CPU, PRODUCER_SYSCALLS, MESSAGES_PER_S, P99, LOSS)
+    header = ["transport", "format", "framing", "system", "n", RECEIVER_CPU.label, "vs JSON lines",
+              *(["receiver CPU µs/msg, rerun"] if rerun is not None else []), *(m.label for m in shown[1:])]  # fmt: skip
+    rows = []
+    for t in order(r.transport for r in runs):
+        for shape in dict.fromkeys((r.workload.format, r.workload.framing) for r in runs if r.transport == t):
+            for system in systems([r for r in runs if r.transport == t]):
+                def cell(r: RunRecord, shape=shape, system=system) -> bool:
+                    return r.scenario == FORMATS and r.transport == t and r.system == system and (r.workload.format, r.workload.framing) == shape
+
+                sel = [r for r in runs if cell(r)]
+                if not sel:
+                    continue
+                json_lines = RECEIVER_CPU.spread(r for r in runs if cell(r, ("json", "newline")))
+                tr = [r for r in traced if cell(r)]
+                spreads = [m.spread(tr if m in (RECEIVER_SYSCALLS, PRODUCER_SYSCALLS) else sel) for m in shown]
+                relative = f"{spreads[0].median / json_lines.median:.2f}x" if spreads[0] and json_lines and json_lines.median else "–"
+                again = [RECEIVER_CPU.format(RECEIVER_CPU.spread(r for r in rerun if cell(r)))] if rerun is not None else []
+                rows.append([t, *shape, system, str(len([r for r in sel if r.status == "ok"])), RECEIVER_CPU.format(spreads[0]),
+                             relative, *again, *(m.format(s) for m, s in zip(shown[1:], spreads[1:]))])  # fmt: skip
+    return Table(header, rows)
+
+
+def _format_blocks(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
+    """The cost of each input format and framing (the formats scenario), the systems side by side."""
+    table = format_table(measured, traced)
+    if table is None:
+        return []
+    runs = [r for r in measured if r.scenario == FORMATS]
+    chart = Chart("formats", "Cost per input format",
+                  "Bars: median on-CPU time of the receiver per message delivered (µs), per input format and framing of the "
+                  "producer (x), one bar per system (loglab plain, syslog-ng hatched //, rsyslog dotted), one panel per "
+                  "transport; whiskers min–max over repeats. A missing bar: the system has no input for that format or "
+                  "framing (see Notes). Lower is better.", format_chart(runs))  # fmt: skip
+    charts.append(chart)
+    return [Heading(2, "Input formats"), Paragraph(FORMATS_INTRO), chart, table]
+
+
 def _tracing(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
     if not any(r.trace for r in traced):
         return []
@@ -437,8 +491,9 @@ def loglab_workers(runs) -> dict[str, str]:
 
 def _notes(res: Results) -> list[str]:
     notes = list(res.notes)
-    if res.peer and not res.peer.get("available", True):
-        notes.append(f"Peer {res.peer.get('name', PEER)} unavailable: {res.peer.get('reason') or 'no reason given'}")
+    for peer in res.peers or ([res.peer] if res.peer else []):
+        if not peer.get("available", True):
+            notes.append(f"Peer {peer.get('name', PEER)} unavailable: {peer.get('reason') or 'no reason given'}")
     if res.tracing and not res.tracing.get("enabled", False):
         notes.append(f"Tracing skipped: {res.tracing.get('reason') or 'no reason given'}")
     for r in res.runs:
@@ -484,7 +539,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
             blocks.append(BulletList([v.text() for v in verdicts]))
         if any(r.scenario in STANDARD for r in measured):
             blocks += [Heading(3, "The transports at a glance (loglab)"), _glance_standard(measured, traced)]
-        for runs in groups_of([r for r in measured if r.scenario not in STANDARD and r.kind == "bench"]).values():
+        for runs in groups_of([r for r in measured if r.scenario not in (*STANDARD, FORMATS) and r.kind == "bench"]).values():
             blocks += [Heading(3, f"The transports at a glance: {group_label(runs)}"), _glance_point(runs, traced)]
         blocks.append(Paragraph("Latency is from the producer's intended send time to the line being in the output file, "
                                 "measured by one observer outside every system; loglab writes its output every 256 KiB or "
@@ -500,6 +555,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
         blocks += list(charts)
         blocks += [Heading(2, "Results per scenario")] + _tables(groups)
     blocks += _tracing(cells, traced, charts)
+    blocks += _format_blocks(cells, traced, charts)
     blocks += _soak_blocks(res, charts)
     blocks += _torture_blocks(res)
     blocks += _pipeline_blocks([r for r in res.measured() if r.scenario == "pipeline"])

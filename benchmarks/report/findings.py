@@ -33,11 +33,12 @@ from typing import Callable
 
 from ..results import Results
 from ..results.compare import NoCommonCells, compare_results
-from ..results.metrics import COMPARED, PRODUCER_SYSCALLS, RECEIVER_SYSCALLS
+from ..results.metrics import COMPARED, MESSAGES_PER_S, P99, PRODUCER_SYSCALLS, RECEIVER_CPU, RECEIVER_SYSCALLS
 from .blocks import BulletList, Heading, Paragraph, Table
 from .content import (
     CAPACITY,
     EFFICIENCY,
+    FORMATS_INTRO,
     STANDARD,
     _glance_standard,
     _overhead_rows,
@@ -45,6 +46,7 @@ from .content import (
     _pipeline_blocks,
     _torture_blocks,
     answer,
+    format_table,
     loglab_workers,
 )
 from .data import group_label, groups_of, order, systems
@@ -347,9 +349,58 @@ def _distribute_differences(runs_a: list, runs_b: list) -> Table:
     return Table(["figure", "first run", "rerun", "change (medians)", "beyond noise (ranges apart)"], rows)
 
 
+def _peer_versions(res: Results) -> str:
+    peers = res.environment.get("peers") or {}
+    return ", ".join(f"{name} {version}" for name, version in peers.items()) or "no peer"
+
+
+def formats_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The formats scenario (``loglab bench --scenarios formats``): each input format and framing,
+    every system; with a rerun, its receiver CPU per message beside the first run's."""
+    table = format_table(_measured(a), a.traced(), _measured(b) if b is not None else None)
+    if table is None:
+        raise FindingsError(f"{source_a} holds no run of the formats scenario (loglab bench --scenarios formats)")
+    blocks = [Paragraph(_provenance(a, source_a) + f" Peers: {_peer_versions(a)}."
+                        + (f" Rerun: {_provenance(b, source_b)}" if b else "")),
+              Paragraph(FORMATS_INTRO), table]  # fmt: skip
+    notes = [n for n in a.notes if "skipped" in n or "unavailable" in n]
+    if notes:
+        blocks.append(BulletList(notes))
+    if b is not None:
+        blocks += _differences(a, b, "How much the two runs differed")
+    return blocks
+
+
+JSON_PATH_METRICS = (RECEIVER_CPU, MESSAGES_PER_S, P99)
+
+
+def json_path_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The same JSON workloads through two checkouts: ``a`` the baseline (before input formats),
+    ``b`` the code with them; B/A per cell, and whether the ranges are apart."""
+    if b is None:
+        raise FindingsError("the json-path section compares two results: RESULTS (the baseline code) and --rerun (the new code)")
+    try:
+        result = compare_results(a, b, force=True)
+    except NoCommonCells as exc:
+        raise FindingsError(str(exc)) from None
+    rows = [[r.scenario, r.workload, r.transport, r.metric.label, r.metric.format(r.a), r.metric.format(r.b),
+             f"{r.change:.2f}x", r.verdict.replace("B ", "new code ")]
+            for r in result.rows if r.metric in JSON_PATH_METRICS and r.a and r.b and r.change is not None]  # fmt: skip
+    worse = [r for r in rows if r[-1] == "new code worse"]
+    return [Paragraph(f"Baseline: {_provenance(a, source_a)} New code: {_provenance(b, source_b)}"),
+            Table(["scenario", "workload", "transport", "figure", "baseline", "new code", "new / baseline", "verdict"], rows),
+            Paragraph(f"{len(worse)} of {len(rows)} figures worse beyond noise (ranges apart)."
+                      + (" The environments differ in: " + ", ".join(k for k, _, _ in result.env_differences) + "."
+                         if result.env_differences else ""))]  # fmt: skip
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
+    "formats": formats_findings,
+    "json-path": json_path_findings,
+    "json-path-rerun": json_path_findings,
+    "json-path-reversed": json_path_findings,
     "torture": torture_findings,
     "distribute": distribute_findings,
 }

@@ -40,9 +40,10 @@ MAX_QUIESCE_S = 30.0
 def producer_for(transport: str, workload: Workload, address: str, index: int, workdir: Path) -> ProducerProc:
     """Producer ``p{index}`` of ``workload`` on ``transport``, behind the start barrier (not started)."""
     w = workload
+    shape = [] if (w.format, w.framing) == ("json", "newline") else ["--format", w.format, "--framing", w.framing]
     return ProducerProc(
         transport, address, f"p{index}", w.count, workdir, "--size", w.size, "--rate", w.rate, "--batch", w.batch,
-        "--per-connection", w.per_connection, "--seed", index, "--quiet", barrier=True,
+        "--per-connection", w.per_connection, "--seed", index, "--quiet", *shape, barrier=True,
     )  # fmt: skip
 
 
