@@ -18,7 +18,7 @@ from aggregator.cli import TransportName
 from aggregator.procname import set_process_name
 from aggregator.transports import TRANSPORTS, TransportError
 
-from .messages import MessageFactory
+from .messages import FileLines, MessageFactory
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -95,6 +95,10 @@ def main(
     connect_timeout: float = typer.Option(5.0, min=0.0, help="Keep retrying the connection this long if nobody listens yet."),
     summary_json: Optional[Path] = typer.Option(None, help="Write the exit summary as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    lines_from: Optional[Path] = typer.Option(
+        None, help="Send the first --count lines of this file, unchanged and in order, instead of generated "
+        "messages (--size and --seed are then unused): prepared content, e.g. the query test data."
+    ),
 ) -> None:
     name = transport.value
     t = TRANSPORTS[name]
@@ -106,7 +110,14 @@ def main(
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     address = address or t.default_address()
-    factory = MessageFactory(producer_id, os.getpid(), size, seed)
+    if lines_from is not None:
+        try:
+            factory = FileLines(lines_from, count)
+        except (OSError, ValueError) as exc:
+            _fail(f"--lines-from: {exc}", 2)
+        size = factory.size
+    else:
+        factory = MessageFactory(producer_id, os.getpid(), size, seed)
     if size < factory.min_size(count):
         _fail(f"--size {size} is too small: these messages need at least {factory.min_size(count)} bytes", 2)
     limit = t.atomic_write_limit
