@@ -164,46 +164,57 @@ def generate(host: str, index: int, target_bytes: int, rates: TokenRates, seed: 
 def fill(pipeline, mb: float = DEFAULT_MB, rates: TokenRates = TokenRates(), seed: int = 0, producers: int = 4,
          direct: bool = False, echo=None) -> dict[str, HostData]:  # fmt: skip
     """Fill every host of ``pipeline`` (a running ``natslab.pipeline.Pipeline``) with ``mb`` MB of
-    generated records; return the exact counts per host. Hosts fill one after another (through
-    the aggregator: each host's producers in parallel)."""
-    from benchmarks.processes import ProducerProc, count_lines, wait_until
-
+    generated records; return the exact counts per host. Through the aggregators, every host's
+    producers run at once; ``direct``, the hosts are written one after another."""
     out: dict[str, HostData] = {}
     scratch = Path(tempfile.mkdtemp(prefix="ll-querydata-"))
     # Records of this fill sit just before now: a time range in "minutes ago" finds them.
-    span_ns = int(mb * 1e6 / 256) * 250_000
+    start_ns = time.time_ns() - int(mb * 1e6 / 256) * 250_000
+    say = echo or (lambda text: None)
     try:
+        started = []
         for index, h in enumerate(pipeline.hosts.hosts, 1):
             t0 = time.monotonic()
-            per_producer, data = generate(h.name, index, int(mb * 1e6), rates, seed, producers, direct, time.time_ns() - span_ns)
+            per_producer, out[h.name] = generate(h.name, index, int(mb * 1e6), rates, seed, producers, direct, start_ns)
             if direct:
                 _append_direct(pipeline, h, per_producer)
+                say(f"fill: {h.name}: {out[h.name].lines} records appended, {_counts(out[h.name])} ({time.monotonic() - t0:.1f} s)")
             else:
-                before = count_lines(pipeline.output(h))
-                procs = []
-                for k, lines in enumerate(per_producer):
-                    if not lines:
-                        continue
-                    path = scratch / f"{h.name}-g{k}.jsonl"
-                    path.write_bytes(b"".join(lines))
-                    proc = ProducerProc("unixsock", pipeline.addresses[h.name], f"{h.name}-g{k}", len(lines), scratch,
-                                        "--quiet", "--batch", "64", "--lines-from", str(path),
-                                        netns=h.netns, name=f"fill-{h.name}-g{k}")  # fmt: skip
-                    procs.append(pipeline.group.start(proc))
-                for proc in procs:
-                    proc.wait(600)
-                    if proc.returncode() != 0:
-                        raise RuntimeError(f"{proc.name} exited {proc.returncode()}:\n{proc.tail()}")
-                for k in range(len(per_producer)):
-                    (scratch / f"{h.name}-g{k}.jsonl").unlink(missing_ok=True)
-                # The producers are done; the aggregator writes what it holds on its own schedule.
-                wait_until(lambda: count_lines(pipeline.output(h)) >= before + data.lines, f"{data.lines} records in {h.name}'s file", 120, 0.05)
-            out[h.name] = data
-            if echo is not None:
-                echo(f"fill: {h.name}: {data.lines} records, {_counts(data)} ({time.monotonic() - t0:.1f} s)")
+                started.append((h, _start_producers(pipeline, h, per_producer, scratch)))
+        for h, (before, procs) in started:
+            _finish_producers(pipeline, h, before, procs, out[h.name])
+            say(f"fill: {h.name}: {out[h.name].lines} records through its aggregator, {_counts(out[h.name])}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def _start_producers(pipeline, h, per_producer: list[list[bytes]], scratch: Path):
+    """Real producers, in the host's namespace, sending the prepared lines to its aggregator."""
+    from benchmarks.processes import ProducerProc, count_lines
+
+    before = count_lines(pipeline.output(h))
+    procs = []
+    for k, lines in enumerate(per_producer):
+        if lines:
+            path = scratch / f"{h.name}-g{k}.jsonl"
+            path.write_bytes(b"".join(lines))
+            proc = ProducerProc("unixsock", pipeline.addresses[h.name], f"{h.name}-g{k}", len(lines), scratch, "--quiet",
+                                "--batch", "64", "--lines-from", str(path), netns=h.netns, name=f"fill-{h.name}-g{k}")  # fmt: skip
+            procs.append(pipeline.group.start(proc))
+    return before, procs
+
+
+def _finish_producers(pipeline, h, before: int, procs, data: HostData) -> None:
+    from benchmarks.processes import count_lines, wait_until
+
+    for proc in procs:
+        proc.wait(600)
+        if proc.returncode() != 0:
+            raise RuntimeError(f"{proc.name} exited {proc.returncode()}:\n{proc.tail()}")
+    # The producers are done; the aggregator writes what it holds on its own schedule.
+    path = pipeline.output(h)
+    wait_until(lambda: count_lines(path) >= before + data.lines, f"{data.lines} records in {path}", 120, 0.05)
 
 
 def _append_direct(pipeline, host, per_producer: list[list[bytes]]) -> None:

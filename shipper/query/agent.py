@@ -114,7 +114,7 @@ class Reply:
         self.acked.set()
 
     async def send(self, kind: str, body: bytes = b"", headers: dict | None = None, ack: bool = True) -> None:
-        if ack and self.inflight >= self.window:
+        if ack and kind != p.PROGRESS and self.inflight >= self.window:
             started = time.monotonic()
             while self.inflight >= self.window and not self.gone:
                 self.acked.clear()
@@ -345,11 +345,13 @@ class QueryAgent:
             self.tasks.pop(token, None)
 
     async def _progress(self, reply: Reply, summary: p.Summary) -> None:
-        """While nothing else is sent: a progress message every PROGRESS_S (it asks for an ack, so
-        a querier that went away is noticed during a long count)."""
+        """While nothing else is sent: a progress message every PROGRESS_S. It asks for an ack, so a
+        querier that went away is noticed during a long count, and also while the window is full
+        (a querier killed with our data unacknowledged sends no more acks: only a new message can
+        draw the server's 503). Beyond the window on purpose: a few bytes per PROGRESS_S."""
         while True:
             await asyncio.sleep(p.PROGRESS_S)
-            if time.monotonic() - reply.sent_at >= p.PROGRESS_S and reply.inflight < reply.window:
+            if time.monotonic() - reply.sent_at >= p.PROGRESS_S:
                 body = msgspec.json.encode(p.Progress(summary.matches, summary.bytes_scanned))
                 try:
                     await reply.send(p.PROGRESS, body)
@@ -378,19 +380,14 @@ class QueryAgent:
             else:
                 stopped_early = await self._stream(q, proc.stdout, index, summary, reply)
                 await reply.flush(index)
-            if stopped_early:
-                proc.kill()
-            rc = await proc.wait()
+            rc = await _reap(proc, kill=stopped_early)
             err = (await errors).decode(errors="replace").strip()
             if not stopped_early and rc not in (0, 1):
                 summary.status = p.ERROR
                 summary.error = f"{self.scanner.name} exited {rc}: {err or 'no message'}"
                 fs.status = "error"
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await _reap(proc, kill=True)  # the deadline, a cancel: never leave a scanner behind
             errors.cancel()
         fs.matches = summary.matches - before
         summary.bytes_scanned += fs.size
@@ -440,6 +437,19 @@ class QueryAgent:
                 await reply.data(data, index)
             if done:
                 return True
+
+
+async def _reap(proc, kill: bool) -> int:
+    """Wait for a scanner's exit (SIGKILL first if ``kill``). What is left in its stdout pipe is
+    read and dropped first: asyncio (3.11) finishes wait() only once every pipe saw its end, and a
+    pipe we stopped reading (max_results, a full window) would otherwise never see it. Bounded:
+    the child is gone, so the pipe holds at most its capacity."""
+    if proc.returncode is None and kill:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    while await proc.stdout.read(READ_BYTES):
+        pass
+    return await proc.wait()
 
 
 async def _read_some(stream, keep: int) -> bytes:
