@@ -42,7 +42,8 @@ def bench(
         None,
         help="Standard-suite scenarios to run (default: all): capacity,efficiency,latency,loss; and pipeline "
         "(producers -> aggregator -> shipper -> JetStream R1 and R3, with nats-py's ceilings; needs nats-server; "
-        "only when named).",
+        "only when named); and query (distributed query latency per token on 4 hosts x 60 MB x --scale, warm and "
+        "cold cache, beside the scanning tool's floor; >= 10 trials per cell, --repeat passes; only when named).",
     ),
     producers: Optional[str] = typer.Option(None, help="Producers per run (list = sweep), e.g. 1,2,4,8."),
     count: Optional[str] = typer.Option(None, help="Messages per producer (list = sweep)."),
@@ -73,6 +74,9 @@ def bench(
     pipeline = bool(scenarios) and "pipeline" in {s.strip() for s in scenarios.split(",")}
     if pipeline:
         scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() != "pipeline") or None
+    query = bool(scenarios) and "query" in {s.strip() for s in scenarios.split(",")}
+    if query:
+        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() != "query") or None
     try:
         lists = dict(
             producers=parse_list(producers, int),
@@ -83,8 +87,8 @@ def bench(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if pipeline and scenarios is None and all(v is None for v in lists.values()):
-        suite = []  # the pipeline alone
+    if (pipeline or query) and scenarios is None and all(v is None for v in lists.values()):
+        suite = []  # the pipeline and/or the query scenario alone
     elif any(v is not None for v in lists.values()):
         if scenarios:
             raise typer.BadParameter("--scenarios selects standard-suite scenarios; it cannot be combined with workload options")
@@ -108,7 +112,7 @@ def bench(
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
         workers=workers,
-        extra=_pipeline_runs(repeat, scale) if pipeline else None,
+        extra=_lab_runs(pipeline, query, repeat, scale),
     )
     if report:
         from .report import render
@@ -117,6 +121,25 @@ def bench(
         print(f"report: {written.html} (and {written.md.name}, {len(written.charts)} charts)", file=sys.stderr)
     if not ok:
         raise typer.Exit(1)
+
+
+def _lab_runs(pipeline: bool, query: bool, repeat: int, scale: float):
+    """The scenarios that run only when named, after the suite, into the same results."""
+    runs = ([_pipeline_runs(repeat, scale)] if pipeline else []) + ([_query_runs(repeat, scale)] if query else [])
+    if not runs:
+        return None
+    return lambda writer: all([run(writer) for run in runs])
+
+
+def _query_runs(repeat: int, scale: float):
+    def run(writer) -> bool:
+        from natslab.querybench import plot_query_latency, run_query_bench
+
+        ok = run_query_bench(writer, repeat=repeat, scale=scale, echo=lambda t: print(t, file=sys.stderr, flush=True))
+        print(f"query: chart {plot_query_latency(writer.out_dir)}", file=sys.stderr)
+        return ok
+
+    return run
 
 
 def _pipeline_runs(repeat: int, scale: float):

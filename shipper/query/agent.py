@@ -39,7 +39,7 @@ import msgspec
 
 from . import protocol as p
 from .registry import register
-from .scan import RecordFilter, Scanner, die_with_parent, files_for, pick_scanner, scan_env
+from .scan import RecordFilter, Scanner, files_for, pick_scanner, scan_env
 
 READ_BYTES = 256 * 1024
 MAX_LINE_BYTES = 8 << 20  # a matching line longer than this is counted (lines_too_long), not sent
@@ -365,8 +365,7 @@ class QueryAgent:
         if self.scanner.name == "python":
             argv[3:3] = ["--deadline", str(q.timeout_s)]  # after "-m shipper.query.pyscan"
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE, env=scan_env(self.scanner),
-                                                    preexec_fn=die_with_parent)  # fmt: skip
+                                                    stderr=asyncio.subprocess.PIPE, env=scan_env(self.scanner))  # fmt: skip
         errors = asyncio.create_task(_read_some(proc.stderr, STDERR_KEEP))
         stopped_early = False
         before = summary.matches

@@ -41,6 +41,9 @@ def main(argv: list[str]) -> int:
         print("pyscan: usage: pyscan [options] -- PATTERN FILE", file=sys.stderr)
         return 2
     _, pattern, path = args
+    from .scan import die_with_parent
+
+    die_with_parent()  # this scanner backtracks: it must not outlive the agent that started it
     if deadline:
         signal.alarm(deadline)
     try:
