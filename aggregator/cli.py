@@ -64,7 +64,8 @@ MAX_WORKERS = 1024
         "Receive JSON log lines over TRANSPORT and append them, one object per line, to OUTPUT "
         "with two fields added: received_ns (wall-clock ns at receipt) and transport. Invalid "
         "input goes to the rejects file beside OUTPUT (*.rejects.jsonl) with its reason. "
-        "Signals: SIGTERM/SIGINT drain and exit 0; SIGUSR1 reopens OUTPUT (after rotation)."
+        "Signals: SIGTERM/SIGINT drain and exit 0; SIGUSR1 or SIGHUP reopens OUTPUT and the "
+        "rejects file (after rotation, as log daemons do for logrotate)."
     )
 )
 def main(
@@ -348,7 +349,34 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+class _OutlivesItsTerminal:
+    """stdout/stderr that survive the terminal closing. A foreground aggregator gets SIGHUP then
+    (a reopen: see server.REOPEN_SIGNALS) and keeps serving, but every later write to the dead
+    terminal fails with EIO: a lost status line is better than an aggregator that dies at its
+    next message without a drain."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def run() -> None:
+    sys.stdout = _OutlivesItsTerminal(sys.stdout)
+    sys.stderr = _OutlivesItsTerminal(sys.stderr)
     app()
 
 

@@ -69,6 +69,14 @@ def _small_queue(endpoint: Endpoint) -> bool:
     return endpoint.queue_limit is not None and endpoint.queue_limit < 2 * COALESCE_BELOW
 
 
+# SIGTERM/SIGINT: drain and stop. SIGUSR1 and SIGHUP: reopen the output and rejects files, as
+# log daemons do for logrotate (SIGHUP also arrives when the terminal of a foreground aggregator
+# closes: a reopen, not a death without a drain).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+REOPEN_SIGNALS = (signal.SIGUSR1, signal.SIGHUP)
+HANDLED_SIGNALS = {*STOP_SIGNALS, *REOPEN_SIGNALS}
+
+
 class Aggregator:
     """The event loop of one receiving process, configured by ``settings`` (``settings.py``)."""
 
@@ -114,7 +122,7 @@ class Aggregator:
         self._reopen_requested = True
 
     def install_signal_handlers(self) -> None:
-        """Take over SIGTERM/SIGINT/SIGUSR1. Call before announcing readiness: a signal that
+        """Take over the stop and reopen signals. Call before announcing readiness: a signal that
         arrives between "listening" and the loop must still mean a graceful stop."""
         if self._wake is None:
             self._wake = self._install_signals()
@@ -125,9 +133,10 @@ class Aggregator:
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGUSR1, self.request_reopen)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self.request_stop)
+        for sig in REOPEN_SIGNALS:
+            signal.signal(sig, self.request_reopen)
         self._wake_w = wake_w
         return wake_r
 

@@ -54,6 +54,7 @@ from typing import Callable
 
 from .counters import Counters, merge_counters
 from .files import Target, UnsafePath, reason
+from .server import HANDLED_SIGNALS, REOPEN_SIGNALS, STOP_SIGNALS
 from .settings import Settings, share
 from .sink import OutputSink
 from .transports.base import Binding, ListenOptions, Listener, Transport
@@ -230,7 +231,7 @@ class Supervisor:
             self._channels.append(parent_end)
             child_ends.append(child_end)
         # Signals that arrive while forking wait until the handlers below are installed.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
             for i in range(self.n):
                 pid = os.fork()
@@ -252,7 +253,7 @@ class Supervisor:
         finally:
             os.close(ready_r)
             self._install_signals()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
 
     def _await_ready(self, ready_r: int) -> None:
         got = 0
@@ -290,8 +291,9 @@ class Supervisor:
             self.sink.rejects.burst = worker_settings.rejects_burst  # the shares add up to --rejects-burst
             aggregator = self.make_worker(index, binding, worker_settings, Target(self.worker_stats_path(index), "worker stats file"))
             aggregator.install_signal_handlers()
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # rotations come from the supervisor, with the files
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1})
+            for sig in REOPEN_SIGNALS:  # rotations come from the supervisor, with the files
+                signal.signal(sig, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
             os.write(ready_w, b"r")
             os.close(ready_w)
             code = 0 if aggregator.run() else 1
@@ -314,9 +316,10 @@ class Supervisor:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGUSR1, self.request_reopen)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self.request_stop)
+        for sig in REOPEN_SIGNALS:
+            signal.signal(sig, self.request_reopen)
 
     def run(self) -> int:
         """Serve until every worker has exited; return the exit code (0: all workers exited 0)."""

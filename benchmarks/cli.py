@@ -11,6 +11,10 @@ import typer
 
 from aggregator.transports import TRANSPORT_NAMES
 
+from .run.suite import default_suite
+
+STANDARD_SCENARIOS = tuple(dict.fromkeys(s.name for s in default_suite()))
+
 app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
@@ -32,7 +36,7 @@ def _split_transports(text: str) -> tuple[str, ...]:
     help=(
         "Run the transport comparison and write results (JSON, raw samples, environment) to --out, "
         "then render the report there. Without workload options it runs the standard suite "
-        "(capacity, efficiency, latency, datagram loss); any workload option runs one custom "
+        f"({', '.join(STANDARD_SCENARIOS)}); any workload option runs one custom "
         "scenario instead, and an option given several values (--producers 1,2,4) sweeps it."
     )
 )
@@ -40,7 +44,7 @@ def bench(
     transports: str = typer.Option(",".join(TRANSPORT_NAMES), help="Comma-separated transports to run."),
     scenarios: Optional[str] = typer.Option(
         None,
-        help="Standard-suite scenarios to run (default: all): capacity,efficiency,latency,loss; and pipeline "
+        help=f"Standard-suite scenarios to run (default: all): {','.join(STANDARD_SCENARIOS)}; and pipeline "
         "(producers -> aggregator -> shipper -> JetStream R1 and R3, with nats-py's ceilings; needs nats-server; "
         "only when named); and query (distributed query latency per token on 4 hosts x 60 MB x --scale, warm and "
         "cold cache, beside the scanning tool's floor; >= 10 trials per cell, --repeat passes; only when named).",
@@ -50,6 +54,9 @@ def bench(
     size: Optional[str] = typer.Option(None, help="Bytes per message line (list = sweep), e.g. 64,512,4096."),
     rate: Optional[str] = typer.Option(None, help="Messages/s per producer, 0 = as fast as possible (list = sweep)."),
     batch: Optional[str] = typer.Option(None, help="Lines per write on stream transports (list = sweep)."),
+    per_connection: Optional[str] = typer.Option(
+        None, help="Messages per connection: a new connection every N messages, 0 = one (list = sweep)."
+    ),
     repeat: int = typer.Option(3, min=1, help="Measured repeats per cell."),
     warmup: int = typer.Option(1, min=0, help="Warm-up runs per system and transport, before its first cell (kept in the results, flagged, left out of figures)."),
     peer: str = typer.Option("syslog-ng", help="Run the same workload through this peer too (one of benchmarks/peers: syslog-ng), or none."),
@@ -84,6 +91,7 @@ def bench(
             size=parse_list(size, int),
             rate=parse_list(rate, float),
             batch=parse_list(batch, int),
+            per_connection=parse_list(per_connection, int),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -151,12 +159,50 @@ def _pipeline_runs(repeat: int, scale: float):
     return run
 
 
-@app.command(help="Render report.md and a self-contained report.html (with PNG charts) from a results directory.")
-def report(results_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A directory written by `loglab bench`.")) -> None:
+@app.command(
+    help=(
+        "Render report.md and a self-contained report.html (with PNG charts) from results: a directory written by "
+        "`loglab bench` (the report goes into it) or a bundle file (into --out). With --findings README.md, instead "
+        "rewrite that README's findings section (between its <!-- findings:NAME: ... --> markers) from these results, "
+        "with --rerun for the run-to-run differences; --check only says whether the README still matches (exit 1 if not)."
+    )
+)
+def report(
+    results: Path = typer.Argument(..., exists=True, help="A results directory, or a bundle file (.json or .json.gz)."),
+    out: Optional[Path] = typer.Option(None, help="Where to write the report (default: the results directory; for a bundle, BUNDLE-report/)."),
+    rerun: Optional[Path] = typer.Option(None, exists=True, help="With --findings: a second run of the same workloads, to check the claims against."),
+    findings: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="A README to rewrite the findings section of."),
+    section: str = typer.Option("bench", help="With --findings: which section (bench, pipeline, ...)."),
+    check: bool = typer.Option(False, "--check", help="With --findings: change nothing; exit 1 if the section differs from what these results render."),
+) -> None:
     from .report import render
+    from .results import ResultsError, load_results
 
-    written = render(results_dir)
-    print(f"{written.md}\n{written.html}")
+    if findings is None:
+        if check or rerun is not None:
+            raise typer.BadParameter("--check and --rerun go with --findings")
+        default = results if results.is_dir() else results.with_name(results.name.split(".")[0] + "-report")
+        try:
+            written = render(results, out or default)
+        except ResultsError as exc:
+            print(f"loglab report: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        print(f"{written.md}\n{written.html}")
+        return
+    from .report.findings import FindingsError, command_for, render_section, update
+
+    try:
+        a = load_results(results)
+        b = load_results(rerun) if rerun is not None else None
+        command = command_for(section, str(results), str(rerun) if rerun else None, str(findings))
+        matched = update(findings, section, render_section(section, a, b, str(results), str(rerun) if rerun else None, command), check)
+    except (ResultsError, FindingsError) as exc:
+        print(f"loglab report: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if check and not matched:
+        print(f"loglab report: {findings}'s findings:{section} section differs from what {results} renders; run: {command}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"{findings}: findings:{section} {'unchanged' if matched else 'rewritten'}")
 
 
 @app.command(
@@ -171,18 +217,18 @@ def compare(
     b: Path = typer.Argument(..., exists=True, help="Results B."),
     force: bool = typer.Option(False, "--force", help="Compare even if the environments differ (the differences are listed)."),
 ) -> None:
-    from .results.compare import EnvironmentMismatch, format_table
-    from .results.compare import compare as compare_results
     from .results import ResultsError
+    from .results.compare import EnvironmentMismatch, NoCommonCells, format_table
+    from .results.compare import compare as compare_results
 
     try:
         result = compare_results(a, b, force=force)
-    except EnvironmentMismatch as exc:
+    except (EnvironmentMismatch, ResultsError) as exc:
         print(f"loglab compare: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    except ResultsError as exc:
+    except NoCommonCells as exc:
         print(f"loglab compare: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise typer.Exit(1) from None
     print(format_table(result))
 
 

@@ -376,12 +376,14 @@ class AggregatorProc(Proc):
         with contextlib.suppress(FileNotFoundError):
             self.ready_file.unlink()
         super().start(timeout, wait)
-        if wait:
+        if wait and self.ready_line is not None:
             self.address = self.ready_text()[len("listening on "):].strip()
-        if wait and wait_ready_file:
+        if wait and (wait_ready_file or self.address is None):
+            # ready_line None: stdout is not ours to read (a test gives it a dead terminal).
             info = self.wait_for(self._ready_info, f"ready file {self.ready_file}", timeout)
-            if info.get("pid") != self.pid or info.get("address") != self.address:
+            if info.get("pid") != self.pid or info.get("address") != (self.address or info.get("address")):
                 raise RuntimeError(f"ready file {self.ready_file} does not match: {info}")
+            self.address = info["address"]
         return self
 
     def _ready_info(self) -> dict | None:
@@ -508,6 +510,13 @@ def querier_argv(servers: str, *args, netns: str | None = None) -> list[str]:
 def querier_proc(name: str, workdir: Path, servers: str, *args, netns: str | None = None) -> Proc:
     """A ``querier`` run as a ``Proc`` (its output in files of ``workdir``): to kill it mid-answer."""
     return Proc(name, [console_script("querier"), "--servers", servers, *(str(a) for a in args)], workdir, netns)
+
+
+def observer_proc(file: Path, stamps: Path, workdir: Path) -> Proc:
+    """The latency observer (``benchmarks/run/observer.py``) following ``file``; ready when it
+    watches. SIGTERM makes it read once more and write its stamps to ``stamps``."""
+    argv = [sys.executable, "-m", "benchmarks.run.observer", file, stamps]
+    return Proc("observer", [str(a) for a in argv], workdir, ready_line="observing")
 
 
 def nats_server_binary() -> str | None:

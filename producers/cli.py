@@ -93,6 +93,12 @@ def main(
         "(a start barrier for harnesses and tracers).",
     ),
     connect_timeout: float = typer.Option(5.0, min=0.0, help="Keep retrying the connection this long if nobody listens yet."),
+    per_connection: int = typer.Option(
+        0,
+        min=0,
+        help="Open a new connection (a new socket; the FIFO reopened) after every N messages, as many "
+        "short-lived programs would; 0 = one connection for the whole run.",
+    ),
     summary_json: Optional[Path] = typer.Option(None, help="Write the exit summary as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
     lines_from: Optional[Path] = typer.Option(
@@ -163,9 +169,24 @@ def main(
     send = sender.send
     # fifo: a write of at most PIPE_BUF bytes is atomic, so a write holds at most that many lines.
     lines_per_write = per_write if limit is None else max(1, min(per_write, limit // size))
+    if per_connection:
+        lines_per_write = min(lines_per_write, per_connection)
+    connections = 1
+    on_this_connection = 0
     seq = 0
     try:
         while seq < count:
+            if per_connection and on_this_connection >= per_connection:
+                sender.close()
+                try:
+                    sender = _connect(t, address, connect_timeout)
+                except OSError as exc:
+                    errors[f"reconnect:{_errno_name(exc)}"] += 1
+                    break
+                send = sender.send
+                connections += 1
+                on_this_connection = 0
+            room = per_connection - on_this_connection if per_connection else lines_per_write
             first = seq
             if period_ns:
                 intended = schedule_start + seq * period_ns
@@ -174,7 +195,7 @@ def main(
                     time.sleep(wait / 1e9)
                 lines = []
                 now = time_ns()
-                while seq < count and len(lines) < lines_per_write:
+                while seq < count and len(lines) < min(lines_per_write, room):
                     intended = schedule_start + seq * period_ns
                     if intended > now and lines:
                         break  # not due yet: send what is due now
@@ -184,12 +205,13 @@ def main(
             else:
                 # As fast as possible: every line of a write is sent now (one template, one format).
                 now = time_ns()
-                seq = min(count, seq + lines_per_write)
+                seq = min(count, seq + lines_per_write, seq + room)
                 data = batch(first, seq - first, now) if seq - first > 1 else build(first, now, now)
             _stop.sending = True  # a stop signal now waits for this write and its count
             try:
                 send(data)
                 sent += seq - first
+                on_this_connection += seq - first
             except _FATAL_STREAM_ERRORS as exc:
                 errors[_errno_name(exc)] += 1
                 break
@@ -222,6 +244,7 @@ def main(
         "errors": dict(errors),
         "interrupted": interrupted,
         "connect_ns": connect_ns,
+        "connections": connections,
         "first_send_ns": first_send_ns,
         "last_send_ns": last_send_ns,
     }

@@ -719,11 +719,12 @@ log {{
             proc.kill()
 
     # ---------------------------------------------------------------- output
-    def read_records(self) -> Iterator[dict]:
+    def read_records(self) -> Iterator[dict | None]:
         """Each received message as the producer's object plus ``received_ns`` and ``transport``.
 
         Lines that are not ``<receipt time>\\t<JSON object>`` are counted in ``parse_errors``
-        (the first 20 kept in ``bad_lines``) instead of raising. Both are reset per call.
+        (the first 20 kept in ``bad_lines``) and yield None (one item per line, in order).
+        Both are reset per call.
         """
         self.parse_errors = 0
         self.bad_lines = []
@@ -746,6 +747,7 @@ log {{
                     self.parse_errors += 1
                     if len(self.bad_lines) < 20:
                         self.bad_lines.append(raw[:200])
+                    yield None  # one item per line: the observer's stamps stay aligned
                     continue
                 obj["received_ns"] = received_ns
                 obj["transport"] = self.transport

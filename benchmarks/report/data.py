@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..results import RunRecord, stats
+from ..results.metrics import syscalls_per_message, trace_side  # noqa: F401  (the report's names for them)
 
 PEER = "syslog-ng"
 OWN = "loglab"
@@ -77,22 +78,3 @@ def ratio(runs, transport, key) -> stats.Ratio | None:
     a = metric(runs, OWN, transport, derived(key))
     b = metric(runs, PEER, transport, derived(key))
     return stats.ratio(a, b) if a and b else None
-
-
-def trace_side(trace: dict | None, side: str) -> dict | None:
-    """The producer/aggregator part of a run's ``trace`` (see results.py for the keys accepted)."""
-    if not trace:
-        return None
-    aliases = {"producer": ("producer", "logprod"), "aggregator": ("aggregator", "logagg", "syslog-ng")}[side]
-    for k in aliases:
-        if isinstance(trace.get(k), dict):
-            return trace[k]
-    return None
-
-
-def syscalls_per_message(side: dict | None):
-    if not side:
-        return None
-    return side.get("syscalls_per_message", side.get("syscalls_per_msg"))
-
-

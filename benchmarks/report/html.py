@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 
 from .blocks import Block, BulletList, Chart, Heading, Paragraph, Table
 
-_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;font-size:12px}"
-          "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}.cap{font-style:italic;color:#444}")  # fmt: skip
+_STYLE = ("body{font-family:sans-serif;font-size:14px;max-width:1320px;margin:auto;padding:0 8px}"
+          "h1{font-size:22px;margin:10px 0 4px}h2{font-size:18px;margin:14px 0 6px}h3{font-size:15px;margin:10px 0 4px}"
+          "p,ul{margin:4px 0}li{margin:1px 0}table{border-collapse:collapse;font-size:12px}"
+          "td,th{border:1px solid #ccc;padding:2px 5px}img{max-width:100%}.cap{font-style:italic;color:#444}")  # fmt: skip
+
+
+def _inline(text: str) -> str:
+    """Escaped text with the one inline mark the content uses: **bold** (Markdown's own)."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
 
 
 class HtmlRenderer:
@@ -25,7 +33,7 @@ class HtmlRenderer:
         return f"<p>{html.escape(b.text)}</p>"
 
     def bullets(self, b: BulletList) -> str:
-        return "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in b.items) + "</ul>"
+        return "<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b.items) + "</ul>"
 
     def table(self, b: Table) -> str:
         rows = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.header) + "</tr>"]

@@ -11,9 +11,9 @@ Layout of a results directory (written as the run goes, hyperfine style)::
 
 Reports and ``compare`` read only these files (``load_results``).
 
-results.json (``schema_version`` 2)::
+results.json (``schema_version`` 3)::
 
-    {"schema_version": 2, "kind": "loglab-bench-results",
+    {"schema_version": 3, "kind": "loglab-bench-results",
      "created_ns", "updated_ns": int, "complete": bool (True after ResultsWriter.close()),
      "environment": {...}           environment.collect_environment()
      "params": {...}                BenchParams: repeats, warmups, systems, transports,
@@ -28,7 +28,7 @@ Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
 
     kind "bench"|"torture"|"soak"  (what made it: loglab bench, loglab torture, loglab soak)
     system "loglab"|"syslog-ng"|..., transport, scenario,
-    workload {producers, count, size, rate, batch} | null  (null: a torture scenario whose
+    workload {producers, count, size, rate, batch, per_connection} | null  (null: a torture scenario whose
              workload is its own, said in its notes),
     repeat (0-based, counted separately for warm-ups and measured runs), is_warmup,
     traced (the extra run per cell with the tracer attached; left out of headline figures),
@@ -39,6 +39,10 @@ Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
     latency {summary {count, min_ns, mean_ns, p50_ns, p90_ns, p99_ns, p99_9_ns, max_ns, negative},
              samples_ns [<= 20,000, evenly subsampled, output order], samples_total,
              histogram [[low_ns, high_ns, count]], percentile_method} | null
+             the observer's: intended send time -> the line is in the output file (run/observer.py)
+    receipt_latency {...the same...} | null   the system's own receipt stamp (received_ns) - intended
+    memory {steady_pss_bytes, peak_pss_bytes, samples, interval_s} | null
+             the receiver's process tree, PSS sampled over the window (median, max)
     aggregator, producers: ProcessStats {cpu_s, user_s, system_s, voluntary_ctx_switches,
              involuntary_ctx_switches, peak_rss_bytes} | null   (producers: summed; rss: the max)
     udp_snmp_before, udp_snmp_after: {Udp counter: int} | null    (/proc/net/snmp)
@@ -46,6 +50,7 @@ Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
     own counters), producer_errors {"EAGAIN": n}, trace {...} | null, trace_skipped str | null,
     errors [str], notes [str],
     derived {messages_per_s, mb_per_s, loss_fraction, agg_cpu_us_per_msg, prod_cpu_us_per_msg,
+             steady_mem_mib, peak_mem_mib,
              udp_rcvbuf_errors, udp_in_errors, window_s,
              shipper_cpu_us_per_msg, nats_cpu_us_per_msg}     (RunRecord.compute_derived)
     shipper: ProcessStats | null    (pipeline scenario: the shipper, or the ceiling's publisher)
@@ -75,7 +80,10 @@ with the optional ``shipper`` ProcessStats and the derived ``shipper_cpu_us_per_
 ``nats_cpu_us_per_msg`` (pipeline scenario, issue 13). 2 (2026-11, issue 10): ``point`` is
 ``workload``, and ``kind``, ``written``, ``rejected``, ``figures``, ``series``, ``seconds`` are new,
 so torture and soak store their runs here too instead of in formats of their own. Version 1 files
-are read as version 2 (``point`` -> ``workload``, ``kind`` "bench").
+are read as version 2 (``point`` -> ``workload``, ``kind`` "bench"). 3 (2026-11, issue 11): ``latency`` is
+the observer's (one observer for every system), the system's own stamp moved to
+``receipt_latency``; ``memory``; ``workload.per_connection``; each run file carries its own
+``schema_version``. Versions 1 and 2 are read with their ``latency`` as ``receipt_latency``.
 """
 
 from __future__ import annotations
@@ -88,7 +96,7 @@ from typing import Any, Mapping
 from . import stats
 from .seqcheck import SeqCheckResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KINDS = ("bench", "torture", "soak")
 KIND = "loglab-bench-results"
 INDEX = "results.json"
@@ -109,6 +117,9 @@ class Workload:
     size: int = 200  # bytes per message line, newline included
     rate: float = 0.0  # messages/s per producer; 0 = as fast as possible
     batch: int = 1  # lines per write (stream transports; datagrams carry one message each)
+    # Messages per connection: every producer opens a new connection (a new socket, or reopens
+    # the FIFO) after this many messages, as short-lived programs do; 0 = one for the whole run.
+    per_connection: int = 0
 
     @property
     def offered_rate(self) -> float:
@@ -121,7 +132,18 @@ class Workload:
 
     def label(self) -> str:
         rate = "unbounded" if not self.rate else f"{self.rate:,.0f}/s each"
-        return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}"
+        churn = f", a new connection every {self.per_connection}" if self.per_connection else ""
+        return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}{churn}"
+
+    def load_label(self) -> str:
+        """Producers and their rate: ``4 x 10,000/s`` (``max`` = unbounded)."""
+        return f"{self.producers} x {f'{self.rate:,.0f}/s' if self.rate else 'max'}"
+
+    def short_label(self) -> str:
+        """A row label: ``4 x 10,000/s, 200 B`` (offered rate always shown; ``max`` = unbounded)."""
+        extra = f", batch {self.batch}" if self.batch > 1 else ""
+        extra += f", {self.per_connection}/conn" if self.per_connection else ""
+        return f"{self.load_label()}, {self.size} B{extra}"
 
 
 @dataclass
@@ -172,7 +194,13 @@ class RunRecord:
     expected: int | None = 0
     sent: int | None = None
     seq: SeqCheckResult | None = None
+    # The observer's latency (benchmarks/run/observer.py): intended send time -> the line is in the
+    # output file, measured the same way for every system. receipt_latency: the system's own
+    # receipt stamp (loglab's received_ns; a peer's), a second, labelled figure.
     latency: LatencyRecord | None = None
+    receipt_latency: LatencyRecord | None = None
+    # The receiver's memory over the window: PSS of its process tree, sampled (measure.py).
+    memory: dict | None = None
     aggregator: ProcessStats | None = None
     producers: ProcessStats | None = None
     udp_snmp_before: dict | None = None
@@ -224,6 +252,9 @@ class RunRecord:
         d["agg_cpu_us_per_msg"] = self.aggregator.cpu_s / delivered * 1e6 if self.aggregator and delivered else None
         sent = self.sent if self.sent is not None else self.expected
         d["prod_cpu_us_per_msg"] = self.producers.cpu_s / sent * 1e6 if self.producers and sent else None
+        mem = self.memory or {}
+        d["steady_mem_mib"] = mem["steady_pss_bytes"] / 2**20 if mem.get("steady_pss_bytes") else None
+        d["peak_mem_mib"] = mem["peak_pss_bytes"] / 2**20 if mem.get("peak_pss_bytes") else None
         d["shipper_cpu_us_per_msg"] = self.shipper.cpu_s / delivered * 1e6 if self.shipper and delivered else None
         nats_cpu = self.system_stats.get("nats_cpu_s") if self.system_stats else None
         d["nats_cpu_us_per_msg"] = nats_cpu / delivered * 1e6 if nats_cpu is not None and delivered else None
@@ -234,29 +265,33 @@ class RunRecord:
         return d
 
     def to_dict(self) -> dict:
-        out = {}
+        out = {"schema_version": SCHEMA_VERSION}  # per run: a directory can hold runs of several versions
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name == "seq":
                 v = v.to_dict() if v is not None else None
-            elif f.name in ("workload", "latency", "aggregator", "producers", "shipper") and v is not None:
+            elif f.name in ("workload", "latency", "receipt_latency", "aggregator", "producers", "shipper") and v is not None:
                 v = asdict(v)
             out[f.name] = v
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "RunRecord":
+    def from_dict(cls, d: Mapping, version: int = SCHEMA_VERSION) -> "RunRecord":
         d = dict(d)
+        version = d.pop("schema_version", version)
         if "point" in d and "workload" not in d:  # schema version 1
             d["workload"] = d.pop("point")
+        if version < 3:  # latency was the system's own receipt stamp; no observer then
+            d["receipt_latency"] = d.pop("latency", None)
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}  # newer optional fields are ignored
         if d.get("workload") is not None:
             d["workload"] = Workload(**d["workload"])
         if d.get("seq") is not None:
             d["seq"] = SeqCheckResult.from_dict(d["seq"])
-        if d.get("latency") is not None:
-            d["latency"] = LatencyRecord(**d["latency"])
+        for key in ("latency", "receipt_latency"):
+            if d.get(key) is not None:
+                d[key] = LatencyRecord(**d[key])
         for role in ("aggregator", "producers", "shipper"):
             if d.get(role) is not None:
                 d[role] = ProcessStats(**d[role])

@@ -82,7 +82,8 @@ class SeqCheckResult:
     first_received_ns: int | None = None
     last_received_ns: int | None = None
     producers: dict[str, ProducerCheck] = field(default_factory=dict)
-    latencies_ns: array | None = field(default=None, compare=False, repr=False)
+    latencies_ns: array | None = field(default=None, compare=False, repr=False)  # the receipt stamp's
+    observed_latencies_ns: array | None = field(default=None, compare=False, repr=False)  # the observer's
 
     @property
     def loss_fraction(self) -> float | None:
@@ -117,6 +118,7 @@ class SeqCheckResult:
         d["producers"] = {k: ProducerCheck.from_dict(p) for k, p in d.get("producers", {}).items()}
         d["unexpected_producers"] = list(d.get("unexpected_producers", []))
         d.pop("latencies_ns", None)
+        d.pop("observed_latencies_ns", None)
         return cls(**d)
 
 
@@ -141,13 +143,19 @@ def _missing_ranges(seen: bytearray, expected: int, limit: int = MAX_MISSING_RAN
     return out
 
 
-def analyze_output(source, expected: Mapping[str, int], *, keep_latencies: bool = True) -> SeqCheckResult:
+def analyze_output(source, expected: Mapping[str, int], *, keep_latencies: bool = True,
+                   observed: Iterable[int] | None = None) -> SeqCheckResult:  # fmt: skip
     """Check ``source`` against ``expected`` = {producer id: messages it was asked to send}.
 
-    ``source``: a path to a JSON-lines file, or an iterable of lines (bytes/str) or of already
-    parsed records (dicts). Producers in ``expected`` that sent nothing count as all missing;
-    producers in the output but not in ``expected`` are listed in ``unexpected_producers`` and
-    their messages count as ``out_of_range``.
+    ``source``: a path to a JSON-lines file, or an iterable with one item per line of the output,
+    in order: the line (bytes/str), its parsed record (dict), or None for a line that is not a
+    record. Producers in ``expected`` that sent nothing count as all missing; producers in the
+    output but not in ``expected`` are listed in ``unexpected_producers`` and their messages count
+    as ``out_of_range``.
+
+    ``observed``: one stamp per line of the same output, in order (the latency observer's,
+    ``run/observer.py``); each record's observed latency is its stamp minus its intended send
+    time (``observed_latencies_ns``), beside the one from its own ``received_ns``.
     """
     loads = orjson.loads
     # per producer: [seen bytearray, expected, max_seq, received, duplicates, reordered, out_of_range]
@@ -156,9 +164,16 @@ def analyze_output(source, expected: Mapping[str, int], *, keep_latencies: bool 
         states[pid] = [bytearray(int(n)), int(n), -1, 0, 0, 0, 0]
     latencies = array("q")
     lat_append = latencies.append
+    observed_latencies = array("q")
+    stamps = iter(observed) if observed is not None else None
+    no_stamp = object()
     records = bad = 0
     first = last = None
     for item in _lines(source):
+        stamp = next(stamps, no_stamp) if stamps is not None else no_stamp
+        if item is None:
+            bad += 1
+            continue
         if isinstance(item, dict):
             rec = item
         else:
@@ -196,6 +211,10 @@ def analyze_output(source, expected: Mapping[str, int], *, keep_latencies: bool 
             st[2] = seq
         if seq >= st[1]:
             st[6] += 1
+        if keep_latencies and stamp is not no_stamp:
+            sent_ns = rec.get("intended_ns", rec.get("ts_ns"))
+            if type(sent_ns) is int:
+                observed_latencies.append(stamp - sent_ns)
         received_ns = rec.get("received_ns")
         if type(received_ns) is int:
             if first is None or received_ns < first:
@@ -230,6 +249,7 @@ def analyze_output(source, expected: Mapping[str, int], *, keep_latencies: bool 
         result.reordered += reordered
         result.out_of_range += out_of_range
     result.latencies_ns = latencies if keep_latencies else None
+    result.observed_latencies_ns = observed_latencies if keep_latencies and observed is not None else None
     return result
 
 

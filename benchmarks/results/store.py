@@ -4,15 +4,17 @@ are described in ``model.py``; reports and ``compare`` read only what this modul
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import orjson
 
 from aggregator.files import replace_atomically
 
+from . import stats
 from .model import INDEX, KIND, RUNS_DIR, SCHEMA_VERSION, BenchParams, Results, ResultsError, RunRecord
 
 
@@ -101,14 +103,15 @@ class ResultsWriter:
 
 
 def load_results(path) -> Results:
-    """Read a results directory, its ``results.json``, or a bundle (runs inline)."""
+    """Read a results directory, its ``results.json``, or a bundle (runs inline; ``.gz`` too)."""
     path = Path(path)
     index = path / INDEX if path.is_dir() else path
     try:
-        data = orjson.loads(index.read_bytes())
+        raw = index.read_bytes()
+        data = orjson.loads(gzip.decompress(raw) if index.suffix == ".gz" else raw)
     except FileNotFoundError:
         raise ResultsError(f"no results file at {index}") from None
-    except orjson.JSONDecodeError as exc:
+    except (orjson.JSONDecodeError, gzip.BadGzipFile, EOFError) as exc:
         raise ResultsError(f"{index} is not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise ResultsError(f"{index} is not a loglab results file")
@@ -120,11 +123,11 @@ def load_results(path) -> Results:
         if "file" in entry:
             run_path = index.parent / entry["file"]
             try:
-                runs.append(RunRecord.from_dict(orjson.loads(run_path.read_bytes())))
+                runs.append(RunRecord.from_dict(orjson.loads(run_path.read_bytes()), version))
             except (OSError, orjson.JSONDecodeError) as exc:
                 raise ResultsError(f"cannot read run file {run_path}: {exc}") from None
         else:
-            runs.append(RunRecord.from_dict(entry))
+            runs.append(RunRecord.from_dict(entry, version))
     return Results(
         environment=data.get("environment") or {},
         params=data.get("params") or {},
@@ -138,12 +141,26 @@ def load_results(path) -> Results:
     )
 
 
-def write_bundle(results: Results, path) -> None:
-    """One self-contained JSON file (runs inline) that ``load_results`` reads too."""
+def write_bundle(results: Results, path, max_samples: int | None = None) -> None:
+    """One self-contained JSON file (runs inline) that ``load_results`` reads too; gzip-compressed
+    when ``path`` ends in ``.gz``. ``max_samples``: keep at most that many stored latency samples
+    per run (evenly spaced; the summary and histogram, computed from every sample, are kept whole),
+    so that results small enough to commit keep every figure the report shows."""
+    runs = [_thin(r, max_samples) for r in results.runs] if max_samples is not None else results.runs
     header = {
         "schema_version": SCHEMA_VERSION, "kind": KIND, "created_ns": time.time_ns(), "updated_ns": time.time_ns(),
         "complete": results.complete, "environment": results.environment, "params": results.params,
         "peer": results.peer, "tracing": results.tracing, "notes": results.notes,
-        "runs": [r.to_dict() for r in results.runs],
+        "runs": [r.to_dict() for r in runs],
     }  # fmt: skip
-    _atomic_write(Path(path), _dump(header))
+    data = _dump(header, indent=not str(path).endswith(".gz"))
+    _atomic_write(Path(path), gzip.compress(data, mtime=0) if str(path).endswith(".gz") else data)
+
+
+def _thin(run: RunRecord, max_samples: int) -> RunRecord:
+    changes = {}
+    for name in ("latency", "receipt_latency"):
+        rec = getattr(run, name)
+        if rec is not None and len(rec.samples_ns) > max_samples:
+            changes[name] = replace(rec, samples_ns=stats.subsample(rec.samples_ns, max_samples))
+    return replace(run, **changes) if changes else run

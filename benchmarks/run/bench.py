@@ -24,7 +24,8 @@ from aggregator.transports import TRANSPORTS
 
 from ..peers import PEERS
 from ..results.environment import collect_environment
-from .measure import run_measurement
+from .measure import run_measurement, stamps_path
+from .observer import ObservedStamps
 from ..results import BenchParams, LatencyRecord, ResultsWriter, RunRecord, Workload
 from ..results.seqcheck import analyze_output, expected_counts
 from .suite import Scenario, for_transport
@@ -95,7 +96,8 @@ def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None)
         system = make_system(spec.system, spec.transport, workdir, rcvbuf=rcvbuf, workers=workers)
         w = spec.workload
         summaries = run_measurement(system, spec.transport, w, workdir, record, tracer=tracer if spec.traced else None)
-        seq = analyze_output(system.read_records(), expected_counts(w.producers, w.count))
+        stamps = ObservedStamps.load(stamps_path(workdir))
+        seq = analyze_output(system.read_records(), expected_counts(w.producers, w.count), observed=stamps.per_line())
         _check(record, seq, summaries, system.comm)
         return record
     finally:
@@ -110,7 +112,11 @@ def _check(record: RunRecord, seq, summaries: list[dict], receiver_comm: str) ->
             record.producer_errors[name] = record.producer_errors.get(name, 0) + n
     record.seq = seq
     record.window_end_ns = seq.last_received_ns or record.window_end_ns
-    record.latency = LatencyRecord.from_samples(seq.latencies_ns) if seq.latencies_ns else None
+    record.latency = LatencyRecord.from_samples(seq.observed_latencies_ns) if seq.observed_latencies_ns else None
+    record.receipt_latency = LatencyRecord.from_samples(seq.latencies_ns) if seq.latencies_ns else None
+    if record.latency and record.latency.summary.get("negative"):
+        # Impossible unless the clock stepped back: the observer stamps after reading the line.
+        record.errors.append(f"{record.latency.summary['negative']} negative observed latencies (clock stepped?)")
     stats = record.system_stats
     record.socket = {k: stats.get(k) for k in ("effective_rcvbuf", "effective_pipe_size") if stats.get(k) is not None}
     if record.trace is not None:

@@ -3,13 +3,16 @@
 Timeline of a run::
 
     system.start()            aggregator (or peer) listening; its start-up is not measured
+    observer starts           the latency observer follows the system's output file (observer.py)
     producers start           each connects, prints "ready", waits on stdin (start barrier)
     -- window opens --        CPU/ctx-switch snapshot of the system (and of each producer),
-                              tracer window opened, udp kernel counters read, then "go"
+                              tracer window opened, udp kernel counters read, memory sampling
+                              started, then "go"
     producers send, exit      exit status and rusage reaped with wait4
     quiescence                the system's output stops growing (all it will write is written)
     -- window closes --       CPU snapshot, tracer window closed, udp counters read again
-    system.stop()             SIGTERM, drain, exit; output analysed afterwards
+    system.stop()             SIGTERM, drain, exit; then the observer writes its stamps; the
+                              output is analysed afterwards
 
 So CPU per message counts only the work of the window (no interpreter start-up, no imports),
 on both sides.
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
-from ..processes import ProducerProc
+from ..processes import ProducerProc, observer_proc
 from ..results import ProcessStats, RunRecord, Workload
 from .systems import System
 
@@ -37,7 +42,7 @@ def producer_for(transport: str, workload: Workload, address: str, index: int, w
     w = workload
     return ProducerProc(
         transport, address, f"p{index}", w.count, workdir, "--size", w.size, "--rate", w.rate, "--batch", w.batch,
-        "--seed", index, "--quiet", barrier=True,
+        "--per-connection", w.per_connection, "--seed", index, "--quiet", barrier=True,
     )  # fmt: skip
 
 
@@ -118,6 +123,54 @@ def stats_delta(after: ProcessStats, before: ProcessStats) -> ProcessStats:
     )
 
 
+MEMORY_INTERVAL_S = 0.1
+
+
+def _pss_bytes(pid: int) -> int | None:
+    """The process's proportional set size (shared pages divided among their sharers, so a process
+    tree's sum is its footprint, not the sum of its RSS, which counts pages shared after fork once
+    per process)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class MemorySampler(threading.Thread):
+    """Samples the PSS of ``pid``'s process tree every MEMORY_INTERVAL_S until ``stop()``:
+    ``result()`` is the steady figure (the median sample) and the peak (the largest)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[int] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            total, seen = 0, False
+            for pid in process_tree_pids(self.pid):
+                pss = _pss_bytes(pid)
+                if pss is not None:
+                    total, seen = total + pss, True
+            if seen:
+                self.samples.append(total)
+            if self._stop_event.wait(MEMORY_INTERVAL_S):
+                return
+
+    def stop(self) -> dict | None:
+        self._stop_event.set()
+        self.join()
+        if not self.samples:
+            return None
+        return {"steady_pss_bytes": int(statistics.median(self.samples)), "peak_pss_bytes": max(self.samples),
+                "samples": len(self.samples), "interval_s": MEMORY_INTERVAL_S}  # fmt: skip
+
+
 def _wait_quiet(path: Path, deadline: float) -> None:
     """Wait until ``path`` has not grown for QUIET_PERIOD_S (bounded by ``deadline``)."""
     last = -1
@@ -132,16 +185,26 @@ def _wait_quiet(path: Path, deadline: float) -> None:
         time.sleep(0.05)
 
 
+def stamps_path(workdir: Path) -> Path:
+    """Where ``run_measurement`` leaves the observer's stamps of the run in ``workdir``."""
+    return workdir / "observer" / "stamps.bin"
+
+
 def run_measurement(system: System, transport: str, workload: Workload, workdir: Path, record: RunRecord, *,
                     tracer=None, timeout: float = 120.0) -> list[dict]:  # fmt: skip
     """Run ``workload`` over ``transport`` against ``system`` (constructed, not started), filling
-    ``record`` with what was measured (window, process costs, kernel counters, the system's own
-    stats, the trace); always tear down. Returns the producers' summaries."""
+    ``record`` with what was measured (window, process costs, memory, kernel counters, the system's
+    own stats, the trace); always tear down. Returns the producers' summaries; the observer's
+    stamps are left at ``stamps_path(workdir)``."""
     m = record
     summaries: list[dict] = []
     producers: list[ProducerProc] = []
     address = system.start()
+    # Its own directory: the observer watches the output's directory, where its files would be noise.
+    observer = observer_proc(system.output_path, stamps_path(workdir), workdir / "observer")
+    sampler: MemorySampler | None = None
     try:
+        observer.start()
         agg = psutil.Process(system.pid)
         for i in range(workload.producers):
             producers.append(producer_for(transport, workload, address, i, workdir).start(wait=False))
@@ -156,6 +219,8 @@ def run_measurement(system: System, transport: str, workload: Workload, workdir:
             # Only this run's processes: other logprod/logagg may run on the machine meanwhile.
             tracer.open_window(pids=[*process_tree_pids(system.pid), *(p.pid for p in producers)])
         agg_before = process_tree_stats(agg)
+        sampler = MemorySampler(system.pid)
+        sampler.start()
         m.window_start_ns = time.time_ns()
         for p in producers:  # the barrier: every producer is connected; go
             p.go()
@@ -177,6 +242,8 @@ def run_measurement(system: System, transport: str, workload: Workload, workdir:
         m.producers_done_ns = time.time_ns()
         _wait_quiet(system.output_path, time.monotonic() + MAX_QUIESCE_S)
         m.aggregator = stats_delta(process_tree_stats(agg), agg_before)
+        m.memory = sampler.stop()
+        sampler = None
         m.window_end_ns = time.time_ns() - int(QUIET_PERIOD_S * 1e9)
         if tracer is not None:
             m.trace = tracer.close_window()
@@ -186,9 +253,16 @@ def run_measurement(system: System, transport: str, workload: Workload, workdir:
             if p.summary_path.exists():
                 summaries.append(p.summary())
     finally:
+        if sampler is not None:
+            sampler.stop()
         for p in producers:
             p.close()
-        m.system_stats = system.stop()
+        try:
+            m.system_stats = system.stop()
+        finally:
+            # After the stop: lines a drain writes late are stamped late, as they are.
+            observer.stop()
+            observer.close()
     return summaries
 
 

@@ -1,7 +1,7 @@
 """What `loglab bench` runs: named scenarios, each a workload per transport, and sweeps.
 
-The default suite holds the three views the lab reports (all with 200-byte messages); runs at a
-fixed rate last one second:
+The default suite holds the views the lab reports (all with 200-byte messages); runs at a fixed
+rate last one second:
 
 * ``capacity``   producers able to outrun the aggregator: 4 producers sending as fast as they
                  can, ``--batch 64`` on the stream transports (150k messages each), one message
@@ -11,6 +11,8 @@ fixed rate last one second:
                  message per write: shows CPU per message when nobody is saturated.
 * ``latency``    5 producers x 2,000 msg/s, one message per write: end-to-end latency from the
                  producer's intended send time to receipt.
+* ``churn``      4 producers x 2,000 msg/s, a new connection (socket, or the FIFO reopened) every
+                 10 messages: what many short-lived programs cost the receiver.
 * ``loss``       datagram transports only: offered rate swept upward (4 producers at 5k, 20k,
                  50k msg/s each) for the loss-versus-offered-rate chart.
 
@@ -81,6 +83,12 @@ def default_suite(scale: float = 1.0) -> list[Scenario]:
             traced=False,  # the syscalls of one message per write are those of efficiency
         ),
         Scenario(
+            "churn",
+            "4 producers x 2,000 msg/s, a new connection every 10 messages: many short-lived producers",
+            (Workload(4, n(2_000), 200, 2_000.0, 1, per_connection=10),),
+            traced=False,  # the report's churn figure is CPU per message, from the measured repeats
+        ),
+        Scenario(
             "loss",
             "datagram transports, offered rate swept upward: loss versus offered rate",
             tuple(Workload(4, n(int(rate)), 200, rate, 1) for rate in (5_000.0, 20_000.0, 50_000.0)),
@@ -111,11 +119,13 @@ def custom_scenario(
     rate: list[float] | None,
     batch: list[int] | None,
     transports: tuple[str, ...],
+    per_connection: list[int] | None = None,
 ) -> Scenario:
     base = Workload()
-    lists = [producers or [base.producers], count or [base.count], size or [base.size], rate or [base.rate], batch or [base.batch]]
+    lists = [producers or [base.producers], count or [base.count], size or [base.size], rate or [base.rate], batch or [base.batch],
+             per_connection or [base.per_connection]]  # fmt: skip
     points = tuple(Workload(*values) for values in itertools.product(*lists))
-    swept = [name for name, values in zip(("producers", "count", "size", "rate", "batch"), lists) if len(values) > 1]
+    swept = [name for name, values in zip(("producers", "count", "size", "rate", "batch", "per_connection"), lists) if len(values) > 1]
     description = "custom workload" + (f", sweeping {', '.join(swept)}" if swept else "")
     return Scenario("custom", description, points, transports)
 

@@ -27,7 +27,10 @@ class System(Protocol):
 
     def start(self, timeout: float = 10.0) -> str: ...
     def stop(self, timeout: float = 10.0) -> dict: ...
-    def read_records(self) -> Iterator[dict]: ...
+    def read_records(self) -> Iterator[dict | None]:
+        """One item per line of ``output_path``, in file order: the record, or None for a line
+        that is not one (so the latency observer's stamps, one per line, stay aligned)."""
+        ...
 
 
 class LoglabSystem:
@@ -90,10 +93,13 @@ class LoglabSystem:
         self.pid = 0
         return stats
 
-    def read_records(self) -> Iterator[dict]:
+    def read_records(self) -> Iterator[dict | None]:
         with open(self.output_path, "rb") as f:
             for line in f:
-                yield orjson.loads(line)
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    yield None
 
 
 SYSTEMS = {LoglabSystem.name: LoglabSystem, **PEERS}

@@ -1,8 +1,9 @@
-"""Regenerate tests/data/bench_results/ (a small, deterministic, synthetic results directory).
+"""Regenerate tests/data/bench_results_v3/ (a small, deterministic, synthetic results directory).
 
-The committed directory was written by schema version 1 (``point``, no ``kind``), and is kept so:
-the tests read it to check that version 1 results still load. This script writes the current
-version; regenerate only together with a copy of the old one for that check.
+``tests/data/bench_results/`` was written by schema version 1 (``point``, no ``kind``, latency from
+the receipt stamp) and is kept as it is: the tests read it to check that old results still load.
+This script writes the current version into ``bench_results_v3/``, which the report and compare
+tests read.
 
 Run: .venv/bin/python tests/data/make_bench_fixture.py
 Two systems x three transports x two scenarios (one a 2-point rate sweep), 3 repeats + 1 warm-up,
@@ -37,7 +38,7 @@ ENV = {
 }  # fmt: skip
 
 
-def main(out: Path = HERE / "bench_results") -> None:
+def main(out: Path = HERE / "bench_results_v3") -> None:
     rng = random.Random(42)
     shutil.rmtree(out, ignore_errors=True)
     points = {"capacity": [Workload(2, 100, 200, 0.0, 64)], "loss": [Workload(2, 100, 200, 5000.0, 1), Workload(2, 100, 200, 20000.0, 1)]}
@@ -65,13 +66,18 @@ def main(out: Path = HERE / "bench_results") -> None:
                                 intended = start + s * 10_000
                                 lines.append({"producer": f"p{p}", "seq": s, "intended_ns": intended,
                                               "received_ns": intended + int(rng.lognormvariate(10, 0.5) / speed[system])})  # fmt: skip
-                        seq = analyze_output(lines, expected_counts(point.producers, point.count))
+                        # The observer sees each line after its receipt (the write comes after it).
+                        observed = [r["received_ns"] + int(rng.lognormvariate(11, 0.5)) for r in lines]
+                        seq = analyze_output(lines, expected_counts(point.producers, point.count), observed=observed)
                         window_ns = int(0.01e9 / speed[system] * (1 + 0.1 * rng.random()))
                         n = seq.received
                         run = RunRecord(
                             system=system, transport=transport, scenario=scenario, workload=point, repeat=repeat, is_warmup=warm, traced=traced,
                             window_start_ns=start, window_end_ns=start + window_ns, expected=seq.expected, sent=seq.expected,
-                            seq=seq, latency=LatencyRecord.from_samples(seq.latencies_ns, 50),
+                            seq=seq, latency=LatencyRecord.from_samples(seq.observed_latencies_ns, 50),
+                            receipt_latency=LatencyRecord.from_samples(seq.latencies_ns, 50),
+                            memory={"steady_pss_bytes": int((30 if system == "loglab" else 8) * 2**20 * (1 + 0.05 * rng.random())),
+                                    "peak_pss_bytes": int((35 if system == "loglab" else 9) * 2**20), "samples": 5, "interval_s": 0.1},
                             aggregator=ProcessStats(n * 3e-6 / speed[system], n * 2e-6, n * 1e-6, 10, 2, 30 << 20),
                             producers=ProcessStats(n * 2e-6, n * 1e-6, n * 1e-6, 5, 1, 20 << 20),
                             udp_snmp_before={"RcvbufErrors": 0, "InErrors": 0} if transport == "udp" else None,

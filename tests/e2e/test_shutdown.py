@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from benchmarks.faults.checks import (
     stop_mid_stream,
 )
 from benchmarks.processes import (
+    AggregatorProc,
+    Client,
     jsonl,
     wait_until,
 )
@@ -170,3 +174,39 @@ def test_drain_ends_when_the_last_tcp_producer_closes_not_at_the_drain_timeout(l
     rc = agg.wait(15)  # far less than --drain-timeout 120
     assert rc == 0, agg.stderr_text()
     assert [r["seq"] for r in agg.records()] == [0, 1]
+
+
+# The aggregator's stdout and stderr on a terminal that is then closed (what `aggregator unixsock &`
+# in a shell whose window is closed sees): every later write to it fails with EIO.
+_DEAD_TERMINAL = r"""
+import os, pty, sys
+master, slave = pty.openpty()
+os.dup2(slave, 1); os.dup2(slave, 2); os.close(slave)
+os.close(master)
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_reopens_the_output_and_a_closed_terminal_does_not_stop_the_aggregator(tmp_path, workers):
+    agg = AggregatorProc("unixsock", tmp_path / "agg", "--workers", workers, stats_interval=0.1)
+    agg.argv = [sys.executable, "-c", _DEAD_TERMINAL, *agg.argv]
+    agg.ready_line = None  # stdout is the dead terminal: readiness from the ready file
+    with agg:
+        with Client("unixsock", agg.address) as c:
+            for i in range(5):
+                c.send(b'{"seq":%d}\n' % i)
+            agg.wait_lines(5)
+            rotated = agg.output.with_name("rotated.jsonl")
+            agg.output.rename(rotated)
+            os.killpg(agg.pid, signal.SIGHUP)  # the terminal's hangup reaches the whole process group
+            agg.wait_stats(lambda s: s["output_reopens"] >= 1, "the reopen after SIGHUP")
+            for i in range(5, 8):
+                c.send(b'{"seq":%d}\n' % i)
+            agg.wait_lines(3)
+        assert agg.stop() == 0
+        assert [json.loads(line)["seq"] for line in rotated.read_bytes().splitlines()] == [0, 1, 2, 3, 4]
+        assert [r["seq"] for r in agg.records()] == [5, 6, 7]
+        stats = agg.stats()
+        assert stats["messages_written"] == 8 and stats["output_reopens"] >= 1

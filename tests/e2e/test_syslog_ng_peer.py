@@ -179,14 +179,15 @@ def test_tcp_port_in_use_is_retried(make_peer, monkeypatch):
 
 
 def test_read_records_counts_bad_lines(tmp_path):
-    """Unparseable output lines are counted, not raised (no syslog-ng needed)."""
+    """Unparseable output lines are counted, not raised, and hold their place as None (the
+    latency observer pairs records with output lines by position; no syslog-ng needed)."""
     peer = SyslogNgPeer("unixsock", tmp_path)
     good = b'{"producer":"p","seq":1,"ts_ns":5}'
     peer.output_path.write_bytes(
         b"1700000000.123456\t" + good + b"\n" + b"garbage without tab\n" + b"1700000000.5\t{not json\n" + b"1700000001.000001\t[1]\n"
     )
     records = list(peer.read_records())
-    assert records == [{"producer": "p", "seq": 1, "ts_ns": 5, "received_ns": 1_700_000_000_123_456_000, "transport": "unixsock"}]
+    assert records == [{"producer": "p", "seq": 1, "ts_ns": 5, "received_ns": 1_700_000_000_123_456_000, "transport": "unixsock"}, None, None, None]
     assert peer.parse_errors == 3 and len(peer.bad_lines) == 3
 
 

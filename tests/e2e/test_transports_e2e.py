@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from aggregator.transports import TRANSPORT_NAMES, transport_names
+from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
 from benchmarks.processes import duplicates, seqs_by_producer
 
 STREAM_TRANSPORTS = transport_names(kind="stream")
@@ -101,3 +101,18 @@ def test_message_size_is_kept(lab, transport):
         # the producer's line, newline included, was exactly --size bytes
         original = {k: v for k, v in r.items() if k not in ("received_ns", "transport")}
         assert len(json.dumps(original, separators=(",", ":"))) + 1 == 1000
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("transport", transport_names(reliable=True))
+def test_a_new_connection_every_n_messages_loses_nothing_and_each_is_a_connection(lab, transport):
+    # --per-connection: what many short-lived programs do (the bench's churn scenario).
+    agg = lab.aggregator(transport)
+    producers = lab.run_producers(transport, agg.address, 2, 100, "--per-connection", 7, "--batch", 4)
+    assert all(p.returncode() == 0 for p in producers)
+    assert [p.summary()["connections"] for p in producers] == [15, 15]  # ceil(100 / 7)
+    agg.wait_lines(200)
+    assert agg.stop() == 0
+    assert seqs_by_producer(agg.records()) == {"p0": list(range(100)), "p1": list(range(100))}
+    if get_transport(transport).connected:
+        assert agg.stats()["connections_opened"] == 30

@@ -1,4 +1,4 @@
-"""benchmarks.report.render from the stored fixture tests/data/bench_results (make_bench_fixture.py)."""
+"""benchmarks.report.render from the stored fixture tests/data/bench_results_v3 (make_bench_fixture.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from benchmarks.report import render, trace_side
 from benchmarks.results import ResultsWriter
 
-FIXTURE = Path(__file__).parents[1] / "data" / "bench_results"
+FIXTURE = Path(__file__).parents[1] / "data" / "bench_results_v3"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -43,18 +43,64 @@ def test_html_is_self_contained_with_every_chart_embedded(rendered):
     assert 'src="' not in html and ".png'" not in html
 
 
-def test_markdown_has_verdict_tables_captions_environment(rendered):
+def test_markdown_has_the_answer_then_tables_captions_environment(rendered):
     md = rendered.md.read_text()
-    for heading in ("## Verdict", "## Charts", "## Results per scenario", "## Workload parameters", "## Environment", "## Tracing"):
-        assert heading in md
-    assert "unixsock: loglab" in md and "x syslog-ng messages/s (range" in md
+    for heading in ("## Which transport, and why", "### The transports at a glance (loglab)", "## loglab and its peers",
+                    "## Details", "## Results per scenario", "## Workload parameters", "## Environment", "## Tracing"):
+        assert heading in md, heading
+    assert "- Survives a slow aggregator: unixsock lost nothing" in md
+    assert "| udp | best effort (drops); ordered |" in md
     assert "![Throughput per transport](throughput.png)" in md
     assert md.count("\n*") >= len(rendered.charts)  # a caption line under each chart
     assert "Fixture CPU" in md
-    assert "14 warm-up runs" in md
+    assert "14 warm-ups" in md
     assert "14 traced runs" in md  # one per cell and system, kept out of the headline figures
     assert "tracing skipped in 7 run(s): fixture: peer not traced" in md  # the peer's 7 traced runs
-    assert "Tracer overhead" in md
+    assert "Tracer overhead" in md and ("OUTSIDE noise" in md or "within noise" in md)
+
+
+def test_the_answer_and_the_glance_table_come_first_and_fit_a_screen(rendered):
+    # What a first-time reader sees first: the answer and one table, before any chart or detail.
+    md = rendered.md.read_text()
+    lines = md.splitlines()
+    answer_at = lines.index("## Which transport, and why")
+    details_at = lines.index("## Details")
+    assert answer_at <= 4 and md.index("![") > md.index("## Details")
+    first_screen = lines[:details_at]
+    assert len(first_screen) <= 40, len(first_screen)
+    glance = [line for line in lines[lines.index("### The transports at a glance (loglab)"):] if line.startswith("|")]
+    assert len(glance[0].split("|")) - 2 <= 10  # columns
+    html = rendered.html.read_text()
+    top = html[: html.index("<h2>Details</h2>")]
+    assert "<img" not in top and len(top) < 12_000
+    assert top.index("<h2>Which transport, and why</h2>") < top.index("<table>")
+
+
+def test_fewer_than_three_repeats_are_said_and_nothing_is_ranked(tmp_path):
+    from benchmarks.results import load_results, write_bundle
+
+    res = load_results(FIXTURE)
+    res.params["repeats"] = 1
+    res.runs = [r for r in res.runs if r.repeat == 0 or r.is_warmup or r.traced]
+    write_bundle(res, tmp_path / "one.json")
+    md = render(tmp_path / "one.json", tmp_path / "out").md.read_text()
+    assert "Only 1 repeat(s) per cell" in md and "nothing is ranked" in md
+
+
+def test_a_transport_is_named_best_only_with_3_repeats_and_ranges_apart():
+    from benchmarks.report.content import _rank
+    from benchmarks.results import stats
+    from benchmarks.results.metrics import RECEIVER_CPU
+
+    apart = {"a": stats.spread([1.0, 1.1, 1.2]), "b": stats.spread([2.0, 2.1, 2.2])}
+    text, winner = _rank(RECEIVER_CPU, apart, "µs")
+    assert winner == "a" and text.startswith("**a**: 1.10 [1.00–1.20] µs (next: b 2.10 [2.00–2.20])")
+    overlapping = {"a": stats.spread([1.0, 1.5, 2.1]), "b": stats.spread([2.0, 2.1, 2.2])}
+    text, winner = _rank(RECEIVER_CPU, overlapping, "µs")
+    assert winner is None and "cannot be ranked" in text and "ranges overlap" in text
+    single = {"a": stats.spread([1.0]), "b": stats.spread([2.0])}
+    text, winner = _rank(RECEIVER_CPU, single, "µs")
+    assert winner is None and "fewer than 3 repeats" in text
 
 
 def test_report_notes_unavailable_peer_and_skipped_tracing(tmp_path):

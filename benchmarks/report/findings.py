@@ -1,0 +1,200 @@
+"""The README's findings: sections rendered from results committed in the repository, never typed.
+
+A section of README.md is delimited by two markers; the first one holds the command that renders
+it, so the README says where each of its figures comes from::
+
+    <!-- findings:bench: loglab report docs/results/bench-a.json.gz --rerun docs/results/bench-b.json.gz --findings README.md -->
+    ... generated Markdown ...
+    <!-- findings:bench end -->
+
+``loglab report RESULTS [--rerun RESULTS_B] --findings README.md [--section NAME]`` rewrites the
+section between them; with ``--check`` it only says whether the README still matches (the test
+suite runs that for every section, so a figure that drifts from its committed results fails).
+
+A claim is stated only if it is robust: a "best transport" that the rerun does not confirm (a
+different winner, or none beyond noise) is written as "cannot be ranked", with both runs' figures.
+The rerun also gives "how much two runs differed", per figure, from ``compare``.
+
+Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
+loglab beside its peers, syscalls, tracer overhead, run-to-run differences) and ``pipeline`` (the
+shipper into JetStream). A new stage adds its own renderer here.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..results import Results
+from ..results.compare import NoCommonCells, compare_results
+from ..results.metrics import COMPARED, PRODUCER_SYSCALLS, RECEIVER_SYSCALLS
+from .blocks import BulletList, Heading, Paragraph, Table
+from .content import (
+    CAPACITY,
+    EFFICIENCY,
+    STANDARD,
+    _glance_standard,
+    _overhead_rows,
+    _peers,
+    _pipeline_blocks,
+    answer,
+    loglab_workers,
+)
+from .data import group_label, groups_of, order, systems
+from .markdown import MarkdownRenderer
+
+MARKER = re.compile(r"<!-- findings:(?P<name>[\w-]+): (?P<command>[^\n]*?) -->\n(?P<body>.*?)<!-- findings:(?P=name) end -->\n?", re.S)
+
+
+class FindingsError(ValueError):
+    """The README has no such section, or its markers are malformed."""
+
+
+def _measured(res: Results):
+    return [r for r in res.measured() if r.status == "ok"]
+
+
+def _provenance(res: Results, source: str) -> str:
+    env = res.environment
+    when = time.strftime("%Y-%m-%d", time.gmtime(res.runs[0].window_start_ns / 1e9)) if res.runs and res.runs[0].window_start_ns else "?"
+    commit = (env.get("git") or {}).get("commit", "?")[:10]
+    workers = ", ".join(sorted(set(loglab_workers(_measured(res)).values()))) or "?"
+    return (f"`{source}`: {len(res.measured())} measured runs of {res.params.get('repeats', '?')} repeats per cell, "
+            f"{when}, commit {commit}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), Linux "
+            f"{env.get('kernel', '?')}, Python {env.get('python', '?')}, syslog-ng {env.get('syslog_ng') or '–'}; "
+            f"loglab with {workers} receiving process(es).")  # fmt: skip
+
+
+def _differences(a: Results, b: Results, title: str) -> list:
+    try:
+        result = compare_results(a, b, force=True)
+    except NoCommonCells as exc:
+        return [Paragraph(f"The two runs share no cell: {exc}")]
+    rows = []
+    for metric in COMPARED:
+        pairs = [r for r in result.rows if r.metric is metric and r.a and r.b and r.change is not None]
+        if not pairs:
+            continue
+        changes = sorted(abs(r.change - 1) for r in pairs)
+        worst = max(pairs, key=lambda r: abs(r.change - 1))
+        beyond = sum(1 for r in pairs if not r.within_noise)
+        rows.append([metric.label, str(len(pairs)), f"{changes[len(changes) // 2] * 100:.1f} %",
+                     f"{abs(worst.change - 1) * 100:.1f} % ({worst.scenario} {worst.transport} {worst.system}: "
+                     f"{metric.format(worst.a)} then {metric.format(worst.b)})", f"{beyond} of {len(pairs)}"])  # fmt: skip
+    env = ", ".join(k for k, _, _ in result.env_differences)
+    return [Heading(3, title),
+            Paragraph("Each figure of the first run against the same cell of the rerun (B/A of the medians). Beyond noise: "
+                      "the two runs' min–max ranges do not overlap." + (f" The environments differ in: {env}." if env else "")),
+            Table(["figure", "cells", "median change", "largest change", "beyond noise"], rows)]  # fmt: skip
+
+
+def _syscalls(res: Results) -> list:
+    traced = [r for r in res.traced() if r.trace and r.scenario in (CAPACITY, EFFICIENCY)]
+    if not traced:
+        return []
+    rows = []
+    for runs in groups_of(traced).values():
+        for t in order(r.transport for r in runs):
+            for system in systems(runs):
+                sel = [r for r in runs if r.transport == t and r.system == system]
+                p, a = PRODUCER_SYSCALLS.spread(sel), RECEIVER_SYSCALLS.spread(sel)
+                if p or a:
+                    rows.append([group_label(runs), t, system, PRODUCER_SYSCALLS.format(p), RECEIVER_SYSCALLS.format(a)])
+    overhead = _overhead_rows(res.measured(), res.traced())
+    cells = [c for row in overhead for c in row[3:] if c != "–"]
+    outside = [c for c in cells if "OUTSIDE" in c]
+    changes = [float(c.split(" %")[0]) for c in cells]
+    note = (f"The tracer's cost (traced run against the untraced repeats, traced / untraced - 1): {len(outside)} of "
+            f"{len(cells)} figures outside the untraced repeats' range; changes from {min(changes):+.1f} % to "
+            f"{max(changes):+.1f} % (messages/s: negative = slower with the tracer; CPU per message: positive = more CPU)."
+            if cells else "")  # fmt: skip
+    return [Heading(3, "Syscalls per message (traced runs; one per cell)"),
+            Table(["scenario", "transport", "system", "producer syscalls/msg", "receiver syscalls/msg"], rows),
+            *([Paragraph(note)] if note else [])]
+
+
+def bench_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    measured = _measured(a)
+    if not any(r.scenario in STANDARD for r in measured):
+        raise FindingsError(f"{source_a} holds no run of the standard suite ({', '.join(STANDARD)})")
+    blocks: list = [Paragraph(_provenance(a, source_a) + (f" Rerun: {_provenance(b, source_b)}" if b else ""))]
+    lines = []
+    verdicts_b = {v.need: v for v in answer(_measured(b))} if b else {}
+    for v in answer(measured):
+        other = verdicts_b.get(v.need)
+        if b is None or (other is not None and other.winner == v.winner):
+            lines.append(v.text() + (" The rerun agrees." if b is not None and v.winner else ""))
+        else:
+            rerun = other.sentence if other else "not measured"
+            lines.append(f"{v.need}: cannot be ranked, the two runs disagree (first run: {v.sentence}; rerun: {rerun}).")
+    blocks += [Heading(3, "Which transport, and why"), BulletList(lines),
+               Heading(3, "The transports at a glance (loglab, first run)"), _glance_standard(measured, a.traced()),
+               Paragraph("Latency: the producer's intended send time to the line being in the output file, seen by one observer "
+                         "outside every system (loglab's output is written every 256 KiB or --flush-interval, 10 ms by default, "
+                         "and that wait is part of it). Memory: PSS of the receiving processes, median / largest of samples "
+                         "every 100 ms. Median [min–max] over the repeats.")]  # fmt: skip
+    blocks += _peers(measured, level=3)
+    blocks += _syscalls(a)
+    if b is not None:
+        blocks += _differences(a, b, "How much the two runs differed")
+    return blocks
+
+
+def pipeline_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    runs = [r for r in a.measured() if r.scenario == "pipeline"]
+    if not runs:
+        raise FindingsError(f"{source_a} holds no run of the pipeline scenario")
+    blocks = [Paragraph(_provenance(a, source_a) + (f" Rerun: {_provenance(b, source_b)}" if b else ""))]
+    blocks += [blk for blk in _pipeline_blocks(runs) if not isinstance(blk, Heading)]
+    if b is not None:
+        blocks += _differences(a, b, "How much the two runs differed")
+    return blocks
+
+
+SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
+    "bench": bench_findings,
+    "pipeline": pipeline_findings,
+}
+
+
+def render_section(name: str, a: Results, b: Results | None, source_a: str, source_b: str | None, command: str) -> str:
+    if name not in SECTIONS:
+        raise FindingsError(f"unknown findings section {name!r}; known: {', '.join(SECTIONS)}")
+    body = MarkdownRenderer().render(SECTIONS[name](a, b, source_a, source_b)).rstrip() + "\n"
+    return f"<!-- findings:{name}: {command} -->\n{body}<!-- findings:{name} end -->\n"
+
+
+def command_for(name: str, source_a: str, source_b: str | None, readme: str) -> str:
+    rerun = f" --rerun {shlex.quote(source_b)}" if source_b else ""
+    section = "" if name == "bench" else f" --section {name}"
+    return f"loglab report {shlex.quote(source_a)}{rerun} --findings {shlex.quote(readme)}{section}"
+
+
+def sections_in(text: str) -> dict[str, tuple[str, str]]:
+    """name -> (the command in its begin marker, its current body)."""
+    return {m["name"]: (m["command"], m["body"]) for m in MARKER.finditer(text)}
+
+
+def replace_section(text: str, name: str, rendered: str) -> str:
+    for m in MARKER.finditer(text):
+        if m["name"] == name:
+            return text[: m.start()] + rendered + text[m.end() :]
+    raise FindingsError(
+        f"no findings section {name!r} in the README: add the two markers where it belongs:\n"
+        f"<!-- findings:{name}: (the command) -->\n<!-- findings:{name} end -->"
+    )
+
+
+def update(readme: Path, name: str, rendered: str, check: bool) -> bool:
+    """Write the section (or, with ``check``, only compare); True if the README already matched."""
+    text = readme.read_text(encoding="utf-8")
+    new = replace_section(text, name, rendered)
+    if new != text and not check:
+        readme.write_text(new, encoding="utf-8")
+    return new == text
+
+
+__all__ = ["SECTIONS", "FindingsError", "command_for", "render_section", "replace_section", "sections_in", "update"]
