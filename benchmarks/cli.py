@@ -141,11 +141,9 @@ def _lab_runs(pipeline: bool, query: bool, repeat: int, scale: float):
 
 def _query_runs(repeat: int, scale: float):
     def run(writer) -> bool:
-        from natslab.querybench import plot_query_latency, run_query_bench
+        from natslab.querybench import run_query_bench
 
-        ok = run_query_bench(writer, repeat=repeat, scale=scale, echo=lambda t: print(t, file=sys.stderr, flush=True))
-        print(f"query: chart {plot_query_latency(writer.out_dir)}", file=sys.stderr)
-        return ok
+        return run_query_bench(writer, repeat=repeat, scale=scale, echo=lambda t: print(t, file=sys.stderr, flush=True))
 
     return run
 
@@ -175,13 +173,13 @@ def report(
     section: str = typer.Option("bench", help="With --findings: which section (bench, pipeline, ...)."),
     check: bool = typer.Option(False, "--check", help="With --findings: change nothing; exit 1 if the section differs from what these results render."),
 ) -> None:
-    from .report import render
+    from .report import default_out_dir, render
     from .results import ResultsError, load_results
 
     if findings is None:
         if check or rerun is not None:
             raise typer.BadParameter("--check and --rerun go with --findings")
-        default = results if results.is_dir() else results.with_name(results.name.split(".")[0] + "-report")
+        default = default_out_dir(results)
         try:
             written = render(results, out or default)
         except ResultsError as exc:

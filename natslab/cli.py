@@ -281,28 +281,8 @@ READBACK_HELP = ("Read the LOGS stream back (a subject or all of it): count per 
                  "of one aggregator's output (missing, duplicates, reordered). Exit 1 if the check fails.")  # fmt: skip
 
 
-def query_report(
-    results_dirs: list[Path] = typer.Argument(..., exists=True, file_okay=False, metavar="DIR...", help="Results directories of 'loglab bench --scenarios query'."),
-    out: Optional[Path] = typer.Option(None, help="Also write the tables to this Markdown file."),
-) -> None:
-    from .querybench import plot_query_latency, summary_markdown
-
-    for d in results_dirs:
-        print(f"chart: {plot_query_latency(d)}", file=sys.stderr)
-    text = summary_markdown(results_dirs)
-    print(text)
-    if out is not None:
-        out.write_text(text)
-
-
-QUERY_REPORT_HELP = ("Draw the query latency chart (query_latency.png: mean and one standard deviation per token, warm and "
-                     "cold cache, beside the floor) into each results directory of 'loglab bench --scenarios query', and print "
-                     "the tables (several directories: each figure per run, for the run-to-run spread).")  # fmt: skip
-
-
 def register(app: typer.Typer) -> None:
     """Add the shipping lab's commands to ``loglab``."""
     app.add_typer(nats_app, name="nats")
     app.add_typer(hosts_app, name="hosts")
     app.command("readback", help=READBACK_HELP)(readback)
-    app.command("query-report", help=QUERY_REPORT_HELP)(query_report)

@@ -24,19 +24,17 @@ before every trial, when root), ``trials`` trials of each mode, the modes' order
 Each (mode, token, cache) is one ``RunRecord`` (kind "bench", scenario "query") with every trial's
 seconds in ``figures["trials_s"]`` and per trial: what each host scanned, matched and returned, its
 scan time and its wait on the querier's acks, and CPU seconds of the scanners, the agents, the
-NATS servers and the querier (where the time goes). ``plot_query_latency`` draws the chart from
-results files only; ``summary_markdown`` writes the tables the README quotes.
+NATS servers and the querier (where the time goes). The report reads them back
+(``benchmarks/report/query.py``: the chart, the tables, the README's ``query`` findings).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,8 +42,9 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.processes import ProcGroup, console_script, nats_unavailable
-from benchmarks.results import LatencyRecord, ResultsWriter, RunRecord, load_results, stats
+from benchmarks.processes import nats_unavailable
+from benchmarks.report.query import COMMAND, FLOOR_COUNT, FLOOR_FULL, QUERY_COUNT, QUERY_FULL, SCENARIO
+from benchmarks.results import ResultsWriter, RunRecord, stats
 
 from .pipeline import Pipeline
 from .querydata import DEFAULT_MB, TOKENS, TokenRates, fill
@@ -53,9 +52,7 @@ from .querydata import DEFAULT_MB, TOKENS, TokenRates, fill
 HOSTS = 4
 TRIALS = 10
 NATS_NODES = 3
-FLOOR_COUNT, QUERY_COUNT, FLOOR_FULL, QUERY_FULL, COMMAND = (
-    "floor --count", "querier --count", "floor (full output)", "querier (full output)", "querier command --count")  # fmt: skip
-MODES = (FLOOR_COUNT, QUERY_COUNT, FLOOR_FULL, QUERY_FULL)
+MODES = (FLOOR_COUNT, QUERY_COUNT, FLOOR_FULL, QUERY_FULL)  # timed in turn, every trial
 COMMAND_TRIALS = 5
 TIMEOUT_S = 300.0
 
@@ -172,7 +169,7 @@ def _summary(values: list[float]) -> dict:
             "p95_s": stats.percentile(s, 95), "min_s": s[0], "max_s": s[-1], "n": len(s)}  # fmt: skip
 
 
-def _record(mode: str, token: str, cache: str, rep: int, trials: list[dict], notes: list[str], context: dict) -> RunRecord:
+def cell_record(mode: str, token: str, cache: str, rep: int, trials: list[dict], notes: list[str], context: dict) -> RunRecord:
     secs = [t["seconds"] for t in trials]
     fig = {"mode": mode, "token": token, "cache": cache, "trials_s": secs, **_summary(secs),
            "bytes_out_per_trial": statistics.fmean(t["bytes_out"] for t in trials), "trials": trials, **context}  # fmt: skip
@@ -192,9 +189,10 @@ def _record(mode: str, token: str, cache: str, rep: int, trials: list[dict], not
             fig[f"mean_{key}"] = statistics.fmean(t[key] for t in trials)
     elif trials and "scanner_cpu_s" in trials[0]:
         fig["mean_scanner_cpu_s"] = statistics.fmean(t["scanner_cpu_s"] for t in trials)
-    return RunRecord(system=mode, transport="nats" if mode.startswith("querier") else "local", scenario="query", workload=None,
-                     repeat=rep, latency=LatencyRecord.from_samples([int(s * 1e9) for s in secs]), figures=fig, notes=list(notes),
-                     window_start_ns=0, window_end_ns=0)  # fmt: skip
+    # Trial seconds live in figures, not in ``latency`` (the observer's send-to-file latency of
+    # producer runs): a query's latency is another quantity.
+    return RunRecord(system=mode, transport="nats" if mode.startswith("querier") else "local", scenario=SCENARIO, workload=None,
+                     repeat=rep, figures=fig, notes=list(notes), seconds=sum(secs))  # fmt: skip
 
 
 def run_query_bench(writer: ResultsWriter, repeat: int = 1, scale: float = 1.0, trials: int = TRIALS, echo=print) -> bool:
@@ -267,7 +265,7 @@ def _run(p: Pipeline, writer: ResultsWriter, filled, caches: list[str], repeat: 
                                     drop_caches()
                                 cells[m].append(await _trial(m, nc, hosts, queries, floors, agent_pids, nats_pids))
                         for m in MODES:
-                            r = _record(m, token, cache, rep, cells[m], notes, context)
+                            r = cell_record(m, token, cache, rep, cells[m], notes, context)
                             ok &= _check(r, filled, token)
                             writer.add_run(r)
                         f = {m: cells[m] for m in MODES}
@@ -276,7 +274,7 @@ def _run(p: Pipeline, writer: ResultsWriter, filled, caches: list[str], repeat: 
                             f"  ({time.monotonic() - t0:.0f} s)")  # fmt: skip
                 for token in TOKENS:  # the command as an operator runs it (the first run, untimed, warms up)
                     runs = [await asyncio.to_thread(command_trial, p.nats.servers, token, p.hosts.lab_ns) for _ in range(COMMAND_TRIALS + 1)]
-                    writer.add_run(_record(COMMAND, token, "warm", rep, runs[1:], notes, context))
+                    writer.add_run(cell_record(COMMAND, token, "warm", rep, runs[1:], notes, context))
         finally:
             await nc.close()
 
@@ -296,7 +294,8 @@ def _check(r: RunRecord, filled, token: str) -> bool:
         for h, row in t.get("hosts", {}).items():
             if row["matches"] != filled[h].tokens[token]:
                 r.errors.append(f"{h}: {row['matches']} matches, the generator wrote {filled[h].tokens[token]}")
-    return not r.errors
+    r.ok = not r.errors  # a failed cell is named in the report's notes, never plotted
+    return r.ok
 
 
 def _fs_of(path: Path) -> str:
@@ -305,136 +304,3 @@ def _fs_of(path: Path) -> str:
         return out[-1] if out else "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
-
-
-# -- reading the results back: the chart and the tables (results files only) ---------------------
-
-def query_runs(results_dir) -> list[RunRecord]:
-    return [r for r in load_results(results_dir).runs if r.scenario == "query" and r.kind == "bench" and r.figures]
-
-
-def _cells(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
-    out: dict[tuple, list[RunRecord]] = {}
-    for r in runs:
-        f = r.figures
-        out.setdefault((f["mode"], f["token"], f["cache"]), []).append(r)
-    return out
-
-
-def plot_query_latency(results_dir, png: Path | None = None) -> Path:
-    """The classic chart: latency per token, mean and one standard deviation over the trials, the
-    distributed query beside its floor; warm and cold cache side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = query_runs(results_dir)
-    cells = _cells(runs)
-    caches = [c for c in ("warm", "cold") if any(k[2] == c for k in cells)]
-    modes = [m for m in (FLOOR_COUNT, QUERY_COUNT, FLOOR_FULL, QUERY_FULL, COMMAND) if any(k[0] == m for k in cells)]
-    fig, axes = plt.subplots(1, len(caches), figsize=(6.5 * len(caches), 4.6), squeeze=False, sharey=False)
-    width = 0.8 / max(1, len(modes))
-    for ax, cache in zip(axes[0], caches):
-        for j, mode in enumerate(modes):
-            means, stds = [], []
-            for token in TOKENS:
-                sel = cells.get((mode, token, cache), [])
-                samples = [s for r in sel for s in r.figures["trials_s"]]
-                means.append(statistics.fmean(samples) * 1e3 if samples else math.nan)
-                stds.append(statistics.stdev(samples) * 1e3 if len(samples) > 1 else 0.0)
-            xs = [i + (j - (len(modes) - 1) / 2) * width for i in range(len(TOKENS))]
-            ax.bar(xs, means, width, yerr=stds, capsize=3, label=mode)
-        n = max((len(r.figures["trials_s"]) for r in runs), default=0)
-        passes = len({r.repeat for r in runs})
-        ax.set_title(f"{cache} cache ({n} trials x {passes} pass{'es' if passes > 1 else ''}; error bars: 1 std)")
-        ax.set_xticks(range(len(TOKENS)), TOKENS)
-        ax.set_ylabel("latency (ms)")
-        ax.set_yscale("log")
-        ax.grid(axis="y", alpha=0.3, which="both")
-    f0 = runs[0].figures if runs else {}
-    fig.suptitle(f"Distributed query latency per token: {f0.get('hosts', HOSTS)} hosts x {f0.get('bytes_per_host', 0) / 1e6:.0f} MB, "
-                 f"{f0.get('scanner', '?')}, NATS {f0.get('nats_nodes', '?')} nodes", fontsize=11)  # fmt: skip
-    axes[0][0].legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    png = Path(png or Path(results_dir) / "query_latency.png")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
-
-
-def summary_markdown(dirs: list) -> str:
-    """Tables for the README: per token and cache, each mode's mean ± std and p95, the ratio to
-    the floor, delivered MB/s and where the CPU went; with two results directories or more, each
-    figure per directory (the run-to-run spread)."""
-    all_cells = [(_cells(query_runs(d)), Path(d).name) for d in dirs]
-    lines = []
-    names = " / ".join(name for _, name in all_cells)
-    for cache in ("warm", "cold"):
-        if not any(k[2] == cache for cells, _ in all_cells for k in cells):
-            continue
-        lines += [f"**{cache} cache** (ms, mean ± std [p95]; runs {names})", "",
-                  "| token | " + " | ".join(MODES) + " | count / floor | full: MB delivered, MB/s |",
-                  "|---" * (len(MODES) + 3) + "|"]  # fmt: skip
-        for token in TOKENS:
-            row = [token]
-            for m in MODES:
-                row.append(" / ".join(_ms(cells.get((m, token, cache))) for cells, _ in all_cells))
-            ratios = []
-            for cells, _ in all_cells:
-                a, b = _mean(cells.get((QUERY_COUNT, token, cache))), _mean(cells.get((FLOOR_COUNT, token, cache)))
-                ratios.append(f"{a / b:.2f}x" if a and b else "-")
-            row.append(" / ".join(ratios))
-            full = []
-            for cells, _ in all_cells:
-                sel = cells.get((QUERY_FULL, token, cache)) or []
-                if sel:
-                    mb = statistics.fmean(r.figures["bytes_out_per_trial"] for r in sel) / 1e6
-                    full.append(f"{mb:.1f} MB, {statistics.fmean(r.figures['delivered_mb_per_s'] for r in sel):.0f} MB/s")
-            row.append(" / ".join(full) or "-")
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
-    lines += ["**Where the time goes** (full output, warm cache, first run; CPU seconds per query, on 2 cores)", "",
-              "| token | latency ms | scanners | agents | NATS | querier | agents waiting on acks (mean per host) | bytes scanned/s per host (MB/s) |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    cells = all_cells[0][0]
-    for token in TOKENS:
-        for mode in (QUERY_FULL, QUERY_COUNT):
-            sel = cells.get((mode, token, "warm")) or []
-            if not sel:
-                continue
-            f = lambda key: statistics.fmean(r.figures[key] for r in sel)  # noqa: E731
-            hosts = sel[0].figures["per_host"]
-            wait = statistics.fmean(statistics.fmean(r.figures["per_host"][h]["wait_s"] for h in hosts) for r in sel)
-            rate = ", ".join(f"{h} {statistics.fmean(r.figures['per_host'][h]['scanned_mb_per_s'] for r in sel):.0f}" for h in hosts)
-            lines.append(f"| {token} ({'full' if mode == QUERY_FULL else 'count'}) | {f('mean_s') * 1e3:.1f} | {f('mean_scanner_cpu_s'):.3f} | "
-                         f"{f('mean_agent_cpu_s'):.3f} | {f('mean_nats_cpu_s'):.3f} | {f('mean_querier_cpu_s'):.3f} | {wait * 1e3:.1f} ms | {rate} |")  # fmt: skip
-    lines.append("")
-    lines += ["**Why tokens differ** (per host: matching lines and their share, bytes returned by a full query)", "",
-              "| token | " + " | ".join(f"h{i}" for i in range(1, HOSTS + 1)) + " | MB returned (all hosts) |", "|---" * (HOSTS + 2) + "|"]
-    for token in TOKENS:
-        sel = cells.get((QUERY_FULL, token, "warm")) or []
-        if not sel:
-            continue
-        f = sel[0].figures
-        row = [token]
-        for i in range(1, HOSTS + 1):
-            h = f"h{i}"
-            n, total = f["expected"][h][token], f["lines"][h]
-            row.append(f"{n} ({n / total:.1%})")
-        row.append(f"{f['bytes_out_per_trial'] / 1e6:.1f}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _mean(sel) -> float | None:
-    samples = [s for r in sel or [] for s in r.figures["trials_s"]]
-    return statistics.fmean(samples) if samples else None
-
-
-def _ms(sel) -> str:
-    samples = sorted(s for r in sel or [] for s in r.figures["trials_s"])
-    if not samples:
-        return "-"
-    std = statistics.stdev(samples) if len(samples) > 1 else 0.0
-    return f"{statistics.fmean(samples) * 1e3:.1f} ± {std * 1e3:.1f} [{stats.percentile(samples, 95) * 1e3:.1f}]"

@@ -3,7 +3,7 @@
 The order is the reader's: **the answer first** (which transport for which need, each sentence
 citing its figures), then one table of the transports at a glance per workload class, then loglab
 beside its peers in one compact table, then the details (charts, per-scenario tables, tracing,
-torture, soak, pipeline, parameters, environment).
+torture, soak, pipeline, query, parameters, environment).
 
 Every figure is "median [min–max]" over the measured repeats (``stats.Spread``); warm-ups are left
 out (their count is stated) and traced runs give the syscall figures only. A transport is named
@@ -494,6 +494,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     blocks += _soak_blocks(res, charts)
     blocks += _torture_blocks(res)
     blocks += _pipeline_blocks([r for r in res.measured() if r.scenario == "pipeline"])
+    blocks += _query_blocks(res, charts)
     blocks += [Heading(2, "Workload parameters"), Table(["parameter", "value"], [[k, _short(v)] for k, v in res.params.items()])]
     env_rows = []
     for k, v in res.environment.items():
@@ -532,6 +533,15 @@ def _pipeline_blocks(runs: list[RunRecord]) -> list:
             Paragraph("Latency: the producer's intended send time to the stream's timestamp of the message. Publisher CPU: "
                   "the shipper, or the ceiling's Python publisher (nats-py from memory). Median [min–max] over repeats."),
             Table(header, rows)]  # fmt: skip
+
+
+def _query_blocks(res: Results, charts: list) -> list:
+    """The query scenario (natslab/querybench.py): its chart joins the report's charts."""
+    from .query import query_blocks
+
+    blocks = query_blocks(res.measured())
+    charts += [b for b in blocks if isinstance(b, Chart)]
+    return blocks
 
 
 def _top(side: dict | None) -> str:

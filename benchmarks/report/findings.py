@@ -16,8 +16,9 @@ different winner, or none beyond noise) is written as "cannot be ranked", with b
 The rerun also gives "how much two runs differed", per figure, from ``compare``.
 
 Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
-loglab beside its peers, syscalls, tracer overhead, run-to-run differences) and ``pipeline`` (the
-shipper into JetStream). A new stage adds its own renderer here.
+loglab beside its peers, syscalls, tracer overhead, run-to-run differences), ``pipeline`` (the
+shipper into JetStream) and ``query`` (distributed query latency per token against its floor,
+``report/query.py``). A new stage adds its own renderer here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..results import Results
+from . import default_out_dir
 from ..results.compare import NoCommonCells, compare_results
 from ..results.metrics import COMPARED, PRODUCER_SYSCALLS, RECEIVER_SYSCALLS
 from .blocks import BulletList, Heading, Paragraph, Table
@@ -154,9 +156,27 @@ def pipeline_findings(a: Results, b: Results | None, source_a: str, source_b: st
     return blocks
 
 
+def query_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The query scenario: how close to the floor, the latency per token, where the time goes, why
+    tokens differ, and how the rerun differed. The chart is the one ``loglab report SOURCE_A`` draws
+    (``SOURCE_A-report/query_latency.png``, committed beside the results), linked, not embedded."""
+    from .query import CHART_NAME, query_blocks, query_runs
+
+    if not query_runs(a.measured()):
+        raise FindingsError(f"{source_a} holds no run of the query scenario")
+    env = a.environment
+    rerun = f" Rerun: `{source_b}`, commit {(b.environment.get('git') or {}).get('commit', '?')[:10]}." if b else ""
+    blocks = [Paragraph(f"`{source_a}`: commit {(env.get('git') or {}).get('commit', '?')[:10]}; {env.get('cpu_count', '?')} CPUs "
+                        f"({env.get('cpu_model', '?')}), Linux {env.get('kernel', '?')}, Python {env.get('python', '?')}.{rerun}")]  # fmt: skip
+    chart = (default_out_dir(source_a) / f"{CHART_NAME}.png").as_posix()
+    blocks += query_blocks(a.measured(), b.measured() if b else None, level=3, chart_block=False, chart_ref=chart)
+    return blocks
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
+    "query": query_findings,
 }
 
 
