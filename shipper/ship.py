@@ -100,6 +100,16 @@ class Backoff:
         self.current = 0.0
 
 
+def say_once(said: set[str], prefix: str, text: str, once: str | None = None) -> None:
+    """A line on stderr; with ``once``, only the first time that key is said (a retry loop's
+    reason is said once, not every backoff). The query agent says its lines the same way."""
+    if once is not None:
+        if once in said:
+            return
+        said.add(once)
+    print(f"{prefix}{text}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class Shipper:
     opts: Options
@@ -134,11 +144,7 @@ class Shipper:
 
     # -- logging ----------------------------------------------------------------------------------
     def say(self, text: str, once: str | None = None) -> None:
-        if once is not None:
-            if once in self._said:
-                return
-            self._said.add(once)
-        print(f"shipper: {text}", file=sys.stderr, flush=True)
+        say_once(self._said, "shipper: ", text, once)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self) -> int:

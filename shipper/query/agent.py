@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import msgspec
 
 from . import protocol as p
+from ..ship import say_once
 from .registry import register
 from .scan import RecordFilter, Scanner, files_for, pick_scanner, scan_env
 
@@ -170,11 +170,7 @@ class QueryAgent:
         self.registration: p.Registration | None = None
 
     def say(self, text: str, once: str | None = None) -> None:
-        if once is not None:
-            if once in self._said:
-                return
-            self._said.add(once)
-        print(f"shipper: query agent: {text}", file=sys.stderr, flush=True)
+        say_once(self._said, "shipper: query agent: ", text, once)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self) -> None:
