@@ -460,10 +460,14 @@ def _context(res: Results, measured: list[RunRecord], traced: list[RunRecord]) -
 
 
 def build_blocks(res: Results) -> tuple[list, list[Chart]]:
-    measured = [r for r in res.measured() if r.status == "ok"] or res.measured()
+    # Runs of producers into a system; the query scenario's runs (no producers) have their own part.
+    with_producers = [r for r in res.measured() if r.workload is not None]
+    measured = [r for r in with_producers if r.status == "ok"] or with_producers
     traced = res.traced()
-    groups = groups_of(res.measured())
-    blocks: list = [Heading(1, "loglab benchmark report"), Paragraph(_context(res, measured, traced))]
+    groups = groups_of(with_producers)
+    blocks: list = [Heading(1, "loglab benchmark report")]
+    if measured or not any(r.scenario == "query" for r in res.measured()):
+        blocks.append(Paragraph(_context(res, measured, traced)))
     repeats = res.params.get("repeats") or 0
     if groups and repeats < MIN_REPEATS_TO_RANK:
         blocks.append(Paragraph(f"Only {repeats} repeat(s) per cell: every figure is a single sample or nearly, and nothing "
@@ -485,12 +489,12 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     notes = _notes(res)
     if notes:
         blocks += [Heading(2, "Notes"), BulletList(notes)]
-    charts = _charts(groups, res.measured())
+    charts = _charts(groups, with_producers)
     if groups:
         blocks.append(Heading(2, "Details"))
         blocks += list(charts)
         blocks += [Heading(2, "Results per scenario")] + _tables(groups)
-    blocks += _tracing(res.measured(), traced, charts)
+    blocks += _tracing(with_producers, traced, charts)
     blocks += _soak_blocks(res, charts)
     blocks += _torture_blocks(res)
     blocks += _pipeline_blocks([r for r in res.measured() if r.scenario == "pipeline"])

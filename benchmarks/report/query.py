@@ -231,10 +231,11 @@ def time_lines(cells: Cells, cache: str = "warm") -> list[str]:
         f"delivered in {wall * 1e3:.0f} ms ({_fig(cells, QUERY_FULL, token, cache, 'delivered_mb_per_s'):.0f} MB/s), against "
         f"{count * 1e3:.0f} ms for its count and {floor * 1e3:.0f} ms for the tool printing the same lines into pipes.",
         f"CPU per query: " + ", ".join(f"{name} {v * 1e3:.0f} ms" for name, v in cpu.items()) +
-        f"; {sum(cpu.values()) / wall:.2f} cores busy on average of the machine's shared cores. The largest part is the {top} "
+        f"; on average {sum(cpu.values()) / wall:.2f} cores busy over the query. The largest part is the {top} "
         f"({cpu[top] / sum(cpu.values()):.0%} of the CPU).",
         f"Each agent spent {wait * 1e3:.0f} ms of its {scan * 1e3:.0f} ms answering waiting for the querier's acks (its window "
-        f"of unacknowledged messages full): the querier, one Python process taking every host's stream, sets the pace.",
+        f"of unacknowledged messages full): " + ("the querier, one Python process taking every host's stream, sets the pace."
+                                                 if wait > 0.3 * scan else "the querier kept up with the agents."),
     ]  # fmt: skip
 
 
@@ -273,11 +274,16 @@ def tokens_lines(cells: Cells, cache: str = "warm") -> list[str]:
                      f"match density times the line length, not the search.")  # fmt: skip
     if counts:
         lo, hi = min(counts, key=counts.get), max(counts, key=counts.get)
-        lines.append(f"Counts only ({cache} cache), the same {_fig(cells, QUERY_COUNT, lo, cache, 'bytes_per_host') / 1e6:.0f} MB scanned per "
-                     f"host for every token: from {counts[lo] * 1e3:.0f} ms ({lo}) to {counts[hi] * 1e3:.0f} ms ({hi}); the "
-                     f"floor's counts range from {min(mean(cells, FLOOR_COUNT, t, cache) or 0 for t in counts) * 1e3:.0f} to "
-                     f"{max(mean(cells, FLOOR_COUNT, t, cache) or 0 for t in counts) * 1e3:.0f} ms: a denser token costs the scanner "
-                     f"a little more (it finds and counts more lines), far less than returning them.")  # fmt: skip
+        floors = {t: mean(cells, FLOOR_COUNT, t, cache) for t in counts}
+        floors = {t: v for t, v in floors.items() if v is not None}
+        text = (f"Counts only ({cache} cache), the same {_fig(cells, QUERY_COUNT, lo, cache, 'bytes_per_host') / 1e6:.0f} MB scanned "
+                f"per host for every token: from {counts[lo] * 1e3:.0f} ms ({lo}) to {counts[hi] * 1e3:.0f} ms ({hi}), "
+                f"{counts[hi] / counts[lo] - 1:.0%} apart")  # fmt: skip
+        if floors:
+            flo, fhi = min(floors, key=floors.get), max(floors, key=floors.get)
+            text += (f"; the tool alone from {floors[flo] * 1e3:.0f} ms ({flo}) to {floors[fhi] * 1e3:.0f} ms ({fhi}), "
+                     f"{floors[fhi] / floors[flo] - 1:.0%} apart")
+        lines.append(text + ".")
     return lines
 
 
