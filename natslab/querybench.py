@@ -273,7 +273,13 @@ def _run(p: Pipeline, writer: ResultsWriter, filled, caches: list[str], repeat: 
                             f"{m}: {statistics.fmean(t['seconds'] for t in f[m]) * 1e3:7.1f} ms" for m in MODES) +
                             f"  ({time.monotonic() - t0:.0f} s)")  # fmt: skip
                 for token in TOKENS:  # the command as an operator runs it (the first run, untimed, warms up)
-                    runs = [await asyncio.to_thread(command_trial, p.nats.servers, token, p.hosts.lab_ns) for _ in range(COMMAND_TRIALS + 1)]
+                    try:
+                        runs = [await asyncio.to_thread(command_trial, p.nats.servers, token, p.hosts.lab_ns) for _ in range(COMMAND_TRIALS + 1)]
+                    except (RuntimeError, subprocess.SubprocessError) as exc:  # said in the results, the other cells kept
+                        writer.note(f"query scenario: the querier command failed for {token}: {exc}")
+                        echo(f"[query] the querier command failed for {token}: {exc}")
+                        ok = False
+                        continue
                     writer.add_run(cell_record(COMMAND, token, "warm", rep, runs[1:], notes, context))
         finally:
             await nc.close()

@@ -45,6 +45,7 @@ READ_BYTES = 256 * 1024
 MAX_LINE_BYTES = 8 << 20  # a matching line longer than this is counted (lines_too_long), not sent
 STDERR_KEEP = 4096
 PAYLOAD_HEADROOM = 4096  # headers and protocol overhead under the server's max_payload
+REGISTER_WAIT_S = 30.0  # before saying "answering queries" without being in the registry yet
 
 
 @dataclass
@@ -168,6 +169,7 @@ class QueryAgent:
         self._next = 0
         self._said: set[str] = set()
         self.registration: p.Registration | None = None
+        self.registering: asyncio.Task | None = None
 
     def say(self, text: str, once: str | None = None) -> None:
         say_once(self._said, "shipper: query agent: ", text, once)
@@ -217,23 +219,36 @@ class QueryAgent:
                 delay = min(delay * 2, 2.0)
         return False
 
-    async def _register(self, nc, attempts: int = 20) -> None:
-        """Put this host in the registry; JetStream may still be electing its leader: retry,
-        bounded (queries are answered meanwhile; only discovery waits)."""
+    async def _register(self, nc) -> None:
+        """Put this host in the registry before saying it answers, so that a querier started after
+        that finds it. JetStream may still be electing its leaders (a three-node cluster under load
+        takes seconds): retry with backoff; past REGISTER_WAIT_S, say so, answer queries anyway
+        (hosts named with --hosts reach it) and keep trying in the background until it is in."""
         o = self.opts
         self.registration = p.Registration(host=o.host, file=str(o.file), agent=self.agent_id, pid=os.getpid(),
                                            started_unix_ns=time.time_ns())  # fmt: skip
-        for attempt in range(attempts):
+        self.registering = asyncio.create_task(self._register_until_done(nc, self.registration))
+        done, _ = await asyncio.wait({self.registering}, timeout=REGISTER_WAIT_S)
+        if not done:
+            self.say(f"not in the registry after {REGISTER_WAIT_S:g} s; answering queries meanwhile (queriers find this host "
+                     f"with --hosts until it is), still trying")  # fmt: skip
+
+    async def _register_until_done(self, nc, reg: p.Registration) -> None:
+        delay = 0.1
+        while not self.stopping.is_set():
             try:
-                await register(nc, self.registration, o.replicas)
+                await register(nc, reg, self.opts.replicas)
                 return
-            except Exception as exc:  # no JetStream (yet): discovery needs --hosts then
-                if attempt == attempts - 1 or self.stopping.is_set():
-                    self.say(f"not in the registry ({type(exc).__name__}: {exc}); queriers must name this host with --hosts")
-                    return
-                await asyncio.sleep(0.25)
+            except Exception as exc:  # no JetStream yet, a leader election, a timeout
+                self.say(f"registry not reachable yet ({type(exc).__name__}: {exc}); retrying", once=f"register:{type(exc).__name__}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            delay = min(delay * 2, 2.0)
 
     async def _close(self) -> None:
+        if self.registering is not None:
+            self.registering.cancel()
+            await asyncio.gather(self.registering, return_exceptions=True)
         for task in list(self.tasks.values()):
             task.cancel()
         if self.tasks:
