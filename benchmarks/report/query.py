@@ -60,6 +60,10 @@ def _ms(s: list[float]) -> str:
     return f"{statistics.fmean(s) * 1e3:.1f} ± {_std(s) * 1e3:.1f} [{stats.percentile(s, 95) * 1e3:.1f}]"
 
 
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.1f} kB"
+
+
 def _fig(cells: Cells, mode: str, token: str, cache: str, key: str) -> float | None:
     sel = [r.figures[key] for r in cells.get((mode, token, cache), []) if r.figures.get(key) is not None]
     return statistics.fmean(sel) if sel else None
@@ -107,8 +111,9 @@ def latency_chart(runs: list[RunRecord]) -> bytes:
             xs = [i + (j - (len(modes) - 1) / 2) * width for i in range(len(TOKENS))]
             ax.bar(xs, means, width, yerr=stds, capsize=3, label=mode, edgecolor="black", linewidth=0.4,
                    hatch="//" if mode.startswith("floor") else "")  # fmt: skip
-        n = min((len(r.figures["trials_s"]) for r in runs if r.figures["cache"] == cache), default=0)
-        ax.set_title(f"{cache} cache ({n}+ trials per bar; error bars: 1 std)", fontsize=10)
+        n = min((len(r.figures["trials_s"]) for r in runs if r.figures["cache"] == cache and r.figures["mode"] != COMMAND), default=0)
+        n_command = min((len(r.figures["trials_s"]) for r in runs if r.figures["cache"] == cache and r.figures["mode"] == COMMAND), default=0)
+        ax.set_title(f"{cache} cache ({n} trials per bar" + (f", the command {n_command}" if n_command else "") + "; error bars: 1 std)", fontsize=10)
         ax.set_xticks(range(len(TOKENS)), TOKENS)
         ax.set_ylabel("latency (ms, log scale)")
         ax.set_yscale("log")
@@ -116,7 +121,8 @@ def latency_chart(runs: list[RunRecord]) -> bytes:
     f0 = runs[0].figures
     fig.suptitle(f"Distributed query latency per token: {f0['hosts']} hosts x {f0['bytes_per_host'] / 1e6:.0f} MB, "
                  f"{f0['scanner']}, NATS {f0['nats_nodes']} node(s)", fontsize=11)  # fmt: skip
-    axes[0][0].legend(fontsize=8, loc="upper left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     return _png(fig)
 
 
@@ -141,7 +147,7 @@ def latency_table(cells: Cells, cache: str) -> Table:
         mb, rate = _fig(cells, QUERY_FULL, token, cache, "bytes_out_per_trial"), _fig(cells, QUERY_FULL, token, cache, "delivered_mb_per_s")
         row = [token, _ms(samples(cells, FLOOR_COUNT, token, cache)), _ms(samples(cells, QUERY_COUNT, token, cache)),
                f"{rc:.2f}x" if rc else "–", _ms(samples(cells, FLOOR_FULL, token, cache)), _ms(samples(cells, QUERY_FULL, token, cache)),
-               f"{rf:.2f}x" if rf else "–", f"{mb / 1e6:.1f} MB at {rate:.0f} MB/s" if mb is not None and rate else "–"]  # fmt: skip
+               f"{rf:.2f}x" if rf else "–", f"{_size(mb)} at {rate:.0f} MB/s" if mb is not None and rate else "–"]  # fmt: skip
         if len(header) > len(row):
             row.append(_ms(samples(cells, COMMAND, token, cache)))
         rows.append(row)
@@ -168,7 +174,7 @@ def goal_lines(cells: Cells, rerun: Cells | None) -> list[str]:
         full = [(t, ratio(cells, QUERY_FULL, FLOOR_FULL, t, cache), _fig(cells, QUERY_FULL, t, cache, "delivered_mb_per_s")) for t in TOKENS]
         full = [(t, r, m) for t, r, m in full if r]
         if full:
-            lines.append(f"{cache} cache, full output: " + ", ".join(f"{t} {r:.2f}x the floor ({m:.0f} MB/s delivered)" for t, r, m in full) + ".")
+            lines.append(f"{cache} cache, full output (first run): " + ", ".join(f"{t} {r:.2f}x the floor ({m:.0f} MB/s delivered)" for t, r, m in full) + ".")
     return lines
 
 
@@ -234,8 +240,8 @@ def time_lines(cells: Cells, cache: str = "warm") -> list[str]:
         f"; on average {sum(cpu.values()) / wall:.2f} cores busy over the query. The largest part is the {top} "
         f"({cpu[top] / sum(cpu.values()):.0%} of the CPU).",
         f"Each agent spent {wait * 1e3:.0f} ms of its {scan * 1e3:.0f} ms answering waiting for the querier's acks (its window "
-        f"of unacknowledged messages full): " + ("the querier, one Python process taking every host's stream, sets the pace."
-                                                 if wait > 0.3 * scan else "the querier kept up with the agents."),
+        f"of unacknowledged messages full): " + ("delivery through NATS to the querier and back sets the pace, not the scan."
+                                                 if wait > 0.3 * scan else "delivery kept up with the scan."),
     ]  # fmt: skip
 
 
@@ -325,7 +331,8 @@ def query_blocks(runs: list[RunRecord], rerun: list[RunRecord] | None = None, le
         blocks.append(Paragraph(f"![Distributed query latency per token]({chart_ref})"))
     blocks += [h("How close to the floor"), BulletList(goal_lines(cells, other))]
     for cache in caches_in(cells):
-        blocks += [Paragraph(f"**Latency per token, {cache} cache** (ms: mean ± one standard deviation [p95] over every trial)"),
+        blocks += [Paragraph(f"**Latency per token, {cache} cache**{' (first run)' if other is not None else ''} (ms: mean ± one "
+                             f"standard deviation [p95] over every trial)"),
                    latency_table(cells, cache)]  # fmt: skip
     blocks += [h("Where the time goes"), BulletList(time_lines(cells)), time_table(cells),
                Paragraph("CPU: on-CPU time per query of the scanners (children of the agents), the agents (the shippers' "
