@@ -205,6 +205,31 @@ def report(
 
 @app.command(
     help=(
+        "Pack a results directory into one file small enough to commit (gzip when OUT ends in .gz): every "
+        "run with its summary and histogram whole, at most --max-samples raw latency samples per run "
+        "(evenly spaced). `loglab report` and `loglab compare` read the file like the directory."
+    )
+)
+def bundle(
+    results: Path = typer.Argument(..., exists=True, help="A results directory (or a bundle to thin again)."),
+    out: Path = typer.Argument(..., help="The file to write, e.g. docs/results/bench-a.json.gz."),
+    max_samples: int = typer.Option(250, min=1, help="Raw latency samples kept per run (the charts need a few hundred; every figure is computed before thinning)."),
+) -> None:
+    from .results import ResultsError, load_results
+    from .results.store import write_bundle
+
+    try:
+        loaded = load_results(results)
+    except ResultsError as exc:
+        print(f"loglab bundle: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bundle(loaded, out, max_samples=max_samples)
+    print(f"{out}: {len(loaded.runs)} runs, {out.stat().st_size // 1024} KiB")
+
+
+@app.command(
+    help=(
         "Compare two results (directories or results.json) cell by cell: median [min–max] on each side, the "
         "change B/A, and whether it is within noise (overlapping ranges). Refuses results from different "
         "environments (kernel, CPU, Python, msgspec, orjson, sysctls) unless --force."

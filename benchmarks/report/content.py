@@ -129,6 +129,18 @@ def _lossless(measured, transport: str) -> bool:
     return bool(runs) and all(r.seq.missing == 0 for r in runs)
 
 
+def _losses(runs: list[RunRecord], transport: str) -> str:
+    """"nothing lost", or in how many runs it lost and the worst one's workload: a median over
+    every scenario would hide that the loss is all in one (flat out)."""
+    mine = [r for r in runs if r.system == OWN and r.transport == transport and r.seq]
+    lossy = [r for r in mine if r.seq.missing]
+    if not lossy:
+        return "nothing lost"
+    worst = max(lossy, key=lambda r: LOSS.get(r) or 0.0)
+    return (f"lost messages in {len(lossy)} of {len(mine)} runs, up to {LOSS.get(worst):.2f} % "
+            f"({worst.scenario}, {worst.workload.load_label()})")  # fmt: skip
+
+
 def answer(measured: list[RunRecord]) -> list[Verdict]:
     """The need -> transport lines, from the standard scenarios present in ``measured``."""
     out: list[Verdict] = []
@@ -142,19 +154,14 @@ def answer(measured: list[RunRecord]) -> list[Verdict]:
     capacity = _runs(measured, CAPACITY)
     if capacity:
         overload = [r for r in measured if r.system == OWN and r.scenario in (CAPACITY, LOSS_SWEEP)]
-        lossy = {}
-        for t in order(r.transport for r in overload):
-            if not _lossless(overload, t):
-                lossy[t] = LOSS.spread([r for r in overload if r.transport == t])
+        lossy = [t for t in order(r.transport for r in overload) if not _lossless(overload, t)]
         safe = {t: s for t, s in _cells(MESSAGES_PER_S, capacity).items() if t not in lossy}
         text, winner = "", None
         if safe:
             ranked, winner = _rank(MESSAGES_PER_S, safe, "messages/s")
             text = f"{', '.join(order(safe))} lost nothing (producers were slowed); most taken: {ranked}"
         if lossy:
-            text += ("; " if safe else "") + "; ".join(
-                f"{t} lost up to {s.max:.2f} % (median {s.median:.2f} %)" for t, s in lossy.items()
-            )
+            text += ("; " if safe else "") + "; ".join(f"{t} {_losses(overload, t)}" for t in lossy)
         out.append(Verdict("Survives a slow aggregator", text, winner))
     churn = _cells(RECEIVER_CPU, _runs(measured, CHURN))
     if churn:
@@ -162,15 +169,14 @@ def answer(measured: list[RunRecord]) -> list[Verdict]:
     inet = [t for t, tr in TRANSPORTS.items() if getattr(tr, "address_kind", None) == "inet"]
     crossing = {t: s for t, s in cpu.items() if t in inet}
     if crossing:
-        parts = []
-        for t in order(crossing):
-            lost = LOSS.spread([r for r in measured if r.system == OWN and r.transport == t])
-            caveat = f", lost up to {lost.max:.2f} % (median {lost.median:.2f} %)" if lost and lost.max > 0 else ", nothing lost"
-            parts.append(f"{t} {RECEIVER_CPU.format(crossing[t])} µs/msg{caveat}")
+        parts = [f"{t} {RECEIVER_CPU.format(crossing[t])} µs CPU/msg, {_losses(measured, t)}" for t in order(crossing)]
         safe_inet = {t: s for t, s in crossing.items() if _lossless(measured, t)}
         winner = None
         text = "; ".join(parts)
-        if safe_inet:
+        if len(safe_inet) == 1:
+            winner = next(iter(safe_inet))
+            text = f"**{winner}**, the only one that lost nothing: {text}"
+        elif safe_inet:
             ranked, winner = _rank(RECEIVER_CPU, safe_inet, "µs/msg")
             text += f"; lossless: {ranked}"
         out.append(Verdict(f"Crosses a machine boundary (only {', '.join(order(crossing))} can)", text, winner))

@@ -17,8 +17,9 @@ The rerun also gives "how much two runs differed", per figure, from ``compare``.
 
 Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
 loglab beside its peers, syscalls, tracer overhead, run-to-run differences), ``pipeline`` (the
-shipper into JetStream) and ``query`` (distributed query latency per token against its floor,
-``report/query.py``). A new stage adds its own renderer here.
+shipper into JetStream: whether each offered rate was delivered in every run, then the table),
+``torture`` (fault scenarios: sent, arrived, what each cost) and ``query`` (distributed query
+latency per token against its floor, ``report/query.py``). A new stage adds its own renderer here.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .content import (
     _overhead_rows,
     _peers,
     _pipeline_blocks,
+    _torture_blocks,
     answer,
     loglab_workers,
 )
@@ -59,15 +61,15 @@ def _measured(res: Results):
     return [r for r in res.measured() if r.status == "ok"]
 
 
-def _provenance(res: Results, source: str) -> str:
+def _provenance(res: Results, source: str, peers: bool = True) -> str:
     env = res.environment
     when = time.strftime("%Y-%m-%d", time.gmtime(res.runs[0].window_start_ns / 1e9)) if res.runs and res.runs[0].window_start_ns else "?"
     commit = (env.get("git") or {}).get("commit", "?")[:10]
     workers = ", ".join(sorted(set(loglab_workers(_measured(res)).values()))) or "?"
     return (f"`{source}`: {len(res.measured())} measured runs of {res.params.get('repeats', '?')} repeats per cell, "
             f"{when}, commit {commit}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), Linux "
-            f"{env.get('kernel', '?')}, Python {env.get('python', '?')}, syslog-ng {env.get('syslog_ng') or '–'}; "
-            f"loglab with {workers} receiving process(es).")  # fmt: skip
+            f"{env.get('kernel', '?')}, Python {env.get('python', '?')}"
+            + (f", syslog-ng {env.get('syslog_ng') or '–'}; loglab with {workers} receiving process(es)." if peers else "."))  # fmt: skip
 
 
 def _differences(a: Results, b: Results, title: str) -> list:
@@ -84,7 +86,7 @@ def _differences(a: Results, b: Results, title: str) -> list:
         worst = max(pairs, key=lambda r: abs(r.change - 1))
         beyond = sum(1 for r in pairs if not r.within_noise)
         rows.append([metric.label, str(len(pairs)), f"{changes[len(changes) // 2] * 100:.1f} %",
-                     f"{abs(worst.change - 1) * 100:.1f} % ({worst.scenario} {worst.transport} {worst.system}: "
+                     f"{abs(worst.change - 1) * 100:.1f} % ({worst.scenario} {worst.workload}, {worst.transport}, {worst.system}: "
                      f"{metric.format(worst.a)} then {metric.format(worst.b)})", f"{beyond} of {len(pairs)}"])  # fmt: skip
     env = ", ".join(k for k, _, _ in result.env_differences)
     return [Heading(3, title),
@@ -149,11 +151,58 @@ def pipeline_findings(a: Results, b: Results | None, source_a: str, source_b: st
     runs = [r for r in a.measured() if r.scenario == "pipeline"]
     if not runs:
         raise FindingsError(f"{source_a} holds no run of the pipeline scenario")
-    blocks = [Paragraph(_provenance(a, source_a) + (f" Rerun: {_provenance(b, source_b)}" if b else ""))]
+    blocks = [Paragraph(_provenance(a, source_a, peers=False) + (f" Rerun: {_provenance(b, source_b, peers=False)}" if b else ""))]
+    blocks += [Paragraph(line) for line in _rate_targets(a, b)]
     blocks += [blk for blk in _pipeline_blocks(runs) if not isinstance(blk, Heading)]
     if b is not None:
         blocks += _differences(a, b, "How much the two runs differed")
     return blocks
+
+
+# Delivered within 1 % of what was offered counts as keeping up (the last messages of a bounded run
+# are in flight when the window closes).
+KEPT_UP = 0.99
+
+
+def _rate_targets(*results: Results | None) -> list[str]:
+    """For each fixed-rate shipper cell, whether it delivered what was offered, in every run given:
+    the pipeline's target (issue 13: 50,000 msg/s into three nodes) is one of these cells."""
+    lines = []
+    cells: dict[tuple, list] = {}
+    for res in results:
+        for r in (res.measured() if res else []):
+            if r.scenario == "pipeline" and r.status == "ok" and r.workload.rate and r.system.startswith("shipper"):
+                cells.setdefault((r.workload.offered_rate, r.transport), []).append(r)
+    for (offered, stream), runs in sorted(cells.items()):
+        rates = [r.derived.get("messages_per_s") or 0.0 for r in runs]
+        lo, hi = min(rates), max(rates)
+        verdict = "**met**" if lo >= KEPT_UP * offered else "**not met**" if hi < KEPT_UP * offered else "met in some runs only"
+        lines.append(f"Offered {offered:,.0f} msg/s into {stream}: delivered {lo:,.0f}–{hi:,.0f} msg/s over {len(runs)} runs "
+                     f"({lo / offered:.0%}–{hi / offered:.0%} of it): {verdict}.")  # fmt: skip
+    return lines
+
+
+def torture_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """Fault scenarios (``loglab torture --out``): what each sent, what arrived, what it cost; with a
+    rerun, both runs' rows, so that a scenario which held once and failed once shows as such."""
+    if not a.of_kind("torture"):
+        raise FindingsError(f"{source_a} holds no torture run (write them with loglab torture --out DIR)")
+    blocks = [Paragraph(_torture_provenance(a, source_a))]
+    blocks += [blk for blk in _torture_blocks(a) if not isinstance(blk, Heading)]
+    if b is not None:
+        if not b.of_kind("torture"):
+            raise FindingsError(f"{source_b} holds no torture run")
+        blocks += [Paragraph("The rerun: " + _torture_provenance(b, source_b))]
+        blocks += [blk for blk in _torture_blocks(b) if isinstance(blk, Table)]
+    return blocks
+
+
+def _torture_provenance(res: Results, source: str) -> str:
+    env = res.environment
+    runs = res.of_kind("torture")
+    held = sum(1 for r in runs if r.ok)
+    return (f"`{source}`: {len(runs)} scenarios, {held} held, commit {(env.get('git') or {}).get('commit', '?')[:10]}; "
+            f"{env.get('cpu_count', '?')} CPUs, Linux {env.get('kernel', '?')}.")  # fmt: skip
 
 
 def query_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
@@ -176,6 +225,7 @@ def query_findings(a: Results, b: Results | None, source_a: str, source_b: str |
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
+    "torture": torture_findings,
     "query": query_findings,
 }
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
+from benchmarks.report.findings import sections_in
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "data" / "bench_results_v3"
+README = ROOT / "README.md"
 
 
 def _readme(tmp_path: Path) -> Path:
@@ -66,3 +69,82 @@ def test_a_readme_without_the_section_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("args", [["--check"], ["--rerun", FIXTURE]])
 def test_findings_options_without_findings_are_refused(args):
     assert _invoke("report", FIXTURE, *args).exit_code != 0
+
+
+def test_a_bundle_renders_the_same_findings_as_its_directory(tmp_path):
+    """`loglab bundle` packs results into the one file that gets committed; thinning the raw samples
+    must not change a figure the findings show (they come from the whole-sample summaries)."""
+    bundle = tmp_path / "b" / "bench.json.gz"
+    packed = _invoke("bundle", FIXTURE, bundle, "--max-samples", "3")
+    assert packed.exit_code == 0 and bundle.is_file(), packed.output
+    from_dir, from_bundle = _readme(tmp_path), tmp_path / "README2.md"
+    from_bundle.write_text(_readme(tmp_path / "b").read_text())
+    assert _invoke("report", FIXTURE, "--findings", from_dir).exit_code == 0
+    assert _invoke("report", bundle, "--findings", from_bundle).exit_code == 0
+    def rendered(readme: Path, source: Path) -> str:  # the marker names the source and the README
+        return readme.read_text().replace(str(source), "SRC").replace(str(readme), "README")
+
+    assert rendered(from_dir, FIXTURE) == rendered(from_bundle, bundle)
+    runs = orjson.loads(__import__("gzip").decompress(bundle.read_bytes()))["runs"]
+    assert runs and all(len(r["latency"]["samples_ns"]) <= 3 for r in runs if r.get("latency"))
+
+
+def test_bundle_of_nothing_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _invoke("bundle", tmp_path / "empty", tmp_path / "x.json.gz")
+    assert result.exit_code == 2 and "no results file" in result.output and not (tmp_path / "x.json.gz").exists()
+
+
+def _pipeline_run(system: str, stream: str, rate_each: float, delivered_per_s: float, repeat: int):
+    from benchmarks.results import RunRecord, Workload
+
+    run = RunRecord(system=system, transport=stream, scenario="pipeline", workload=Workload(4, 1000, 200, rate_each, 1), repeat=repeat)
+    run.derived = {"messages_per_s": delivered_per_s}
+    return run
+
+
+@pytest.mark.parametrize(
+    ("delivered", "verdict"),
+    [((50_000, 49_800), "**met**"), ((21_000, 27_000), "**not met**"), ((49_900, 30_000), "met in some runs only")],
+)
+def test_the_pipeline_target_is_judged_from_every_run(delivered, verdict):
+    """The shipper's fixed-rate cell says whether it kept up with what was offered, in both runs
+    (the first run and the rerun): a target met once and missed once is not called met."""
+    from benchmarks.report.findings import render_section
+    from benchmarks.results import Results
+
+    a, b = (Results(environment={}, params={}, runs=[_pipeline_run("shipper @50k/s", "jetstream-R3", 12_500, d, 0)]) for d in delivered)
+    text = render_section("pipeline", a, b, "a.json.gz", "b.json.gz", "loglab report a.json.gz")
+    line = next(line for line in text.splitlines() if line.startswith("Offered 50,000 msg/s into jetstream-R3"))
+    low, high = sorted(delivered)
+    assert f"delivered {low:,}–{high:,} msg/s over 2 runs" in line and line.endswith(f"{verdict}.")
+
+
+def test_torture_findings_show_both_runs_and_a_scenario_that_failed(tmp_path):
+    from benchmarks.faults.rows import finish, torture_run
+    from benchmarks.report.findings import render_section
+    from benchmarks.results import Results
+
+    def run(written: int):
+        return finish(torture_run("ship_rotation", "R1 netns", sent=1200, written=written, expected_written=1200, notes="2 rotations per host"), 0.0)
+
+    a = Results(environment={"git": {"commit": "abc"}}, params={}, runs=[run(1200)])
+    b = Results(environment={}, params={}, runs=[run(1199)])
+    text = render_section("torture", a, b, "a.json.gz", "b.json.gz", "loglab report a.json.gz --section torture")
+    assert "`a.json.gz`: 1 scenarios, 1 held" in text and "`b.json.gz`: 1 scenarios, 0 held" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ship_rotation")]
+    assert len(rows) == 2 and "| yes |" in rows[0] and "| NO |" in rows[1] and "1199 lines written, 1200 expected" in rows[1]
+
+
+def test_every_findings_section_of_the_readme_matches_its_committed_results(monkeypatch):
+    # The README names, in each section's first marker, the command that renders it from results
+    # committed in the repository; a figure typed by hand, or results changed without a re-render,
+    # fail here.
+    monkeypatch.chdir(ROOT)
+    sections = sections_in(README.read_text(encoding="utf-8"))
+    assert "bench" in sections, "README.md has no generated findings:bench section"
+    for name, (command, _) in sections.items():
+        argv = shlex.split(command)
+        assert argv[:2] == ["loglab", "report"], command
+        result = _invoke(*argv[1:], "--check")
+        assert result.exit_code == 0, f"findings:{name} is stale: {result.output}"

@@ -74,17 +74,3 @@ def test_the_readme_section_holds_both_runs_and_how_they_differed(tmp_path):
     check = CliRunner().invoke(app, ["report", str(a), "--rerun", str(b), "--findings", str(readme), "--section", "query", "--check"])
     assert check.exit_code == 0, check.output
 
-
-def test_the_readmes_query_figures_are_those_of_the_committed_results(monkeypatch):
-    """The README's findings:query section, rendered again from the committed results, is unchanged."""
-    import shlex
-
-    from benchmarks.report.findings import sections_in
-
-    root = Path(__file__).resolve().parents[2]
-    command, _ = sections_in((root / "README.md").read_text())["query"]
-    argv = shlex.split(command)
-    assert argv[:2] == ["loglab", "report"] and "docs/results/" in argv[2], command
-    monkeypatch.chdir(root)
-    r = CliRunner().invoke(app, [*argv[1:], "--check"])
-    assert r.exit_code == 0, r.output
