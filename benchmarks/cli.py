@@ -49,9 +49,11 @@ def bench(
         None,
         help=f"Standard-suite scenarios to run (default: all): {','.join(STANDARD_SCENARIOS)}; and pipeline "
         "(producers -> aggregator -> shipper -> JetStream R1 and R3, with nats-py's ceilings; needs nats-server; "
-        "only when named); and distribute (LOGS -> distributor(s) -> four weighted analyzers: throughput from the "
+        "only when named); distribute (LOGS -> distributor(s) -> four weighted analyzers: throughput from the "
         "stream and through HTTP under Locust, fairness through weight changes and a failure, failover timing, the "
-        "router alone; needs nats-server; only when named; the report renders its tables and charts).",
+        "router alone; needs nats-server; only when named; the report renders its tables and charts); and query "
+        "(distributed query latency per token on 4 hosts x 60 MB x --scale, warm and cold cache, beside the scanning "
+        "tool's floor; >= 10 trials per cell, --repeat passes; only when named).",
     ),
     producers: Optional[str] = typer.Option(None, help="Producers per run (list = sweep), e.g. 1,2,4,8."),
     count: Optional[str] = typer.Option(None, help="Messages per producer (list = sweep)."),
@@ -96,8 +98,9 @@ def bench(
     chosen = _split_transports(transports)
     pipeline = bool(scenarios) and "pipeline" in {s.strip() for s in scenarios.split(",")}
     distribute = bool(scenarios) and "distribute" in {s.strip() for s in scenarios.split(",")}
-    if pipeline or distribute:
-        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() not in ("pipeline", "distribute")) or None
+    query = bool(scenarios) and "query" in {s.strip() for s in scenarios.split(",")}
+    if pipeline or distribute or query:
+        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() not in ("pipeline", "distribute", "query")) or None
     try:
         lists = dict(
             producers=parse_list(producers, int),
@@ -115,8 +118,8 @@ def bench(
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
         raise typer.BadParameter(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEER_NAMES)}, or none")
-    if (pipeline or distribute) and scenarios is None and all(v is None for v in lists.values()):
-        suite = []  # the NATS scenarios alone
+    if (pipeline or distribute or query) and scenarios is None and all(v is None for v in lists.values()):
+        suite = []  # the scenarios that run only when named, alone
     elif any(v is not None for v in lists.values()):
         if scenarios:
             raise typer.BadParameter("--scenarios selects standard-suite scenarios; it cannot be combined with workload options")
@@ -140,7 +143,7 @@ def bench(
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
         workers=workers,
-        extra=_nats_runs(repeat, scale, pipeline, distribute) if pipeline or distribute else None,
+        extra=_nats_runs(repeat, scale, pipeline, distribute, query) if pipeline or distribute or query else None,
     )
     if report:
         from .report import render
@@ -162,7 +165,9 @@ def _choices(text: str | None, allowed: tuple[str, ...], option: str) -> list[st
     return chosen
 
 
-def _nats_runs(repeat: int, scale: float, pipeline: bool, distribute: bool):
+def _nats_runs(repeat: int, scale: float, pipeline: bool, distribute: bool, query: bool):
+    """The scenarios that run only when named (they need nats-server), after the suite, into the same results."""
+
     def run(writer) -> bool:
         echo = lambda t: print(t, file=sys.stderr, flush=True)  # noqa: E731
         ok = True
@@ -174,6 +179,10 @@ def _nats_runs(repeat: int, scale: float, pipeline: bool, distribute: bool):
             from natslab.distribute_bench import run_distribute_bench
 
             ok &= run_distribute_bench(writer, repeat=repeat, scale=scale, echo=echo)
+        if query:
+            from natslab.querybench import run_query_bench
+
+            ok &= run_query_bench(writer, repeat=repeat, scale=scale, echo=echo)
         return ok
 
     return run
@@ -195,13 +204,13 @@ def report(
     section: str = typer.Option("bench", help="With --findings: which section (bench, pipeline, ...)."),
     check: bool = typer.Option(False, "--check", help="With --findings: change nothing; exit 1 if the section differs from what these results render."),
 ) -> None:
-    from .report import render
+    from .report import default_out_dir, render
     from .results import ResultsError, load_results
 
     if findings is None:
         if check or rerun is not None:
             raise typer.BadParameter("--check and --rerun go with --findings")
-        default = results if results.is_dir() else results.with_name(results.name.split(".")[0] + "-report")
+        default = default_out_dir(results)
         try:
             written = render(results, out or default)
         except ResultsError as exc:

@@ -492,10 +492,24 @@ def producer_summary(workdir: Path, producer_id: str) -> dict:
 
 
 def shipper_proc(name: str, workdir: Path, file: Path, servers: str, host: str, *args, netns: str | None = None) -> Proc:
-    """A ``shipper``; ready when it says "shipping" (connected, the LOGS stream exists)."""
+    """A ``shipper``; ready when it says "shipping" (connected, the LOGS stream exists, its query
+    agent answering), or with ``--no-ship`` "answering queries"."""
     argv = [console_script("shipper"), "--file", file, "--servers", servers, "--host", host,
             "--checkpoint", workdir / f"{name}.checkpoint.json", "--stats-file", workdir / f"{name}.stats.json", *args]  # fmt: skip
-    return Proc(name, [str(a) for a in argv], workdir, netns, ready_line="shipping ")
+    ready = "answering queries " if "--no-ship" in [str(a) for a in args] else "shipping "
+    return Proc(name, [str(a) for a in argv], workdir, netns, ready_line=ready)
+
+
+def querier_argv(servers: str, *args, netns: str | None = None) -> list[str]:
+    """A ``querier`` command line, inside ``netns`` (the lab's namespace when the hosts are
+    namespaces: their NATS nodes are reachable only from there)."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return prefix + [console_script("querier"), "--servers", servers, *(str(a) for a in args)]
+
+
+def querier_proc(name: str, workdir: Path, servers: str, *args, netns: str | None = None) -> Proc:
+    """A ``querier`` run as a ``Proc`` (its output in files of ``workdir``): to kill it mid-answer."""
+    return Proc(name, [console_script("querier"), "--servers", servers, *(str(a) for a in args)], workdir, netns)
 
 
 def distributor_proc(name: str, workdir: Path, servers: str, *args, netns: str | None = None) -> Proc:

@@ -20,7 +20,7 @@ from aggregator.framing import framing_unsupported
 from aggregator.procname import set_process_name
 from aggregator.transports import TRANSPORTS, TransportError
 
-from .messages import FORMATS, FRAMINGS, MessageFactory
+from .messages import FORMATS, FRAMINGS, FileLines, MessageFactory
 
 MessageFormat = enum.Enum("MessageFormat", {f: f for f in FORMATS}, type=str)
 MessageFraming = enum.Enum("MessageFraming", {f: f for f in FRAMINGS}, type=str)
@@ -119,6 +119,10 @@ def main(
     ),
     summary_json: Optional[Path] = typer.Option(None, help="Write the exit summary as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    lines_from: Optional[Path] = typer.Option(
+        None, help="Send the first --count lines of this file, unchanged and in order, instead of generated "
+        "messages (--size and --seed are then unused): prepared content, e.g. the query test data."
+    ),
 ) -> None:
     name = transport.value
     t = TRANSPORTS[name]
@@ -134,7 +138,16 @@ def main(
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     address = address or t.default_address()
-    factory = MessageFactory(producer_id, os.getpid(), size, seed, message_format.value, framing.value)
+    if lines_from is not None:
+        if message_format.value != "json" or framing.value != "newline":
+            _fail("--lines-from sends the file's lines unchanged: it takes no --format or --framing", 2)
+        try:
+            factory = FileLines(lines_from, count)
+        except (OSError, ValueError) as exc:
+            _fail(f"--lines-from: {exc}", 2)
+        size = factory.size
+    else:
+        factory = MessageFactory(producer_id, os.getpid(), size, seed, message_format.value, framing.value)
     if size < factory.min_size(count):
         _fail(f"--size {size} is too small: these messages need at least {factory.min_size(count)} bytes", 2)
     limit = t.atomic_write_limit

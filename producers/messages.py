@@ -176,3 +176,31 @@ def _octet_message_len(size: int) -> int:
             if length >= 0 and len(str(length)) == digits:
                 return length
     return 0
+
+
+class FileLines:
+    """``producer --lines-from FILE``: the lines of FILE, sent in order, unchanged, instead of
+    generated messages (the query test data's generator, ``natslab/querydata.py``, prepares them).
+    The same face as ``MessageFactory``: each call takes the next lines; the seq and time arguments
+    are ignored (the lines carry their own)."""
+
+    def __init__(self, path, count: int) -> None:
+        with open(path, "rb") as f:
+            self.lines = [line if line.endswith(b"\n") else line + b"\n" for line in f]
+        if count > len(self.lines):
+            raise ValueError(f"{path} holds {len(self.lines)} lines, fewer than --count {count}")
+        self.size = max((len(line) for line in self.lines), default=1)  # the longest: PIPE_BUF batching
+        self.next = 0
+
+    def min_size(self, count: int) -> int:
+        return 0
+
+    def build(self, seq: int, ts_ns: int, intended_ns: int) -> bytes:
+        line = self.lines[self.next]
+        self.next += 1
+        return line
+
+    def batch(self, first_seq: int, n: int, ts_ns: int) -> bytes:
+        data = b"".join(self.lines[self.next : self.next + n])
+        self.next += n
+        return data

@@ -3,7 +3,7 @@
 The order is the reader's: **the answer first** (which transport for which need, each sentence
 citing its figures), then one table of the transports at a glance per workload class, then loglab
 beside its peers in one compact table, then the details (charts, per-scenario tables, tracing,
-torture, soak, pipeline, parameters, environment).
+torture, soak, pipeline, query, parameters, environment).
 
 Every figure is "median [min–max]" over the measured repeats (``stats.Spread``); warm-ups are left
 out (their count is stated) and traced runs give the syscall figures only. A transport is named
@@ -522,12 +522,15 @@ def _context(res: Results, measured: list[RunRecord], traced: list[RunRecord]) -
 
 
 def build_blocks(res: Results) -> tuple[list, list[Chart]]:
-    # The distribute scenario's runs are not transport cells: its own section renders them.
-    cells = [r for r in res.measured() if r.scenario != DISTRIBUTE]
+    # Transport cells: runs of producers into a system. The distribute scenario's runs and the query
+    # scenario's (no producers) are rendered by their own parts.
+    cells = [r for r in res.measured() if r.workload is not None and r.scenario != DISTRIBUTE]
     measured = [r for r in cells if r.status == "ok"] or cells
     traced = res.traced()
     groups = groups_of(cells)
-    blocks: list = [Heading(1, "loglab benchmark report"), Paragraph(_context(res, measured, traced))]
+    blocks: list = [Heading(1, "loglab benchmark report")]
+    if measured or not any(r.scenario in ("query", DISTRIBUTE) for r in res.measured()):
+        blocks.append(Paragraph(_context(res, measured, traced)))
     repeats = res.params.get("repeats") or 0
     if groups and repeats < MIN_REPEATS_TO_RANK:
         blocks.append(Paragraph(f"Only {repeats} repeat(s) per cell: every figure is a single sample or nearly, and nothing "
@@ -562,6 +565,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     dist_charts = distribute_charts(res.measured())
     blocks += distribute_blocks(res.measured()) + dist_charts
     charts += dist_charts
+    blocks += _query_blocks(res, charts)
     blocks += [Heading(2, "Workload parameters"), Table(["parameter", "value"], [[k, _short(v)] for k, v in res.params.items()])]
     env_rows = []
     for k, v in res.environment.items():
@@ -600,6 +604,15 @@ def _pipeline_blocks(runs: list[RunRecord]) -> list:
             Paragraph("Latency: the producer's intended send time to the stream's timestamp of the message. Publisher CPU: "
                   "the shipper, or the ceiling's Python publisher (nats-py from memory). Median [min–max] over repeats."),
             Table(header, rows)]  # fmt: skip
+
+
+def _query_blocks(res: Results, charts: list) -> list:
+    """The query scenario (natslab/querybench.py): its chart joins the report's charts."""
+    from .query import query_blocks
+
+    blocks = query_blocks(res.measured())
+    charts += [b for b in blocks if isinstance(b, Chart)]
+    return blocks
 
 
 def _top(side: dict | None) -> str:

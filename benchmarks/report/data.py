@@ -30,7 +30,8 @@ def group_key(r: RunRecord) -> tuple:
 def groups_of(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
     out: dict[tuple, list[RunRecord]] = defaultdict(list)
     for r in runs:
-        out[group_key(r)].append(r)
+        if r.workload is not None:  # runs without producers (the query scenario) have a part of their own
+            out[group_key(r)].append(r)
     return dict(out)
 
 

@@ -16,11 +16,12 @@ different winner, or none beyond noise) is written as "cannot be ranked", with b
 The rerun also gives "how much two runs differed", per figure, from ``compare``.
 
 Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
-loglab beside its peers, syscalls, tracer overhead, run-to-run differences) and ``pipeline`` (the
+loglab beside its peers, syscalls, tracer overhead, run-to-run differences), ``pipeline`` (the
 shipper into JetStream: whether each offered rate was delivered in every run, then the table),
 ``torture`` (fault scenarios: sent, arrived, what each cost), ``distribute`` (the distributor and its
 analyzers: targets over every repeat of both runs, exactness, failover, the tables, the differences;
-``benchmarks/report/distribute.py``). A new stage adds its own renderer here.
+``benchmarks/report/distribute.py``) and ``query`` (distributed query latency per token against its
+floor, ``report/query.py``). A new stage adds its own renderer here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..results import Results
+from . import default_out_dir
 from ..results.compare import NoCommonCells, compare_results
 from ..results.metrics import COMPARED, MESSAGES_PER_S, P99, PRODUCER_SYSCALLS, RECEIVER_CPU, RECEIVER_SYSCALLS
 from .blocks import BulletList, Heading, Paragraph, Table
@@ -394,6 +396,25 @@ def json_path_findings(a: Results, b: Results | None, source_a: str, source_b: s
                          if result.env_differences else ""))]  # fmt: skip
 
 
+
+
+def query_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The query scenario: how close to the floor, the latency per token, where the time goes, why
+    tokens differ, and how the rerun differed. The chart is the one ``loglab report SOURCE_A`` draws
+    (``SOURCE_A-report/query_latency.png``, committed beside the results), linked, not embedded."""
+    from .query import CHART_NAME, query_blocks, query_runs
+
+    if not query_runs(a.measured()):
+        raise FindingsError(f"{source_a} holds no run of the query scenario")
+    env = a.environment
+    rerun = f" Rerun: `{source_b}`, commit {(b.environment.get('git') or {}).get('commit', '?')[:10]}." if b else ""
+    blocks = [Paragraph(f"`{source_a}`: commit {(env.get('git') or {}).get('commit', '?')[:10]}; {env.get('cpu_count', '?')} CPUs "
+                        f"({env.get('cpu_model', '?')}), Linux {env.get('kernel', '?')}, Python {env.get('python', '?')}.{rerun}")]  # fmt: skip
+    chart = (default_out_dir(source_a) / f"{CHART_NAME}.png").as_posix()
+    blocks += query_blocks(a.measured(), b.measured() if b else None, level=3, chart_block=False, chart_ref=chart)
+    return blocks
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
@@ -403,6 +424,7 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "json-path-reversed": json_path_findings,
     "torture": torture_findings,
     "distribute": distribute_findings,
+    "query": query_findings,
 }
 
 
