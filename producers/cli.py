@@ -162,11 +162,22 @@ def main(
         print(f"producer: --batch ignored: {name} sends one message per datagram", file=sys.stderr)
 
     connect_started = time.time_ns()
+
+    def never_connected(error: str) -> None:
+        # The summary is written whatever happens, so that a script (or the lab) reading it learns
+        # that nothing was sent and why, rather than finding no file.
+        if summary_json is not None:
+            summary_json.write_text(json.dumps({"producer": producer_id, "transport": name, "address": address,
+                                                "requested": count, "sent": 0, "errors": {f"connect:{error}": 1},
+                                                "interrupted": False, "connections": 0}) + "\n")  # fmt: skip
+
     try:
         sender = _connect(t, address, connect_timeout)
     except TransportError as exc:
+        never_connected(type(exc).__name__)
         _fail(str(exc), exc.exit_code)
     except OSError as exc:
+        never_connected(_errno_name(exc))
         hint = ""
         if isinstance(exc, (ConnectionRefusedError, FileNotFoundError)):
             hint = f" (is an aggregator running? start one with: aggregator {name} --address {address})"
