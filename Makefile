@@ -28,12 +28,13 @@ setup-tracing:
 	@bash scripts/setup-tracing.sh
 
 # As root, also install what the lab needs from Debian (bpftrace, bcc, headers; syslog-ng;
-# nats-server for shipping beyond one machine). Each
+# nats-server for shipping beyond one machine; ripgrep for the query agent). Each
 # script is quick when everything is there, and says why when it cannot install.
 setup-lab: setup
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup-tracing.sh || echo "tracing setup failed: tracing will be reported as skipped, with the reason"; fi
 	@bash scripts/setup-peer.sh
 	@bash scripts/setup-nats.sh
+	@bash scripts/setup-query.sh
 
 test: setup-lab
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -16,6 +16,8 @@ import typer
 from . import hotpath
 from .counters import Counters
 from .files import Target, UnsafePath, reason
+from .formats import DEFAULT_FORMAT, FORMATS
+from .framing import DEFAULT_FRAMING, FRAMINGS, framing_unsupported
 from .procname import set_process_name
 from .server import Aggregator
 from .settings import (
@@ -36,6 +38,8 @@ from .workers import Supervisor, effective_workers
 
 TransportName = enum.Enum("TransportName", {name: name for name in TRANSPORTS}, type=str)
 FsyncMode = enum.Enum("FsyncMode", {m: m for m in FSYNC_MODES}, type=str)
+InputFormat = enum.Enum("InputFormat", {f: f for f in FORMATS}, type=str)
+Framing = enum.Enum("Framing", {f: f for f in FRAMINGS}, type=str)
 
 _TRANSPORT_HELP = "How producers reach the aggregator: " + "; ".join(
     f"{name} = {t.description}" for name, t in TRANSPORTS.items()
@@ -62,8 +66,9 @@ MAX_WORKERS = 1024
 
 @app.command(
     help=(
-        "Receive JSON log lines over TRANSPORT and append them, one object per line, to OUTPUT "
-        "with two fields added: received_ns (wall-clock ns at receipt) and transport. Invalid "
+        "Receive log messages over TRANSPORT (JSON objects, syslog messages from real programs, or "
+        "any text: see --format) and append them, one JSON object per line, to OUTPUT with two "
+        "fields added: received_ns (wall-clock ns at receipt) and transport. Invalid "
         "input goes to the rejects file beside OUTPUT (*.rejects.jsonl) with its reason. "
         "Signals: SIGTERM/SIGINT drain and exit 0; SIGUSR1 or SIGHUP reopens OUTPUT and the "
         "rejects file (after rotation, as log daemons do for logrotate)."
@@ -147,6 +152,23 @@ def main(
     max_rejects_bytes: int = typer.Option(
         DEFAULT_MAX_REJECTS_BYTES, min=4096, help="Size at which the rejects file stops growing (until it is rotated); later rejects are only counted."
     ),
+    input_format: InputFormat = typer.Option(
+        DEFAULT_FORMAT,
+        "--format",
+        help="What a message is. json: a JSON object (anything else is rejected). syslog: an RFC 5424 or RFC 3164 "
+        "message, or bare <PRI>msg (Python's SysLogHandler), read into facility, severity, timestamp, hostname, "
+        "app_name, procid, msgid, structured_data and message; a JSON object in the message is merged into the "
+        "record; a header that cannot be read is kept as message and counted (syslog_malformed). raw: any "
+        "text becomes {\"message\": ...}. auto: per message, one starting with { takes the json path (at its "
+        "cost), one starting with <DIGITS the syslog path, anything else is rejected as with json.",
+    ),
+    framing: Framing = typer.Option(
+        DEFAULT_FRAMING,
+        help="unixsock, tcp (and fifo: newline only): how messages are delimited in the byte stream. auto: RFC "
+        "6587 octet counting (LENGTH SP MSG) when a connection's first byte is a digit, else newline; a NUL byte "
+        "also ends a message. newline, octet: that one, always. lenprefix (unixsock, tcp): [4-byte big-endian "
+        "length][1-byte severity 0-7][payload] frames, the payload read as --format says.",
+    ),
     workers: int = typer.Option(
         1,
         min=0,
@@ -162,6 +184,9 @@ def main(
     workers, workers_error = effective_workers(workers, t)
     if workers_error:
         _fail(workers_error, 2)
+    framing_error = framing_unsupported(framing.value, t)
+    if framing_error:
+        _fail(framing_error, 2)
     mode = _octal(socket_mode)
     if address is None:
         address = t.default_address()
@@ -187,8 +212,10 @@ def main(
         drain_timeout=drain_timeout, max_backlog_bytes=max_backlog_bytes, coalesce_us=coalesce_us,
         peer_credentials=peer_credentials, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval,
         rejects_burst=rejects_burst, rejects_interval=rejects_interval, max_rejects_bytes=max_rejects_bytes, workers=workers,
+        format=input_format.value, framing=framing.value,
     )  # fmt: skip
-    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None, max_dgram_qlen=max_dgram_qlen)
+    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None, max_dgram_qlen=max_dgram_qlen,
+                            framing=framing.value)
 
     # The address first: a second aggregator on a live address is refused before it touches any
     # file (its start-up would otherwise lock, or worse repair, the running one's output).

@@ -25,6 +25,7 @@ class Counters:
     bytes_received: int = 0  # raw bytes read from the transport
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     empty_lines: int = 0  # blank lines on stream transports / empty datagrams (skipped)
+    syslog_malformed: int = 0  # messages kept although their syslog header could not be read (--format syslog/auto)
     connections_opened: int = 0
     connections_closed: int = 0
     connections_open_peak: int = 0
@@ -76,6 +77,7 @@ class Counters:
             f"{self.rejected_total} rejected ({rejected}), {self.empty_lines} empty lines, "
             f"{self.bytes_received} bytes in; connections {self.connections_opened} opened, "
             f"{self.connections_closed} closed, accepting paused {self.accept_paused} times"
+            + (f"; {self.syslog_malformed} with a malformed syslog header (kept)" if self.syslog_malformed else "")
             + (f"; {self.kernel_drops} datagrams dropped by the kernel" if self.kernel_drops else "")
             + (f"; {self.rejects_suppressed} rejects summarised, not written one by one" if self.rejects_suppressed else "")
         )

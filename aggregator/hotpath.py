@@ -74,7 +74,8 @@ _native, NATIVE_MISSING = _import_native()
 # Every implementation this installation has (the tests run each); the chosen one is ACTIVE.
 IMPLEMENTATIONS = {"python": Implementation("python", PythonLineFramer, records.encode_lines)}
 if _native is not None:
-    IMPLEMENTATIONS["native"] = Implementation("native", _native.LineFramer, _native_encode_lines)
+    # NUL ends a line in both (framing.LineFramer's rule, for syslog clients over streams).
+    IMPLEMENTATIONS["native"] = Implementation("native", functools.partial(_native.LineFramer, nul_ends_line=True), _native_encode_lines)
 
 
 def _choose() -> tuple[Implementation, str | None]:
@@ -103,7 +104,9 @@ def describe() -> str:
 
 
 def new_line_framer(max_line_bytes: int):
-    """A newline framer for one byte stream, of the chosen implementation."""
+    """A newline framer for one byte stream, of the chosen implementation. A NUL byte ends a
+    message as a newline does (``framing.LineFramer``'s rule: Python's ``SysLogHandler`` over a
+    stream ends each message with a NUL only)."""
     return ACTIVE.LineFramer(max_line_bytes)
 
 

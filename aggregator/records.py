@@ -17,7 +17,7 @@ into a dict with orjson):
    closing brace. Re-serialising every message would cost about as much again as parsing it.
 
 A record that already holds a field the aggregator sets (the probe saw it) has those top-level
-members cut out of its text (``_without_members``: a scan for the top level that skips strings
+members cut out of its text (``without_members``: a scan for the top level that skips strings
 whole, never parsing values), so the aggregator's value replaces them and no key appears twice;
 its other members are kept byte for byte, at any depth. Lines the fast validator refuses go
 through orjson, which gives the reject its reason (bad UTF-8, bad JSON, not an object). A line of
@@ -91,6 +91,7 @@ def encode_lines(
     extra_fields: dict | None = None,
     *,
     newline_free: bool = False,
+    other=None,
 ) -> tuple[int, int]:
     """Validate ``lines`` and append their output form to ``out``.
 
@@ -98,6 +99,11 @@ def encode_lines(
     ``received_ns``. ``newline_free`` says no line can hold a newline (true of stream framing;
     a datagram can). Returns ``(written, empty)``: how many lines were valid, and how many were
     empty (skipped, counted by the caller, not rejects). Invalid lines go to ``rejects``.
+
+    ``other`` (``--format auto``, see ``formats.py``): a line the JSON validator refuses is first
+    offered to ``other(line, received_ns, suffix, added)``, which returns its output line, a
+    Reject, or None ("not mine": the line is judged as JSON). Valid JSON never reaches it, so
+    the JSON path costs the same with or without it.
     """
     suffix, added = suffix_for(received_ns, transport, extra_fields)
     probe, none_present, probe_errors = probe_for(added)
@@ -112,6 +118,15 @@ def encode_lines(
             if not line.strip(_JSON_WHITESPACE):
                 empty += 1
                 continue
+            if other is not None:
+                encoded = other(line, received_ns, suffix, added)
+                if encoded is not None:
+                    if type(encoded) is bytes:
+                        append(encoded)
+                        written += 1
+                    else:
+                        rejects.append(encoded)
+                    continue
             seen = None  # orjson decides, and names the reason if it refuses too
         else:
             if not line.isascii():
@@ -163,7 +178,7 @@ def _replace_added(line: bytes, added: tuple[str, ...], suffix: bytes, *, valida
             return NOT_AN_OBJECT
         if not any(name in obj for name in added):
             return _splice_with_care(line, suffix)
-    kept = _without_members(line, added)
+    kept = without_members(line, added)
     if _NEWLINE in kept:
         kept = kept.replace(b"\n", b" ")  # outside strings (where JSON has none): whitespace
     return kept + suffix if kept else b"{" + suffix[1:]
@@ -175,7 +190,7 @@ _STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\],]', re.DOTALL)
 _OPEN, _CLOSE, _COMMA, _QUOTE = frozenset(b"{["), frozenset(b"}]"), 44, 34
 
 
-def _without_members(line: bytes, names: tuple[str, ...]) -> bytes:
+def without_members(line: bytes, names: tuple[str, ...]) -> bytes:
     """``b"{" + the members of the JSON object ``line`` not named in ``names``, comma-joined``
     (no closing brace; empty if none are left). ``line`` must be a valid JSON object."""
     kept: list[bytes] = []

@@ -7,7 +7,8 @@ optional listener that yields endpoints, and endpoints that yield framed message
                  -> hand the encoded lines to the sink, which writes them in large blocks
 
 Work per message is framing, one validation and a splice, in one native pass per read where the
-C extension is built (``hotpath.py``; else ``framing.py`` and ``records.py``); syscalls are per
+C extension is built (``hotpath.py``; else ``framing.py`` and ``records.py``; input formats other
+than JSON: ``formats.py``, chosen by ``--format``); syscalls are per
 read and per turn, not per message. The output is written when 256 KiB are pending or
 ``--flush-interval`` has passed since the oldest pending line (``received_ns`` is taken at read
 time, so this costs no measured latency; a crash can lose at most that interval of output, which
@@ -41,8 +42,9 @@ import sys
 import time
 
 from .counters import Counters
+from .formats import Decoder
 from .framing import Reject
-from .hotpath import encode_lines, frame_and_encode
+from .hotpath import frame_and_encode
 from .files import UnsafePath, reason
 from .settings import Settings
 from .sink import OutputSink
@@ -95,6 +97,7 @@ class Aggregator:
         self.max_backlog_bytes = settings.max_backlog_bytes
         self.peer_credentials = settings.peer_credentials
         self.coalesce_us = settings.coalesce_us
+        self.decoder = Decoder(settings.format)
         self._epoll = select.epoll()
         self._by_fd: dict[int, tuple[str, object]] = {}  # fd -> (what, endpoint/listener/wake)
         self._next_due = 0.0  # when housekeeping must run next (monotonic)
@@ -280,12 +283,12 @@ class Aggregator:
             extra = endpoint.peer_fields if self.peer_credentials else None
             framer = endpoint.line_framer
             if framer is not None:  # unframed bytes: framing, validation and splice in one pass
-                messages, written, empty = frame_and_encode(framer, lines, received_ns, self.transport_name, out, rejects, extra)
+                messages, written, empty = frame_and_encode(framer, lines, received_ns, self.transport_name, out, rejects, extra,
+                                                            self.decoder.encode, json=self.decoder.reads_json)  # fmt: skip
             else:
                 messages = len(lines)
-                written, empty = encode_lines(
-                    lines, received_ns, self.transport_name, out, rejects, extra, newline_free=endpoint.newline_free
-                )
+                encode = self.decoder.encode_severity_framed if endpoint.severity_framed else self.decoder.encode
+                written, empty = encode(lines, received_ns, self.transport_name, out, rejects, extra, newline_free=endpoint.newline_free)
             c.messages_received += written
             c.messages_written += written
             c.empty_lines += empty
@@ -487,6 +490,7 @@ class Aggregator:
     def write_stats(self) -> bool:
         c = self.counters
         s = self.sink
+        c.syslog_malformed = self.decoder.malformed
         self._count_moved_torn_lines(s.torn_dead_worker)
         c.output_write_calls = s.out.write_calls
         c.output_bytes = s.out.bytes_written

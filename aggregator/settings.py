@@ -40,6 +40,8 @@ class Settings:
     rejects_interval: float = DEFAULT_REJECTS_INTERVAL_S
     max_rejects_bytes: int = DEFAULT_MAX_REJECTS_BYTES
     workers: int = 1
+    format: str = "auto"  # --format: formats.FORMATS
+    framing: str = "auto"  # --framing: framing.FRAMINGS (byte streams)
 
     def for_worker(self, index: int) -> "Settings":
         """Worker ``index``'s share of the aggregator-wide bounds (the sums are the bounds: no

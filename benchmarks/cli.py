@@ -11,7 +11,10 @@ import typer
 
 from aggregator.transports import TRANSPORT_NAMES
 
+from .peers import PEERS
 from .run.suite import default_suite
+
+PEER_NAMES = tuple(PEERS)
 
 STANDARD_SCENARIOS = tuple(dict.fromkeys(s.name for s in default_suite()))
 
@@ -46,7 +49,11 @@ def bench(
         None,
         help=f"Standard-suite scenarios to run (default: all): {','.join(STANDARD_SCENARIOS)}; and pipeline "
         "(producers -> aggregator -> shipper -> JetStream R1 and R3, with nats-py's ceilings; needs nats-server; "
-        "only when named).",
+        "only when named); distribute (LOGS -> distributor(s) -> four weighted analyzers: throughput from the "
+        "stream and through HTTP under Locust, fairness through weight changes and a failure, failover timing, the "
+        "router alone; needs nats-server; only when named; the report renders its tables and charts); and query "
+        "(distributed query latency per token on 4 hosts x 60 MB x --scale, warm and cold cache, beside the scanning "
+        "tool's floor; >= 10 trials per cell, --repeat passes; only when named).",
     ),
     producers: Optional[str] = typer.Option(None, help="Producers per run (list = sweep), e.g. 1,2,4,8."),
     count: Optional[str] = typer.Option(None, help="Messages per producer (list = sweep)."),
@@ -56,9 +63,19 @@ def bench(
     per_connection: Optional[str] = typer.Option(
         None, help="Messages per connection: a new connection every N messages, 0 = one (list = sweep)."
     ),
+    message_format: Optional[str] = typer.Option(
+        None, "--format", help="The producers' --format (list = sweep): json, rfc3164, rfc5424."
+    ),
+    framing: Optional[str] = typer.Option(
+        None, help="The producers' --framing on unixsock and tcp (list = sweep): newline, octet, lenprefix."
+    ),
     repeat: int = typer.Option(3, min=1, help="Measured repeats per cell."),
     warmup: int = typer.Option(1, min=0, help="Warm-up runs per system and transport, before its first cell (kept in the results, flagged, left out of figures)."),
-    peer: str = typer.Option("syslog-ng", help="Run the same workload through this peer too (one of benchmarks/peers: syslog-ng), or none."),
+    peer: str = typer.Option(
+        ",".join(PEER_NAMES),
+        help=f"Run the same workload through these peers too (comma-separated, of benchmarks/peers: {', '.join(PEER_NAMES)}), "
+        "or none. A peer asked for that cannot run here is said at the start and in the summary, and the exit status is 1.",
+    ),
     trace: Optional[bool] = typer.Option(
         None, "--trace/--no-trace", help="One extra traced run per cell (capacity and efficiency; every cell of a custom run) with the BCC tracer (default: on when available)."
     ),
@@ -73,13 +90,17 @@ def bench(
     scale: float = typer.Option(1.0, min=0.0001, help="Multiply the standard suite's message counts (quick looks: 0.1)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.md and report.html at the end."),
 ) -> None:
+    from producers.messages import FORMATS, FRAMINGS
+
     from .run import bench as bench_mod
     from .run.suite import custom_scenario, default_suite, parse_list, restrict
 
     chosen = _split_transports(transports)
     pipeline = bool(scenarios) and "pipeline" in {s.strip() for s in scenarios.split(",")}
-    if pipeline:
-        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() != "pipeline") or None
+    distribute = bool(scenarios) and "distribute" in {s.strip() for s in scenarios.split(",")}
+    query = bool(scenarios) and "query" in {s.strip() for s in scenarios.split(",")}
+    if pipeline or distribute or query:
+        scenarios = ",".join(s for s in scenarios.split(",") if s.strip() and s.strip() not in ("pipeline", "distribute", "query")) or None
     try:
         lists = dict(
             producers=parse_list(producers, int),
@@ -87,12 +108,18 @@ def bench(
             size=parse_list(size, int),
             rate=parse_list(rate, float),
             batch=parse_list(batch, int),
+            format=_choices(message_format, FORMATS, "--format"),
+            framing=_choices(framing, FRAMINGS, "--framing"),
             per_connection=parse_list(per_connection, int),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if pipeline and scenarios is None and all(v is None for v in lists.values()):
-        suite = []  # the pipeline alone
+    peers = [] if peer.strip() in ("", "none") else [p.strip() for p in peer.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise typer.BadParameter(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEER_NAMES)}, or none")
+    if (pipeline or distribute or query) and scenarios is None and all(v is None for v in lists.values()):
+        suite = []  # the scenarios that run only when named, alone
     elif any(v is not None for v in lists.values()):
         if scenarios:
             raise typer.BadParameter("--scenarios selects standard-suite scenarios; it cannot be combined with workload options")
@@ -111,12 +138,12 @@ def bench(
         out_dir=out_dir,
         repeat=repeat,
         warmup=warmup,
-        peer=None if peer in ("", "none") else peer,
+        peers=peers,
         trace=trace,
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
         workers=workers,
-        extra=_pipeline_runs(repeat, scale) if pipeline else None,
+        extra=_nats_runs(repeat, scale, pipeline, distribute, query) if pipeline or distribute or query else None,
     )
     if report:
         from .report import render
@@ -127,11 +154,36 @@ def bench(
         raise typer.Exit(1)
 
 
-def _pipeline_runs(repeat: int, scale: float):
-    def run(writer) -> bool:
-        from natslab.bench import run_pipeline_bench
+def _choices(text: str | None, allowed: tuple[str, ...], option: str) -> list[str] | None:
+    """``"json,rfc5424"`` -> ``["json", "rfc5424"]``, each one of ``allowed``; None stays None."""
+    if text is None:
+        return None
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in allowed]
+    if bad or not chosen:
+        raise ValueError(f"{option}: unknown {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+    return chosen
 
-        return run_pipeline_bench(writer, repeat=repeat, scale=scale, echo=lambda t: print(t, file=sys.stderr, flush=True))
+
+def _nats_runs(repeat: int, scale: float, pipeline: bool, distribute: bool, query: bool):
+    """The scenarios that run only when named (they need nats-server), after the suite, into the same results."""
+
+    def run(writer) -> bool:
+        echo = lambda t: print(t, file=sys.stderr, flush=True)  # noqa: E731
+        ok = True
+        if pipeline:
+            from natslab.bench import run_pipeline_bench
+
+            ok &= run_pipeline_bench(writer, repeat=repeat, scale=scale, echo=echo)
+        if distribute:
+            from natslab.distribute_bench import run_distribute_bench
+
+            ok &= run_distribute_bench(writer, repeat=repeat, scale=scale, echo=echo)
+        if query:
+            from natslab.querybench import run_query_bench
+
+            ok &= run_query_bench(writer, repeat=repeat, scale=scale, echo=echo)
+        return ok
 
     return run
 
@@ -152,13 +204,13 @@ def report(
     section: str = typer.Option("bench", help="With --findings: which section (bench, pipeline, ...)."),
     check: bool = typer.Option(False, "--check", help="With --findings: change nothing; exit 1 if the section differs from what these results render."),
 ) -> None:
-    from .report import render
+    from .report import default_out_dir, render
     from .results import ResultsError, load_results
 
     if findings is None:
         if check or rerun is not None:
             raise typer.BadParameter("--check and --rerun go with --findings")
-        default = results if results.is_dir() else results.with_name(results.name.split(".")[0] + "-report")
+        default = default_out_dir(results)
         try:
             written = render(results, out or default)
         except ResultsError as exc:
@@ -192,7 +244,7 @@ def report(
 def bundle(
     results: Path = typer.Argument(..., exists=True, help="A results directory (or a bundle to thin again)."),
     out: Path = typer.Argument(..., help="The file to write, e.g. docs/results/bench-a.json.gz."),
-    max_samples: int = typer.Option(1000, min=1, help="Raw latency samples kept per run."),
+    max_samples: int = typer.Option(250, min=1, help="Raw latency samples kept per run (the charts need a few hundred; every figure is computed before thinning)."),
 ) -> None:
     from .results import ResultsError, load_results
     from .results.store import write_bundle

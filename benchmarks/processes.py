@@ -492,10 +492,55 @@ def producer_summary(workdir: Path, producer_id: str) -> dict:
 
 
 def shipper_proc(name: str, workdir: Path, file: Path, servers: str, host: str, *args, netns: str | None = None) -> Proc:
-    """A ``shipper``; ready when it says "shipping" (connected, the LOGS stream exists)."""
+    """A ``shipper``; ready when it says "shipping" (connected, the LOGS stream exists, its query
+    agent answering), or with ``--no-ship`` "answering queries"."""
     argv = [console_script("shipper"), "--file", file, "--servers", servers, "--host", host,
             "--checkpoint", workdir / f"{name}.checkpoint.json", "--stats-file", workdir / f"{name}.stats.json", *args]  # fmt: skip
-    return Proc(name, [str(a) for a in argv], workdir, netns, ready_line="shipping ")
+    ready = "answering queries " if "--no-ship" in [str(a) for a in args] else "shipping "
+    return Proc(name, [str(a) for a in argv], workdir, netns, ready_line=ready)
+
+
+def querier_argv(servers: str, *args, netns: str | None = None) -> list[str]:
+    """A ``querier`` command line, inside ``netns`` (the lab's namespace when the hosts are
+    namespaces: their NATS nodes are reachable only from there)."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return prefix + [console_script("querier"), "--servers", servers, *(str(a) for a in args)]
+
+
+def querier_proc(name: str, workdir: Path, servers: str, *args, netns: str | None = None) -> Proc:
+    """A ``querier`` run as a ``Proc`` (its output in files of ``workdir``): to kill it mid-answer."""
+    return Proc(name, [console_script("querier"), "--servers", servers, *(str(a) for a in args)], workdir, netns)
+
+
+def distributor_proc(name: str, workdir: Path, servers: str, *args, netns: str | None = None) -> Proc:
+    """A ``distributor`` (replica ``--id NAME``); ready when it says "distributing" (connected, the
+    consumer, the buckets and the dead-letter stream exist, the membership read). Its stats file:
+    ``NAME.stats.json`` in ``workdir``."""
+    argv = [console_script("distributor"), "--servers", servers, "--id", name, "--stats-file", workdir / f"{name}.stats.json", *args]
+    return Proc(name, [str(a) for a in argv], workdir, netns, ready_line="distributing ")
+
+
+def analyzer_proc(analyzer_id: str, workdir: Path, servers: str, weight: float, *args, netns: str | None = None) -> Proc:
+    """An ``analyzer --id ID --weight W``; ready when it says "analyzer ID ready" (subscribed,
+    registered, first heartbeat sent). Its stats file ``ID.stats.json`` and ledger ``ID.ledger`` (every
+    acknowledged record) are in ``workdir``."""
+    argv = [console_script("analyzer"), "--servers", servers, "--id", analyzer_id, "--weight", weight,
+            "--stats-file", workdir / f"{analyzer_id}.stats.json", "--ledger", workdir / f"{analyzer_id}.ledger", *args]  # fmt: skip
+    return Proc(analyzer_id, [str(a) for a in argv], workdir, netns, ready_line=f"analyzer {analyzer_id} ready")
+
+
+def distributor_http_proc(name: str, workdir: Path, servers: str, port: int, *args, netns: str | None = None) -> Proc:
+    """A ``distributor-http`` (FastAPI on uvicorn) on 127.0.0.1:PORT; ready at its "serving" line."""
+    argv = [console_script("distributor-http"), "--servers", servers, "--listen", f"127.0.0.1:{port}", *args]
+    return Proc(name, [str(a) for a in argv], workdir, netns, ready_line="serving ")
+
+
+def locust_proc(name: str, workdir: Path, locustfile: Path, host: str, users: int, seconds: float, *args) -> Proc:
+    """Locust, headless: ``users`` users (spawned at once) against ``host`` for ``seconds``; its
+    CSV statistics go to ``workdir/NAME_stats.csv``. Runs to completion (no ready line)."""
+    argv = [console_script("locust"), "-f", locustfile, "--headless", "--host", host, "-u", users, "-r", users,
+            "--run-time", f"{max(1, int(seconds))}s", "--csv", workdir / name, "--only-summary", "--stop-timeout", "5", *args]  # fmt: skip
+    return Proc(name, [str(a) for a in argv], workdir)
 
 
 def observer_proc(file: Path, stamps: Path, workdir: Path) -> Proc:

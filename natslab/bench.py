@@ -31,9 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 
-from benchmarks.run.measure import stats_delta, process_tree_stats
+from benchmarks.run.measure import processes_stats, stats_delta
 from benchmarks.results import LatencyRecord, ProcessStats, ResultsWriter, RunRecord, Workload
 from benchmarks.results.seqcheck import SeqCheckResult
 
@@ -46,22 +45,6 @@ SIZE = 200
 TARGET_RATE = 50_000.0
 
 
-def _snap(pids: list[int]) -> ProcessStats:
-    total = ProcessStats()
-    for pid in pids:
-        try:
-            s = process_tree_stats(psutil.Process(pid))
-        except psutil.Error:
-            continue
-        total.cpu_s += s.cpu_s
-        total.user_s += s.user_s
-        total.system_s += s.system_s
-        total.voluntary_ctx_switches += s.voluntary_ctx_switches
-        total.involuntary_ctx_switches += s.involuntary_ctx_switches
-        total.peak_rss_bytes = max(total.peak_rss_bytes, s.peak_rss_bytes)
-    return total
-
-
 def _nats_pids(d: NatsDeployment) -> list[int]:
     return [d.node_proc(i).pid for i in range(len(d.nodes))]
 
@@ -72,13 +55,13 @@ def shipper_run(workdir: Path, nodes: int, rate: float, count: int, repeat: int,
     with Pipeline(workdir, hosts=1, nats_nodes=nodes, mode="loopback") as p:
         h = p.hosts.hosts[0]
         ship, agg, nats_pids = p.shipper(h).pid, p.aggregator(h).pid, _nats_pids(p.nats)
-        b_ship, b_agg, b_nats = _snap([ship]), _snap([agg]), _snap(nats_pids)
+        b_ship, b_agg, b_nats = processes_stats([ship]), processes_stats([agg]), processes_stats(nats_pids)
         start_ns = time.time_ns()
         procs = p.start_producers(PRODUCERS, count, "--rate", rate, "--size", SIZE, "--batch", batch)
         for proc in procs:
             proc.wait(600)
         p.wait_stream_messages(PRODUCERS * count, 600)
-        a_ship, a_agg, a_nats = _snap([ship]), _snap([agg]), _snap(nats_pids)
+        a_ship, a_agg, a_nats = processes_stats([ship]), processes_stats([agg]), processes_stats(nats_pids)
         stats = p.shipper_stats(h)
         read, result = p.readback(p.expected(PRODUCERS, count))
         if keep_lines is not None:
@@ -107,11 +90,11 @@ def ceiling_run(workdir: Path, nodes: int, mode: str, lines: Path, repeat: int) 
         d = NatsDeployment(workdir / "nats", group, nodes).start()
         d.ensure_stream()
         nats_pids = _nats_pids(d)
-        b_nats = _snap(nats_pids)
+        b_nats = processes_stats(nats_pids)
         start_ns = time.time_ns()
         out = subprocess.run([sys.executable, "-m", "natslab.ceiling", "--servers", d.servers, "--lines", str(lines), "--mode", mode],
                              capture_output=True, text=True, timeout=600)  # fmt: skip
-        a_nats = _snap(nats_pids)
+        a_nats = processes_stats(nats_pids)
     finally:
         group.close()
     if out.returncode != 0:

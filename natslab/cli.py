@@ -105,6 +105,7 @@ def hosts_up(
     nats_nodes: int = typer.Option(3, help="1, or 3 (a cluster: replicas 3; needs 3 hosts or more)."),
     dir: Path = typer.Option(Path("lab/hosts"), "--dir", help=DIR_HELP),
     mode: str = typer.Option("auto", help="auto (namespaces when possible), netns (fail without them), loopback."),
+    ship: bool = typer.Option(True, "--ship/--no-ship", help="--no-ship: the shippers only answer queries (shipper --no-ship)."),
 ) -> None:
     from .pipeline import Pipeline
 
@@ -113,7 +114,7 @@ def hosts_up(
     state = dir / "lab.json"
     if state.exists():
         _fail(f"{state} exists: a lab may be running (loglab hosts down --dir {dir})")
-    p = Pipeline(dir, hosts=hosts, nats_nodes=nats_nodes, mode=mode)
+    p = Pipeline(dir, hosts=hosts, nats_nodes=nats_nodes, mode=mode, shipper_args=() if ship else ("--no-ship",))
     p.start()  # stops what it started if it fails
     try:
         p.save_state(state)
@@ -127,6 +128,7 @@ def hosts_up(
         print(f"  {h.name}: {h.address}{' netns ' + h.netns if h.netns else ''}  dir {h.dir}  aggregator {p.addresses[h.name]}")
     print(f"  NATS: {p.nats.servers}")
     print(f"next: loglab hosts produce --dir {dir}; loglab hosts readback --dir {dir}; loglab hosts down --dir {dir}")
+    print(f"      loglab hosts fill --dir {dir}; loglab hosts query --dir {dir} -- --count PATTERN")
 
 
 @hosts_app.command("produce", help="Run producers on every host (in its namespace) to completion; their ids are "
@@ -172,6 +174,62 @@ def hosts_readback(
     print(format_check(read, result))
     if not exactly_once(result):
         raise typer.Exit(1)
+
+
+@hosts_app.command("fill", help="Fill every host's aggregated_logs.jsonl with generated records carrying the tokens "
+                   "everywhere (50% of lines, all hosts), unique (0.01%, host 1 only), even (25%, even hosts), heavy (50% "
+                   "on host 1, 5% elsewhere), through real producers and the host's aggregator (or --direct: appended by "
+                   "the generator with the aggregator stopped, faster). The exact count of each token per host is added "
+                   "to DIR/querydata.json and printed.")
+def hosts_fill(
+    dir: Path = typer.Option(Path("lab/hosts"), "--dir", help=DIR_HELP),
+    mb: float = typer.Option(60.0, min=0.001, help="Megabytes (10^6 bytes) of records per host."),
+    rates: str = typer.Option("", help="Token frequencies, e.g. everywhere=0.5,unique=0.0001,even=0.25,heavy=0.5/0.05 (heavy: host 1 / others)."),
+    seed: int = typer.Option(0, help="Seed: the same seed writes the same records."),
+    producers: int = typer.Option(4, min=1, max=64, help="Producers per host (through the aggregator)."),
+    direct: bool = typer.Option(False, "--direct", help="Append the records directly (the aggregator stopped meanwhile): fast, transport 'direct'."),
+) -> None:
+    from .pipeline import Pipeline
+    from .querydata import TOKENS, TokenRates, fill, save_expected
+
+    try:
+        token_rates = TokenRates.parse(rates)
+    except ValueError as exc:
+        _fail(f"--rates: {exc}", 2)
+    state = dir / "lab.json"
+    if not state.exists():
+        _fail(f"no {state}: start a lab first (loglab hosts up --dir {dir})")
+    p = Pipeline.load_state(state)
+    try:
+        filled = fill(p, mb, token_rates, seed, producers, direct, echo=lambda t: print(t, file=sys.stderr, flush=True))
+    finally:
+        p.save_state(state)  # aggregators restarted by --direct have new pids
+    record = save_expected(dir / "querydata.json", filled, token_rates, seed)
+    print("host  " + "  ".join(f"{t:>10}" for t in TOKENS) + "     records   (exact, all fills so far)")
+    for host, h in record["hosts"].items():
+        print(f"{host:<5} " + "  ".join(f"{h['tokens'][t]:>10}" for t in TOKENS) + f"  {h['lines']:>10}")
+    print(f"expected counts: {dir / 'querydata.json'}")
+
+
+@hosts_app.command("query", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                   help="Run querier against the lab's hosts: with --servers set to the lab's NATS and, when the hosts are "
+                   "network namespaces, inside the lab's namespace (the only place their addresses are reachable from). "
+                   "Everything after -- goes to querier, e.g. loglab hosts query -- --count heavy. Exits with querier's status.")
+def hosts_query(
+    ctx: typer.Context,
+    dir: Path = typer.Option(Path("lab/hosts"), "--dir", help=DIR_HELP),
+) -> None:
+    import subprocess
+
+    from benchmarks.processes import querier_argv
+
+    state = dir / "lab.json"
+    if not state.exists():
+        _fail(f"no {state}: start a lab first (loglab hosts up --dir {dir})")
+    d = json.loads(state.read_text())
+    servers = ",".join(n["url"] for n in d["nats"]["nodes"])
+    argv = querier_argv(servers, *ctx.args, netns=d["nats"].get("control_netns"))
+    raise typer.Exit(subprocess.run(argv).returncode)
 
 
 @hosts_app.command("down", help="Stop every process of the lab (shippers first: they ship what they read and save "

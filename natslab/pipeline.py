@@ -193,7 +193,8 @@ class Pipeline:
     def save_state(self, path: Path) -> None:
         state = {"version": 1, "workdir": str(self.workdir), "nats_nodes": self.nats_nodes, "sockdir": str(self.sockdir),
                  "addresses": self.addresses, "hosts": self.hosts.to_state(), "nats": self.nats.to_state(),
-                 "procs": self.group.to_state(), "producer_runs": self._producer_runs, "expected": getattr(self, "expected_total", {})}  # fmt: skip
+                 "procs": self.group.to_state(), "producer_runs": self._producer_runs, "expected": getattr(self, "expected_total", {}),
+                 "shipper_args": list(self.shipper_args)}  # fmt: skip
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         os.replace(tmp, path)
@@ -203,7 +204,7 @@ class Pipeline:
         d = json.loads(Path(path).read_text())
         self = cls.__new__(cls)
         self.workdir, self.nats_nodes, self.sockdir = Path(d["workdir"]), d["nats_nodes"], Path(d["sockdir"])
-        self.stream_max_bytes, self.shipper_args, self.aggregator_args = DEFAULT_MAX_BYTES, (), ()
+        self.stream_max_bytes, self.shipper_args, self.aggregator_args = DEFAULT_MAX_BYTES, tuple(d.get("shipper_args", ())), ()
         self.addresses, self._producer_runs = d["addresses"], d["producer_runs"]
         self.expected_total = d.get("expected", {})
         self.group = ProcGroup.from_state(d["procs"])

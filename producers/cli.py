@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import errno
 import json
 import os
@@ -15,10 +16,14 @@ from typing import Optional
 import typer
 
 from aggregator.cli import TransportName
+from aggregator.framing import framing_unsupported
 from aggregator.procname import set_process_name
 from aggregator.transports import TRANSPORTS, TransportError
 
-from .messages import MessageFactory
+from .messages import FORMATS, FRAMINGS, FileLines, MessageFactory
+
+MessageFormat = enum.Enum("MessageFormat", {f: f for f in FORMATS}, type=str)
+MessageFraming = enum.Enum("MessageFraming", {f: f for f in FRAMINGS}, type=str)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -64,9 +69,10 @@ def _connect(transport, address: str, timeout: float):
 
 @app.command(
     help=(
-        "Send COUNT JSON log lines (one object per line, exactly SIZE bytes with the newline) to an "
-        "aggregator over TRANSPORT. Each has ts_ns, intended_ns, producer, seq (0..COUNT-1), pid, "
-        "level and msg. Exit status 0 only if every message was sent."
+        "Send COUNT JSON log messages (exactly SIZE bytes each on the wire) to an aggregator over "
+        "TRANSPORT. Each is an object with ts_ns, intended_ns, producer, seq (0..COUNT-1), pid, level "
+        "and msg; as a line, or as the message of a syslog header (--format), octet-counted or "
+        "length-prefixed (--framing). Exit status 0 only if every message was sent."
     )
 )
 def main(
@@ -74,7 +80,19 @@ def main(
     producer_id: str = typer.Option(..., "--id", help="This producer's id (the 'producer' field)."),
     count: int = typer.Option(..., "--count", "-n", min=0, help="Messages to send."),
     address: Optional[str] = typer.Option(None, "--address", "-a", help="Aggregator address (default: the aggregator's default for TRANSPORT)."),
-    size: int = typer.Option(200, min=1, help="Bytes per message line, newline included."),
+    size: int = typer.Option(200, min=1, help="Bytes per message on the wire: newline, syslog header and framing included."),
+    message_format: MessageFormat = typer.Option(
+        "json",
+        "--format",
+        help="json: the object alone. rfc3164: '<PRI>Mmm dd hh:mm:ss HOST logprod[PID]: {...}'. rfc5424: "
+        "'<PRI>1 TIMESTAMP HOST logprod PID - - {...}'. Facility user, the severity of the level.",
+    ),
+    framing: MessageFraming = typer.Option(
+        "newline",
+        help="newline: one message per line. octet (unixsock, tcp): RFC 6587 octet counting, LENGTH SP MSG. "
+        "lenprefix (unixsock, tcp): [4-byte big-endian length][severity byte][payload]. Datagram transports "
+        "always send one message per datagram.",
+    ),
     rate: float = typer.Option(0.0, min=0.0, help="Messages per second (absolute schedule, no drift); 0 = as fast as possible."),
     interval_ms: Optional[float] = typer.Option(None, min=0.0, help="Milliseconds between messages (another way to give --rate)."),
     batch: int = typer.Option(
@@ -101,6 +119,10 @@ def main(
     ),
     summary_json: Optional[Path] = typer.Option(None, help="Write the exit summary as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary on stderr."),
+    lines_from: Optional[Path] = typer.Option(
+        None, help="Send the first --count lines of this file, unchanged and in order, instead of generated "
+        "messages (--size and --seed are then unused): prepared content, e.g. the query test data."
+    ),
 ) -> None:
     name = transport.value
     t = TRANSPORTS[name]
@@ -108,11 +130,24 @@ def main(
         if rate:
             _fail("give --rate or --interval-ms, not both", 2)
         rate = 1000.0 / interval_ms if interval_ms > 0 else 0.0
+    if framing.value != "newline":
+        why = framing_unsupported(framing.value, t)
+        if why:
+            _fail(why, 2)
     set_process_name("logprod")
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     address = address or t.default_address()
-    factory = MessageFactory(producer_id, os.getpid(), size, seed)
+    if lines_from is not None:
+        if message_format.value != "json" or framing.value != "newline":
+            _fail("--lines-from sends the file's lines unchanged: it takes no --format or --framing", 2)
+        try:
+            factory = FileLines(lines_from, count)
+        except (OSError, ValueError) as exc:
+            _fail(f"--lines-from: {exc}", 2)
+        size = factory.size
+    else:
+        factory = MessageFactory(producer_id, os.getpid(), size, seed, message_format.value, framing.value)
     if size < factory.min_size(count):
         _fail(f"--size {size} is too small: these messages need at least {factory.min_size(count)} bytes", 2)
     limit = t.atomic_write_limit
@@ -127,11 +162,22 @@ def main(
         print(f"producer: --batch ignored: {name} sends one message per datagram", file=sys.stderr)
 
     connect_started = time.time_ns()
+
+    def never_connected(error: str) -> None:
+        # The summary is written whatever happens, so that a script (or the lab) reading it learns
+        # that nothing was sent and why, rather than finding no file.
+        if summary_json is not None:
+            summary_json.write_text(json.dumps({"producer": producer_id, "transport": name, "address": address,
+                                                "requested": count, "sent": 0, "errors": {f"connect:{error}": 1},
+                                                "interrupted": False, "connections": 0}) + "\n")  # fmt: skip
+
     try:
         sender = _connect(t, address, connect_timeout)
     except TransportError as exc:
+        never_connected(type(exc).__name__)
         _fail(str(exc), exc.exit_code)
     except OSError as exc:
+        never_connected(_errno_name(exc))
         hint = ""
         if isinstance(exc, (ConnectionRefusedError, FileNotFoundError)):
             hint = f" (is an aggregator running? start one with: aggregator {name} --address {address})"

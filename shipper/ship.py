@@ -37,6 +37,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import checkpoint as cpmod
 from .counters import ShipperCounters
@@ -99,10 +100,22 @@ class Backoff:
         self.current = 0.0
 
 
+def say_once(said: set[str], prefix: str, text: str, once: str | None = None) -> None:
+    """A line on stderr; with ``once``, only the first time that key is said (a retry loop's
+    reason is said once, not every backoff). The query agent says its lines the same way."""
+    if once is not None:
+        if once in said:
+            return
+        said.add(once)
+    print(f"{prefix}{text}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class Shipper:
     opts: Options
     counters: ShipperCounters = field(default_factory=ShipperCounters)
+    stopping: asyncio.Event | None = None  # shared with what runs beside the shipper (the query agent)
+    extra_stats: Callable[[], dict] | None = None  # more sections for the stats file (the agent's "query")
 
     def __post_init__(self) -> None:
         o = self.opts
@@ -110,7 +123,7 @@ class Shipper:
         c = self.counters
         c.host, c.file, c.subject = o.host, str(o.file), self.subject
         c.started_unix_ns = time.time_ns()
-        self.stopping = asyncio.Event()
+        self.stopping = self.stopping or asyncio.Event()
         self.nc = None
         self.inbox = ""
         self.inflight: dict[int, Batch] = {}
@@ -131,11 +144,7 @@ class Shipper:
 
     # -- logging ----------------------------------------------------------------------------------
     def say(self, text: str, once: str | None = None) -> None:
-        if once is not None:
-            if once in self._said:
-                return
-            self._said.add(once)
-        print(f"shipper: {text}", file=sys.stderr, flush=True)
+        say_once(self._said, "shipper: ", text, once)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -355,7 +364,8 @@ class Shipper:
 
     def _write_stats(self) -> None:
         if self.opts.stats_file is not None:
-            self.counters.write(self.opts.stats_file, {"inflight": sum(b.remaining for b in self.order)})
+            extra = self.extra_stats() if self.extra_stats is not None else {}
+            self.counters.write(self.opts.stats_file, {"inflight": sum(b.remaining for b in self.order), **extra})
 
     async def _stats_loop(self) -> None:
         while True:

@@ -50,6 +50,7 @@ class ListenOptions:
     rcvbuf: int | None = None  # datagram sockets: requested receive buffer, bytes
     pipe_size: int | None = 1 << 20  # fifo: requested pipe capacity, bytes
     max_dgram_qlen: int | None = None  # unixgram: raise net.unix.max_dgram_qlen to this first (root)
+    framing: str = "auto"  # byte streams: --framing (framing.FRAMINGS)
 
 
 class Endpoint:
@@ -64,6 +65,9 @@ class Endpoint:
     # encodes them in one pass with this framer (``hotpath.new_line_framer``). None: ``read``
     # appends framed messages.
     line_framer = None
+    # Each message is a severity byte and a payload (--framing lenprefix): read by
+    # formats.Decoder.encode_severity_framed.
+    severity_framed: bool = False
     # How many messages the kernel queues before senders block (None: bytes-bound, or large). A
     # small queue turns the loop's coalescing pause off: senders would wait during it.
     queue_limit: int | None = None

@@ -1,7 +1,9 @@
 """Connection-oriented sockets: one listening socket, one connection per producer.
 
 Shared by all of them: the accept loop, the hand-off to workers, the drain at shutdown, and for
-byte streams (unixsock, tcp) newline framing per connection with large non-blocking reads. A
+byte streams (unixsock, tcp) framing per connection (``--framing``: newline or octet counting
+told from the connection's first byte, or lenprefix; see ``framing.py``) with large
+non-blocking reads. A
 message socket changes ``socket_type``, ``adopt`` (what a connection reads) and ``sender``.
 Subclasses set the class attributes and address hooks:
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import socket
 from typing import ClassVar
 
-from ..framing import Reject
+from ..framing import LineFramer, Reject, stream_framer
 from ..hotpath import new_line_framer
 from .base import Binding, Endpoint, HandOff, ListenOptions, Listener, Sender, Transport
 
@@ -31,18 +33,27 @@ MAX_READS_PER_TURN = 4
 
 
 class StreamConnection(Endpoint):
-    __slots__ = ("sock", "label", "peer_fields", "line_framer", "_fd", "_shutdown_read_on_drain")
-    newline_free = True
+    __slots__ = ("sock", "label", "peer_fields", "framer", "line_framer", "newline_free", "severity_framed", "_fd",
+                 "_shutdown_read_on_drain", "_framing", "_max_line_bytes")  # fmt: skip
 
     def __init__(
-        self, sock: socket.socket, label: str, peer_fields: dict | None, max_line_bytes: int, shutdown_read_on_drain: bool
+        self, sock: socket.socket, label: str, peer_fields: dict | None, max_line_bytes: int, shutdown_read_on_drain: bool,
+        framing: str = "auto",
     ) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._fd = sock.fileno()
         self.label = label
         self.peer_fields = peer_fields
-        self.line_framer = new_line_framer(max_line_bytes)  # the loop frames what read() returns
+        # Chosen at the first byte (--framing auto: octet counting when it is a digit). Newline
+        # framing is the event loop's, through the hot path: ``line_framer`` set, ``read`` appends
+        # the bytes unframed; a counted framing (``framer``) frames them here.
+        self.framer = None
+        self.line_framer = None
+        self.newline_free = True  # newline framing's messages hold none; a counted one's may
+        self._framing = framing
+        self._max_line_bytes = max_line_bytes
+        self.severity_framed = framing == "lenprefix"
         self._shutdown_read_on_drain = shutdown_read_on_drain
 
     def fileno(self) -> int:
@@ -63,7 +74,17 @@ class StreamConnection(Endpoint):
             if n == 0:
                 return total, calls, True
             total += n
-            lines.append(buf[:n].tobytes())  # framed by the loop, with line_framer
+            if self.framer is None and self.line_framer is None:
+                framer = stream_framer(self._framing, buf[0], self._max_line_bytes)
+                if isinstance(framer, LineFramer):
+                    self.line_framer = new_line_framer(self._max_line_bytes)
+                else:
+                    self.framer = framer
+                    self.newline_free = framer.newline_free
+            if self.line_framer is not None:
+                lines.append(buf[:n].tobytes())  # framed by the loop, with line_framer
+            else:
+                self.framer.feed(buf[:n].tobytes(), lines, rejects)
             if n < size:  # the socket is (very likely) empty: skip the EAGAIN probe
                 break
         return total, calls, False
@@ -76,7 +97,10 @@ class StreamConnection(Endpoint):
                 pass
 
     def close(self, rejects: list[Reject]) -> None:
-        self.line_framer.close(rejects)
+        if self.line_framer is not None:
+            self.line_framer.close(rejects)
+        elif self.framer is not None:
+            self.framer.close(rejects)
         self.sock.close()
 
 
@@ -175,7 +199,7 @@ class StreamSocketTransport(Transport):
     def adopt(self, conn: socket.socket, addr, options: ListenOptions) -> StreamConnection:
         """An accepted connection, ready for the event loop."""
         label, peer_fields = self._peer(conn, addr)
-        return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain)
+        return StreamConnection(conn, label, peer_fields, options.max_line_bytes, self.shutdown_read_on_drain, options.framing)
 
     def connect(self, address: str, timeout: float | None = None) -> Sender:
         family, target = self._connect_address(address)

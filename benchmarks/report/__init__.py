@@ -26,6 +26,13 @@ class ReportFiles:
     charts: list[Path]
 
 
+def default_out_dir(results) -> Path:
+    """Where a report goes without --out: into a results directory, or beside a bundle file as
+    ``NAME-report/`` (``docs/results/query-a.json.gz`` -> ``docs/results/query-a-report/``)."""
+    results = Path(results)
+    return results if results.is_dir() or results.suffix == "" else results.with_name(results.name.split(".")[0] + "-report")
+
+
 def render(results_dir, out_dir=None) -> ReportFiles:
     """Render every format of ``RENDERERS`` and the chart PNGs into ``out_dir`` (default: the
     results directory) from the results files only."""
@@ -46,4 +53,4 @@ def render(results_dir, out_dir=None) -> ReportFiles:
     return ReportFiles(written["report.md"], written["report.html"], paths)
 
 
-__all__ = ["RENDERERS", "ReportFiles", "build_blocks", "render", "trace_side"]
+__all__ = ["RENDERERS", "ReportFiles", "build_blocks", "default_out_dir", "render", "trace_side"]

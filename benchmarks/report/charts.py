@@ -219,3 +219,36 @@ def syscall_chart(groups):
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Syscalls per message, stacked by side (traced run of each cell)")
     return _png(fig)
+
+
+def format_chart(runs):
+    """Receiver CPU per message per input format and framing (x), a bar per system, a panel per
+    transport (the formats scenario)."""
+    transports = order(r.transport for r in runs)
+    fig, axes = _panels(len(transports))
+    for ax, t in zip(axes, transports[:MAX_PANELS]):
+        sel = [r for r in runs if r.transport == t]
+        shapes = list(dict.fromkeys((r.workload.format, r.workload.framing) for r in sel))
+        shown = systems(sel)
+        width = 0.8 / max(1, len(shown))
+        for j, system in enumerate(shown):
+            xs, meds, lo, hi = [], [], [], []
+            for i, shape in enumerate(shapes):
+                s = metric([r for r in sel if (r.workload.format, r.workload.framing) == shape], system, t,
+                           lambda r: r.derived.get("agg_cpu_us_per_msg"))  # fmt: skip
+                if s is None:
+                    continue
+                xs.append(i + (j - (len(shown) - 1) / 2) * width)
+                meds.append(s.median)
+                lo.append(s.median - s.min)
+                hi.append(s.max - s.median)
+            if xs:
+                ax.bar(xs, meds, width, yerr=[lo, hi], capsize=4, label=system, edgecolor="black", alpha=0.85,
+                       hatch=SYSTEM_STYLE.get(system, {}).get("hatch", ""))  # fmt: skip
+        ax.set_xticks(range(len(shapes)), [f"{f}\n{fr}" for f, fr in shapes], fontsize=8)
+        ax.set_ylabel("receiver CPU (µs per message)")
+        ax.set_title(f"{t}: {sel[0].workload.producers} producers x {sel[0].workload.rate:,.0f} msg/s", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Cost per input format and framing")
+    return _png(fig)

@@ -3,7 +3,7 @@
 The order is the reader's: **the answer first** (which transport for which need, each sentence
 citing its figures), then one table of the transports at a glance per workload class, then loglab
 beside its peers in one compact table, then the details (charts, per-scenario tables, tracing,
-torture, soak, pipeline, parameters, environment).
+torture, soak, pipeline, query, parameters, environment).
 
 Every figure is "median [min–max]" over the measured repeats (``stats.Spread``); warm-ups are left
 out (their count is stated) and traced runs give the syscall figures only. A transport is named
@@ -24,6 +24,7 @@ from ..results.metrics import (
     P50,
     P99,
     PEAK_MEMORY,
+    PRODUCER_CPU,
     PRODUCER_SYSCALLS,
     RECEIPT_P99,
     RECEIVER_CPU,
@@ -33,7 +34,8 @@ from ..results.metrics import (
     significantly_better,
 )
 from .blocks import BulletList, Chart, Heading, Paragraph, Table
-from .charts import bar_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
+from .charts import bar_chart, format_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
+from .distribute import DISTRIBUTE, distribute_blocks, distribute_charts
 from .data import OWN, PEER, derived, group_key, group_label, groups_of, loss_pct, order, systems
 
 try:  # the transports' declared properties; the report still renders from results alone without them
@@ -44,6 +46,7 @@ except Exception:  # pragma: no cover
 # The standard suite's scenarios (benchmarks/run/suite.py) and what each one answers.
 CAPACITY, EFFICIENCY, LATENCY, CHURN, LOSS_SWEEP = "capacity", "efficiency", "latency", "churn", "loss"
 STANDARD = (CAPACITY, EFFICIENCY, LATENCY, CHURN, LOSS_SWEEP)
+FORMATS = "formats"  # the cost of each input format and framing: a section of its own
 P99_MS = Metric("p99_ms", "p99 latency ms", lambda r: P99.get(r) / 1e3 if P99.get(r) is not None else None, "{:.1f}", False)
 
 
@@ -129,6 +132,18 @@ def _lossless(measured, transport: str) -> bool:
     return bool(runs) and all(r.seq.missing == 0 for r in runs)
 
 
+def _losses(runs: list[RunRecord], transport: str) -> str:
+    """"nothing lost", or in how many runs it lost and the worst one's workload: a median over
+    every scenario would hide that the loss is all in one (flat out)."""
+    mine = [r for r in runs if r.system == OWN and r.transport == transport and r.seq]
+    lossy = [r for r in mine if r.seq.missing]
+    if not lossy:
+        return "nothing lost"
+    worst = max(lossy, key=lambda r: LOSS.get(r) or 0.0)
+    return (f"lost messages in {len(lossy)} of {len(mine)} runs, up to {LOSS.get(worst):.2f} % "
+            f"({worst.scenario}, {worst.workload.load_label()})")  # fmt: skip
+
+
 def answer(measured: list[RunRecord]) -> list[Verdict]:
     """The need -> transport lines, from the standard scenarios present in ``measured``."""
     out: list[Verdict] = []
@@ -142,19 +157,14 @@ def answer(measured: list[RunRecord]) -> list[Verdict]:
     capacity = _runs(measured, CAPACITY)
     if capacity:
         overload = [r for r in measured if r.system == OWN and r.scenario in (CAPACITY, LOSS_SWEEP)]
-        lossy = {}
-        for t in order(r.transport for r in overload):
-            if not _lossless(overload, t):
-                lossy[t] = LOSS.spread([r for r in overload if r.transport == t])
+        lossy = [t for t in order(r.transport for r in overload) if not _lossless(overload, t)]
         safe = {t: s for t, s in _cells(MESSAGES_PER_S, capacity).items() if t not in lossy}
         text, winner = "", None
         if safe:
             ranked, winner = _rank(MESSAGES_PER_S, safe, "messages/s")
             text = f"{', '.join(order(safe))} lost nothing (producers were slowed); most taken: {ranked}"
         if lossy:
-            text += ("; " if safe else "") + "; ".join(
-                f"{t} lost up to {s.max:.2f} % (median {s.median:.2f} %)" for t, s in lossy.items()
-            )
+            text += ("; " if safe else "") + "; ".join(f"{t} {_losses(overload, t)}" for t in lossy)
         out.append(Verdict("Survives a slow aggregator", text, winner))
     churn = _cells(RECEIVER_CPU, _runs(measured, CHURN))
     if churn:
@@ -162,15 +172,14 @@ def answer(measured: list[RunRecord]) -> list[Verdict]:
     inet = [t for t, tr in TRANSPORTS.items() if getattr(tr, "address_kind", None) == "inet"]
     crossing = {t: s for t, s in cpu.items() if t in inet}
     if crossing:
-        parts = []
-        for t in order(crossing):
-            lost = LOSS.spread([r for r in measured if r.system == OWN and r.transport == t])
-            caveat = f", lost up to {lost.max:.2f} % (median {lost.median:.2f} %)" if lost and lost.max > 0 else ", nothing lost"
-            parts.append(f"{t} {RECEIVER_CPU.format(crossing[t])} µs/msg{caveat}")
+        parts = [f"{t} {RECEIVER_CPU.format(crossing[t])} µs CPU/msg, {_losses(measured, t)}" for t in order(crossing)]
         safe_inet = {t: s for t, s in crossing.items() if _lossless(measured, t)}
         winner = None
         text = "; ".join(parts)
-        if safe_inet:
+        if len(safe_inet) == 1:
+            winner = next(iter(safe_inet))
+            text = f"**{winner}**, the only one that lost nothing: {text}"
+        elif safe_inet:
             ranked, winner = _rank(RECEIVER_CPU, safe_inet, "µs/msg")
             text += f"; lossless: {ranked}"
         out.append(Verdict(f"Crosses a machine boundary (only {', '.join(order(crossing))} can)", text, winner))
@@ -320,6 +329,58 @@ def _overhead_rows(measured: list[RunRecord], traced: list[RunRecord]) -> list[l
     return rows
 
 
+FORMATS_INTRO = ("What each input format and framing costs at the same offered rate (the formats scenario): the "
+                 "producer's JSON line alone, or as the message of an RFC 3164 or RFC 5424 header, newline-framed, "
+                 "octet-counted (RFC 6587) or in lenprefix frames. loglab reads every one with --format auto "
+                 "(lenprefix with --framing lenprefix); syslog-ng and rsyslog parse the header and keep the message. "
+                 "'vs JSON lines': the receiver's CPU per message against its own JSON, newline-framed cell on the same "
+                 "transport (median over median). Syscalls per message from the traced run of each cell.")  # fmt: skip
+
+
+def format_table(measured: list[RunRecord], traced: list[RunRecord], rerun: list[RunRecord] | None = None) -> Table | None:
+    """One row per transport, format and framing, and system (the formats scenario); with ``rerun``
+    (the measured runs of a second run), its receiver CPU per message beside the first's."""
+    runs = [r for r in measured if r.scenario == FORMATS]
+    if not runs:
+        return None
+    shown = (RECEIVER_CPU, RECEIVER_SYSCALLS, PRODUCER_CPU, PRODUCER_SYSCALLS, MESSAGES_PER_S, P99, LOSS)
+    header = ["transport", "format", "framing", "system", "n", RECEIVER_CPU.label, "vs JSON lines",
+              *(["receiver CPU µs/msg, rerun"] if rerun is not None else []), *(m.label for m in shown[1:])]  # fmt: skip
+    rows = []
+    for t in order(r.transport for r in runs):
+        for shape in dict.fromkeys((r.workload.format, r.workload.framing) for r in runs if r.transport == t):
+            for system in systems([r for r in runs if r.transport == t]):
+                def cell(r: RunRecord, shape=shape, system=system) -> bool:
+                    return r.scenario == FORMATS and r.transport == t and r.system == system and (r.workload.format, r.workload.framing) == shape
+
+                sel = [r for r in runs if cell(r)]
+                if not sel:
+                    continue
+                json_lines = RECEIVER_CPU.spread(r for r in runs if cell(r, ("json", "newline")))
+                tr = [r for r in traced if cell(r)]
+                spreads = [m.spread(tr if m in (RECEIVER_SYSCALLS, PRODUCER_SYSCALLS) else sel) for m in shown]
+                relative = f"{spreads[0].median / json_lines.median:.2f}x" if spreads[0] and json_lines and json_lines.median else "–"
+                again = [RECEIVER_CPU.format(RECEIVER_CPU.spread(r for r in rerun if cell(r)))] if rerun is not None else []
+                rows.append([t, *shape, system, str(len([r for r in sel if r.status == "ok"])), RECEIVER_CPU.format(spreads[0]),
+                             relative, *again, *(m.format(s) for m, s in zip(shown[1:], spreads[1:]))])  # fmt: skip
+    return Table(header, rows)
+
+
+def _format_blocks(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
+    """The cost of each input format and framing (the formats scenario), the systems side by side."""
+    table = format_table(measured, traced)
+    if table is None:
+        return []
+    runs = [r for r in measured if r.scenario == FORMATS]
+    chart = Chart("formats", "Cost per input format",
+                  "Bars: median on-CPU time of the receiver per message delivered (µs), per input format and framing of the "
+                  "producer (x), one bar per system (loglab plain, syslog-ng hatched //, rsyslog dotted), one panel per "
+                  "transport; whiskers min–max over repeats. A missing bar: the system has no input for that format or "
+                  "framing (see Notes). Lower is better.", format_chart(runs))  # fmt: skip
+    charts.append(chart)
+    return [Heading(2, "Input formats"), Paragraph(FORMATS_INTRO), chart, table]
+
+
 def _tracing(measured: list[RunRecord], traced: list[RunRecord], charts: list) -> list:
     if not any(r.trace for r in traced):
         return []
@@ -430,8 +491,9 @@ def loglab_workers(runs) -> dict[str, str]:
 
 def _notes(res: Results) -> list[str]:
     notes = list(res.notes)
-    if res.peer and not res.peer.get("available", True):
-        notes.append(f"Peer {res.peer.get('name', PEER)} unavailable: {res.peer.get('reason') or 'no reason given'}")
+    for peer in res.peers or ([res.peer] if res.peer else []):
+        if not peer.get("available", True):
+            notes.append(f"Peer {peer.get('name', PEER)} unavailable: {peer.get('reason') or 'no reason given'}")
     if res.tracing and not res.tracing.get("enabled", False):
         notes.append(f"Tracing skipped: {res.tracing.get('reason') or 'no reason given'}")
     for r in res.runs:
@@ -461,10 +523,15 @@ def _context(res: Results, measured: list[RunRecord], traced: list[RunRecord]) -
 
 
 def build_blocks(res: Results) -> tuple[list, list[Chart]]:
-    measured = [r for r in res.measured() if r.status == "ok"] or res.measured()
+    # Transport cells: runs of producers into a system. The distribute scenario's runs and the query
+    # scenario's (no producers) are rendered by their own parts.
+    cells = [r for r in res.measured() if r.workload is not None and r.scenario != DISTRIBUTE]
+    measured = [r for r in cells if r.status == "ok"] or cells
     traced = res.traced()
-    groups = groups_of(res.measured())
-    blocks: list = [Heading(1, "loglab benchmark report"), Paragraph(_context(res, measured, traced))]
+    groups = groups_of(cells)
+    blocks: list = [Heading(1, "loglab benchmark report")]
+    if measured or not any(r.scenario in ("query", DISTRIBUTE) for r in res.measured()):
+        blocks.append(Paragraph(_context(res, measured, traced)))
     repeats = res.params.get("repeats") or 0
     if groups and repeats < MIN_REPEATS_TO_RANK:
         blocks.append(Paragraph(f"Only {repeats} repeat(s) per cell: every figure is a single sample or nearly, and nothing "
@@ -476,7 +543,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
             blocks.append(BulletList([v.text() for v in verdicts]))
         if any(r.scenario in STANDARD for r in measured):
             blocks += [Heading(3, "The transports at a glance (loglab)"), _glance_standard(measured, traced)]
-        for runs in groups_of([r for r in measured if r.scenario not in STANDARD and r.kind == "bench"]).values():
+        for runs in groups_of([r for r in measured if r.scenario not in (*STANDARD, FORMATS) and r.kind == "bench"]).values():
             blocks += [Heading(3, f"The transports at a glance: {group_label(runs)}"), _glance_point(runs, traced)]
         blocks.append(Paragraph("Latency is from the producer's intended send time to the line being in the output file, "
                                 "measured by one observer outside every system; loglab writes its output every 256 KiB or "
@@ -486,15 +553,20 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     notes = _notes(res)
     if notes:
         blocks += [Heading(2, "Notes"), BulletList(notes)]
-    charts = _charts(groups, res.measured())
+    charts = _charts(groups, cells)
     if groups:
         blocks.append(Heading(2, "Details"))
         blocks += list(charts)
         blocks += [Heading(2, "Results per scenario")] + _tables(groups)
-    blocks += _tracing(res.measured(), traced, charts)
+    blocks += _tracing(cells, traced, charts)
+    blocks += _format_blocks(cells, traced, charts)
     blocks += _soak_blocks(res, charts)
     blocks += _torture_blocks(res)
     blocks += _pipeline_blocks([r for r in res.measured() if r.scenario == "pipeline"])
+    dist_charts = distribute_charts(res.measured())
+    blocks += distribute_blocks(res.measured()) + dist_charts
+    charts += dist_charts
+    blocks += _query_blocks(res, charts)
     blocks += [Heading(2, "Workload parameters"), Table(["parameter", "value"], [[k, _short(v)] for k, v in res.params.items()])]
     env_rows = []
     for k, v in res.environment.items():
@@ -533,6 +605,15 @@ def _pipeline_blocks(runs: list[RunRecord]) -> list:
             Paragraph("Latency: the producer's intended send time to the stream's timestamp of the message. Publisher CPU: "
                   "the shipper, or the ceiling's Python publisher (nats-py from memory). Median [min–max] over repeats."),
             Table(header, rows)]  # fmt: skip
+
+
+def _query_blocks(res: Results, charts: list) -> list:
+    """The query scenario (natslab/querybench.py): its chart joins the report's charts."""
+    from .query import query_blocks
+
+    blocks = query_blocks(res.measured())
+    charts += [b for b in blocks if isinstance(b, Chart)]
+    return blocks
 
 
 def _top(side: dict | None) -> str:

@@ -11,7 +11,7 @@ from ..results.metrics import syscalls_per_message, trace_side  # noqa: F401  (t
 
 PEER = "syslog-ng"
 OWN = "loglab"
-SYSTEM_STYLE = {OWN: {"hatch": "", "ls": "-"}, PEER: {"hatch": "//", "ls": "--"}}
+SYSTEM_STYLE = {OWN: {"hatch": "", "ls": "-"}, PEER: {"hatch": "//", "ls": "--"}, "rsyslog": {"hatch": "..", "ls": ":"}}
 
 try:  # the registry's order; the report must still work from results alone
     from aggregator.transports import TRANSPORTS
@@ -24,13 +24,14 @@ except Exception:  # pragma: no cover
 
 def group_key(r: RunRecord) -> tuple:
     p = r.workload
-    return (r.scenario, p.producers, p.count, p.size, p.rate, p.batch)
+    return (r.scenario, p.producers, p.count, p.size, p.rate, p.batch, p.per_connection, p.format, p.framing)
 
 
 def groups_of(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
     out: dict[tuple, list[RunRecord]] = defaultdict(list)
     for r in runs:
-        out[group_key(r)].append(r)
+        if r.workload is not None:  # runs without producers (the query scenario) have a part of their own
+            out[group_key(r)].append(r)
     return dict(out)
 
 

@@ -16,8 +16,12 @@ different winner, or none beyond noise) is written as "cannot be ranked", with b
 The rerun also gives "how much two runs differed", per figure, from ``compare``.
 
 Sections (``SECTIONS``): ``bench`` (the standard suite: the answer, the transports at a glance,
-loglab beside its peers, syscalls, tracer overhead, run-to-run differences) and ``pipeline`` (the
-shipper into JetStream: whether each offered rate was delivered in every run, then the table). A new stage adds its own renderer here.
+loglab beside its peers, syscalls, tracer overhead, run-to-run differences), ``pipeline`` (the
+shipper into JetStream: whether each offered rate was delivered in every run, then the table),
+``torture`` (fault scenarios: sent, arrived, what each cost), ``distribute`` (the distributor and its
+analyzers: targets over every repeat of both runs, exactness, failover, the tables, the differences;
+``benchmarks/report/distribute.py``) and ``query`` (distributed query latency per token against its
+floor, ``report/query.py``). A new stage adds its own renderer here.
 """
 
 from __future__ import annotations
@@ -29,18 +33,22 @@ from pathlib import Path
 from typing import Callable
 
 from ..results import Results
+from . import default_out_dir
 from ..results.compare import NoCommonCells, compare_results
-from ..results.metrics import COMPARED, PRODUCER_SYSCALLS, RECEIVER_SYSCALLS
+from ..results.metrics import COMPARED, MESSAGES_PER_S, P99, PRODUCER_SYSCALLS, RECEIVER_CPU, RECEIVER_SYSCALLS
 from .blocks import BulletList, Heading, Paragraph, Table
 from .content import (
     CAPACITY,
     EFFICIENCY,
+    FORMATS_INTRO,
     STANDARD,
     _glance_standard,
     _overhead_rows,
     _peers,
     _pipeline_blocks,
+    _torture_blocks,
     answer,
+    format_table,
     loglab_workers,
 )
 from .data import group_label, groups_of, order, systems
@@ -57,15 +65,15 @@ def _measured(res: Results):
     return [r for r in res.measured() if r.status == "ok"]
 
 
-def _provenance(res: Results, source: str) -> str:
+def _provenance(res: Results, source: str, peers: bool = True) -> str:
     env = res.environment
     when = time.strftime("%Y-%m-%d", time.gmtime(res.runs[0].window_start_ns / 1e9)) if res.runs and res.runs[0].window_start_ns else "?"
     commit = (env.get("git") or {}).get("commit", "?")[:10]
     workers = ", ".join(sorted(set(loglab_workers(_measured(res)).values()))) or "?"
     return (f"`{source}`: {len(res.measured())} measured runs of {res.params.get('repeats', '?')} repeats per cell, "
             f"{when}, commit {commit}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), Linux "
-            f"{env.get('kernel', '?')}, Python {env.get('python', '?')}, syslog-ng {env.get('syslog_ng') or '–'}; "
-            f"loglab with {workers} receiving process(es).")  # fmt: skip
+            f"{env.get('kernel', '?')}, Python {env.get('python', '?')}"
+            + (f", syslog-ng {env.get('syslog_ng') or '–'}; loglab with {workers} receiving process(es)." if peers else "."))  # fmt: skip
 
 
 def _differences(a: Results, b: Results, title: str) -> list:
@@ -82,7 +90,7 @@ def _differences(a: Results, b: Results, title: str) -> list:
         worst = max(pairs, key=lambda r: abs(r.change - 1))
         beyond = sum(1 for r in pairs if not r.within_noise)
         rows.append([metric.label, str(len(pairs)), f"{changes[len(changes) // 2] * 100:.1f} %",
-                     f"{abs(worst.change - 1) * 100:.1f} % ({worst.scenario} {worst.transport} {worst.system}: "
+                     f"{abs(worst.change - 1) * 100:.1f} % ({worst.scenario} {worst.workload}, {worst.transport}, {worst.system}: "
                      f"{metric.format(worst.a)} then {metric.format(worst.b)})", f"{beyond} of {len(pairs)}"])  # fmt: skip
     env = ", ".join(k for k, _, _ in result.env_differences)
     return [Heading(3, title),
@@ -147,7 +155,7 @@ def pipeline_findings(a: Results, b: Results | None, source_a: str, source_b: st
     runs = [r for r in a.measured() if r.scenario == "pipeline"]
     if not runs:
         raise FindingsError(f"{source_a} holds no run of the pipeline scenario")
-    blocks = [Paragraph(_provenance(a, source_a) + (f" Rerun: {_provenance(b, source_b)}" if b else ""))]
+    blocks = [Paragraph(_provenance(a, source_a, peers=False) + (f" Rerun: {_provenance(b, source_b, peers=False)}" if b else ""))]
     blocks += [Paragraph(line) for line in _rate_targets(a, b)]
     blocks += [blk for blk in _pipeline_blocks(runs) if not isinstance(blk, Heading)]
     if b is not None:
@@ -178,9 +186,245 @@ def _rate_targets(*results: Results | None) -> list[str]:
     return lines
 
 
+def torture_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """Fault scenarios (``loglab torture --out``): what each sent, what arrived, what it cost; with a
+    rerun, both runs' rows, so that a scenario which held once and failed once shows as such."""
+    if not a.of_kind("torture"):
+        raise FindingsError(f"{source_a} holds no torture run (write them with loglab torture --out DIR)")
+    blocks = [Paragraph(_torture_provenance(a, source_a))]
+    blocks += [blk for blk in _torture_blocks(a) if not isinstance(blk, Heading)]
+    if b is not None:
+        if not b.of_kind("torture"):
+            raise FindingsError(f"{source_b} holds no torture run")
+        blocks += [Paragraph("The rerun: " + _torture_provenance(b, source_b))]
+        blocks += [blk for blk in _torture_blocks(b) if isinstance(blk, Table)]
+    return blocks
+
+
+def _torture_provenance(res: Results, source: str) -> str:
+    env = res.environment
+    runs = res.of_kind("torture")
+    held = sum(1 for r in runs if r.ok)
+    return (f"`{source}`: {len(runs)} scenarios, {held} held, commit {(env.get('git') or {}).get('commit', '?')[:10]}; "
+            f"{env.get('cpu_count', '?')} CPUs, Linux {env.get('kernel', '?')}.")  # fmt: skip
+
+
+def distribute_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The distribute stage (``loglab bench --scenarios distribute``): the issue's targets judged over
+    every repeat of both runs, the exactness bound, failover without loss, the first run's tables,
+    and how much the two runs differed."""
+    from . import distribute as dist
+
+    runs_a = dist.distribute_runs(a.measured())
+    if not runs_a:
+        raise FindingsError(f"{source_a} holds no completed run of the distribute scenario")
+    runs_b = dist.distribute_runs(b.measured()) if b is not None else []
+    if b is not None and not runs_b:
+        raise FindingsError(f"{source_b} holds no completed run of the distribute scenario")
+    both = runs_a + runs_b
+    blocks: list = [Paragraph(_distribute_provenance(a, source_a) + (f" Rerun: {_distribute_provenance(b, source_b)}" if b else ""))]
+    runs_label = "both runs" if b is not None else "the run"
+    lines = []
+    paths_a, paths_b = dist.paths(runs_a), dist.paths(runs_b)
+    for path, sel in dist.paths(both).items():
+        target = sel[0].figures["target_messages_per_s"]
+        rates = [r.figures["messages_per_s"] for r in sel]
+        each = "; ".join(f"{name} {_spread_text([r.figures['messages_per_s'] for r in p.get(path, [])])}"
+                         for name, p in (("first run", paths_a), ("rerun", paths_b)) if p.get(path))  # fmt: skip
+        lines.append(f"{path}: {each} msg/s. Target {target:,.0f} msg/s: **{dist.target_verdict(rates, target)}** "
+                     f"(over {len(sel)} repeats of {runs_label}).")  # fmt: skip
+    fair = [r for r in both if r.figures.get("part") == "fairness"]
+    if fair:
+        worst = max(r.figures["max_deviation_messages"] for r in fair)
+        lost = sum(r.seq.missing for r in fair if r.seq)
+        detect = _spread_text([r.figures["failover_detect_s"] for r in fair], "{:.2f}")
+        back = _spread_text([r.figures["return_s"] for r in fair], "{:.2f}")
+        lines.append(f"Exactness: the largest deviation from the exact share, over every analyzer, epoch and prefix of "
+                     f"{len(fair)} weight-change-and-failure runs ({runs_label}): {worst:.2f} message (bound: < 1 per replica).")
+        lines.append(f"Failover: an analyzer SIGKILLed mid-run is routed around {detect} s after the kill, and taken back "
+                     f"{back} s after it returns; {sum(r.figures['failover_messages'] for r in fair):,} messages failed over, "
+                     f"{sum(r.figures['duplicates_confirmed'] for r in fair):,} confirmed duplicates (late acks), "
+                     f"{sum(r.seq.duplicates for r in fair if r.seq):,} records analyzed twice and {lost} lost (the analyzers' ledgers).")  # fmt: skip
+    blocks.append(BulletList(lines))
+    blocks += [Heading(4, "Against the two reference designs, point by point"), _reference_designs(both)]
+    blocks += dist.distribute_blocks(runs_a, level=3)[1:]  # its title is the README's own heading
+    if b is not None:
+        blocks += [Heading(4, "How much the two runs differed"), _distribute_differences(runs_a, runs_b)]
+    return blocks
+
+
+def _reference_designs(runs: list) -> Table:
+    """The issue's two reference designs against loglab's distributor, each loglab cell filled from
+    the runs (every repeat of both runs): what the designs do is from their descriptions in the issue."""
+    from . import distribute as dist
+
+    def rate(path_prefix: str) -> str:
+        sel = [r.figures["messages_per_s"] for p, rs in dist.paths(runs).items() if p.startswith(path_prefix) for r in rs]
+        return _spread_text(sel) + " msg/s" if sel else "not measured"
+
+    router = [r for r in runs if r.figures.get("part") == "router"]
+
+    def picks(algo_prefix: str, n: int) -> str:
+        return _spread_text([r.figures["picks_per_s"] for r in router if r.figures["algorithm"].startswith(algo_prefix) and r.figures["analyzers"] == n])
+
+    def deviation(algo_prefix: str, n: int) -> str:
+        devs = [r.figures["max_deviation_messages"] for r in router if r.figures["algorithm"].startswith(algo_prefix)
+                and r.figures["analyzers"] == n and r.figures["max_deviation_messages"] is not None]  # fmt: skip
+        return f"{max(devs):.3g}" if devs else "–"
+
+    fair = [r for r in runs if r.figures.get("part") == "fairness"]
+    worst = f"{max(r.figures['max_deviation_messages'] for r in fair):.2f}" if fair else "–"
+    lost = sum(r.seq.missing for r in fair if r.seq)
+    rows = [
+        ["routing", "random weighted draw: proportions hold only on average",
+         "random draw down an O(log n) weight-balanced tree: the same",
+         f"deterministic EDF over each analyzer's Pfair window: largest deviation from the exact share {worst} message over "
+         f"every epoch of {len(fair)} runs with weight changes and a failure (bound < 1 per replica)"],
+        ["share over 20,000 picks, 10 analyzers (largest deviation at any prefix)", "random: like the tree",
+         f"random tree: {deviation('random', 10)} messages", f"{deviation('edf', 10)} message (always below 1)"],
+        ["router cost, 10,000 analyzers (one Python thread)", "–", f"O(log n): {picks('random', 10_000)} picks/s (its tree, modelled here)",
+         f"O(log n) heaps: {picks('edf', 10_000)} picks/s (smooth WRR, O(n): {picks('smooth', 10_000)})"],
+        ["a newly registered analyzer", "registers and deregisters (redis)", "inserted into the tree more than once: extra share",
+         "one key per analyzer in a KV bucket: a re-registration replaces its weight; a change starts a new epoch at once"],
+        ["delivery", "a lock held across a blocking HTTP call; a failed call drops the message",
+         "ACKs with sequence numbers; failover to the remaining analyzers",
+         f"the stream's message is acknowledged only after an analyzer's ack: {lost} lost over {len(fair)} runs with a SIGKILLed "
+         f"analyzer, {sum(r.figures['failover_messages'] for r in fair):,} messages failed over, "
+         f"{sum(r.figures['duplicates_confirmed'] for r in fair):,} confirmed duplicates; refused ones to a dead-letter stream"],
+        ["failover timing", "–", "–",
+         f"routed around {_spread_text([r.figures['failover_detect_s'] for r in fair], '{:.2f}')} s after a SIGKILL (ack timeout "
+         f"1 s in that run), taken back {_spread_text([r.figures['return_s'] for r in fair], '{:.2f}')} s after it returns"],
+        ["shared state, replicas", "redis; analyzers register and deregister", "in the process",
+         f"JetStream KV bucket seen by every replica; replicas share one durable consumer: two replicas {rate('distributor x2')}"],
+        ["throughput", "uvicorn/asyncio HTTP, Locust load", "binary TCP, \"10k+ messages/second\"",
+         f"from the stream, one distributor: {rate('distributor (')}; HTTP, 1 message/request: {rate('distributor-http (http x1/')}; "
+         f"20/request: {rate('distributor-http (http x20/')}"],
+    ]  # fmt: skip
+    return Table(["point", "Python design", "Go design", "loglab (measured here)"], rows)
+
+
+def _spread_text(values, f: str = "{:,.0f}") -> str:
+    from ..results import stats
+
+    s = stats.spread(values)
+    if s is None:
+        return "–"
+    return f.format(s.median) if s.n == 1 else f"{f.format(s.median)} [{f.format(s.min)}–{f.format(s.max)}]"
+
+
+def _distribute_provenance(res: Results, source: str) -> str:
+    from .distribute import distribute_runs
+
+    env = res.environment
+    runs = distribute_runs(res.measured())
+    when = time.strftime("%Y-%m-%d", time.gmtime(runs[0].window_start_ns / 1e9)) if runs and runs[0].window_start_ns else "?"
+    return (f"`{source}`: {len(runs)} runs ({len({r.repeat for r in runs})} repeats), {when}, commit "
+            f"{(env.get('git') or {}).get('commit', '?')[:10]}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), "
+            f"Linux {env.get('kernel', '?')}, Python {env.get('python', '?')}.")  # fmt: skip
+
+
+def _distribute_differences(runs_a: list, runs_b: list) -> Table:
+    """Each figure's median in both runs, B/A, and whether the repeats' ranges overlap."""
+    from ..results import stats
+    from . import distribute as dist
+
+    def figure(runs, pick):
+        return stats.spread(pick(r) for r in runs)
+
+    rows = []
+    candidates = [(f"{path}: messages/s", lambda r, p=path: r.figures["messages_per_s"] if dist.paths([r]).get(p) else None, "{:,.0f}")
+                  for path in dist.paths(runs_a)]  # fmt: skip
+    candidates += [("kill -> routed without it (s)", lambda r: r.figures.get("failover_detect_s"), "{:.2f}"),
+                   ("back -> routed to again (s)", lambda r: r.figures.get("return_s"), "{:.2f}"),
+                   ("largest deviation (messages)", lambda r: r.figures.get("max_deviation_messages") if r.figures.get("part") == "fairness" else None, "{:.2f}")]  # fmt: skip
+    for algo in dict.fromkeys(r.figures["algorithm"] for r in runs_a if r.figures.get("part") == "router"):
+        for n in (10, 10_000):
+            candidates.append((f"router {algo}, {n:,} analyzers: picks/s",
+                               lambda r, a=algo, n=n: r.figures["picks_per_s"] if r.figures.get("algorithm") == a and r.figures.get("analyzers") == n else None,
+                               "{:,.0f}"))  # fmt: skip
+    for label, pick, f in candidates:
+        sa, sb = figure(runs_a, pick), figure(runs_b, pick)
+        if sa is None or sb is None:
+            continue
+        change = f"{(sb.median / sa.median - 1) * 100:+.1f} %" if sa.median else "–"
+        rows.append([label, _spread_text(sa.values, f), _spread_text(sb.values, f), change, "no" if sa.overlaps(sb) else "yes"])
+    return Table(["figure", "first run", "rerun", "change (medians)", "beyond noise (ranges apart)"], rows)
+
+
+def _peer_versions(res: Results) -> str:
+    peers = res.environment.get("peers") or {}
+    return ", ".join(f"{name} {version}" for name, version in peers.items()) or "no peer"
+
+
+def formats_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The formats scenario (``loglab bench --scenarios formats``): each input format and framing,
+    every system; with a rerun, its receiver CPU per message beside the first run's."""
+    table = format_table(_measured(a), a.traced(), _measured(b) if b is not None else None)
+    if table is None:
+        raise FindingsError(f"{source_a} holds no run of the formats scenario (loglab bench --scenarios formats)")
+    blocks = [Paragraph(_provenance(a, source_a) + f" Peers: {_peer_versions(a)}."
+                        + (f" Rerun: {_provenance(b, source_b)}" if b else "")),
+              Paragraph(FORMATS_INTRO), table]  # fmt: skip
+    notes = [n for n in a.notes if "skipped" in n or "unavailable" in n]
+    if notes:
+        blocks.append(BulletList(notes))
+    if b is not None:
+        blocks += _differences(a, b, "How much the two runs differed")
+    return blocks
+
+
+JSON_PATH_METRICS = (RECEIVER_CPU, MESSAGES_PER_S, P99)
+
+
+def json_path_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The same JSON workloads through two checkouts: ``a`` the baseline (before input formats),
+    ``b`` the code with them; B/A per cell, and whether the ranges are apart."""
+    if b is None:
+        raise FindingsError("the json-path section compares two results: RESULTS (the baseline code) and --rerun (the new code)")
+    try:
+        result = compare_results(a, b, force=True)
+    except NoCommonCells as exc:
+        raise FindingsError(str(exc)) from None
+    rows = [[r.scenario, r.workload, r.transport, r.metric.label, r.metric.format(r.a), r.metric.format(r.b),
+             f"{r.change:.2f}x", r.verdict.replace("B ", "new code ")]
+            for r in result.rows if r.metric in JSON_PATH_METRICS and r.a and r.b and r.change is not None]  # fmt: skip
+    worse = [r for r in rows if r[-1] == "new code worse"]
+    return [Paragraph(f"Baseline: {_provenance(a, source_a)} New code: {_provenance(b, source_b)}"),
+            Table(["scenario", "workload", "transport", "figure", "baseline", "new code", "new / baseline", "verdict"], rows),
+            Paragraph(f"{len(worse)} of {len(rows)} figures worse beyond noise (ranges apart)."
+                      + (" The environments differ in: " + ", ".join(k for k, _, _ in result.env_differences) + "."
+                         if result.env_differences else ""))]  # fmt: skip
+
+
+
+
+def query_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """The query scenario: how close to the floor, the latency per token, where the time goes, why
+    tokens differ, and how the rerun differed. The chart is the one ``loglab report SOURCE_A`` draws
+    (``SOURCE_A-report/query_latency.png``, committed beside the results), linked, not embedded."""
+    from .query import CHART_NAME, query_blocks, query_runs
+
+    if not query_runs(a.measured()):
+        raise FindingsError(f"{source_a} holds no run of the query scenario")
+    env = a.environment
+    rerun = f" Rerun: `{source_b}`, commit {(b.environment.get('git') or {}).get('commit', '?')[:10]}." if b else ""
+    blocks = [Paragraph(f"`{source_a}`: commit {(env.get('git') or {}).get('commit', '?')[:10]}; {env.get('cpu_count', '?')} CPUs "
+                        f"({env.get('cpu_model', '?')}), Linux {env.get('kernel', '?')}, Python {env.get('python', '?')}.{rerun}")]  # fmt: skip
+    chart = (default_out_dir(source_a) / f"{CHART_NAME}.png").as_posix()
+    blocks += query_blocks(a.measured(), b.measured() if b else None, level=3, chart_block=False, chart_ref=chart)
+    return blocks
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
+    "formats": formats_findings,
+    "json-path": json_path_findings,
+    "json-path-rerun": json_path_findings,
+    "json-path-reversed": json_path_findings,
+    "torture": torture_findings,
+    "distribute": distribute_findings,
+    "query": query_findings,
 }
 
 

@@ -5,6 +5,7 @@
     {"hostname", "kernel" (uname release), "kernel_version", "machine", "os", "cpu_model",
      "cpu_count", "cpu_affinity", "cpu_governor", "mem_total_bytes", "python", "python_implementation",
      "packages": {"loglab", "msgspec", "orjson", "psutil", "matplotlib", "typer"}, "syslog_ng": str | None,
+     "peers": {peer name: version},
      "git": {"commit", "dirty"}, "sysctls": {name: value (str) | None},
      "hot_path": "native" | "python (why)"}
 
@@ -112,7 +113,8 @@ def package_versions(names=PACKAGES) -> dict[str, str | None]:
     return out
 
 
-def collect_environment(*, syslog_ng_version: str | None = None, repo_dir=None, sysctls=SYSCTLS) -> dict:
+def collect_environment(*, syslog_ng_version: str | None = None, peer_versions: dict | None = None, repo_dir=None,
+                        sysctls=SYSCTLS) -> dict:  # fmt: skip
     """The environment of this machine and checkout, as plain data (see the module docstring)."""
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -133,7 +135,8 @@ def collect_environment(*, syslog_ng_version: str | None = None, repo_dir=None, 
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "packages": package_versions(),
-        "syslog_ng": syslog_ng_version or None,
+        "syslog_ng": syslog_ng_version or (peer_versions or {}).get("syslog-ng") or None,
+        "peers": dict(peer_versions or {}),  # peer name -> version, every peer that ran
         "git": git_state(repo_dir),
         "sysctls": {name: read_sysctl(name) for name in sysctls},
         "hot_path": _hot_path(),

@@ -61,7 +61,7 @@ def trace_side(trace: dict | None, side: str) -> dict | None:
     """The producer/aggregator part of a run's ``trace`` (see model.py for the keys accepted)."""
     if not trace:
         return None
-    aliases = {"producer": ("producer", "logprod"), "aggregator": ("aggregator", "logagg", "syslog-ng")}[side]
+    aliases = {"producer": ("producer", "logprod"), "aggregator": ("aggregator", "logagg", "syslog-ng", "rsyslogd")}[side]
     for k in aliases:
         if isinstance(trace.get(k), dict):
             return trace[k]

@@ -18,7 +18,8 @@ results.json (``schema_version`` 3)::
      "environment": {...}           environment.collect_environment()
      "params": {...}                BenchParams: repeats, warmups, systems, transports,
                                     scenarios [{name, description, transports, points[...]}], argv, extra
-     "peer": {"name", "available", "reason", "version"} | null
+     "peer": {"name", "available", "reason", "version"} | null   (the first of "peers")
+     "peers": [{"name", "available", "reason", "version"}]     (every peer asked for)
      "tracing": {"enabled", "reason", "tool"} | null
      "notes": [str],
      "runs": [{"file": "runs/0001-....json", "kind", "system", "transport", "scenario", "repeat",
@@ -30,8 +31,9 @@ Each run file is a RunRecord (``RunRecord.to_dict``); the main fields::
                                    micro: an in-process microbenchmark, its figures in ``figures``,
                                    e.g. benchmarks/hotpath_cost.py)
     system "loglab"|"syslog-ng"|..., transport, scenario,
-    workload {producers, count, size, rate, batch, per_connection} | null  (null: a torture scenario whose
-             workload is its own, said in its notes),
+    workload {producers, count, size, rate, batch, per_connection, format, framing} | null  (null: a
+             torture scenario whose workload is its own, said in its notes; format and framing are
+             the producer's, "json" and "newline" when absent),
     repeat (0-based, counted separately for warm-ups and measured runs), is_warmup,
     traced (the extra run per cell with the tracer attached; left out of headline figures),
     status "ok"|"failed",
@@ -85,7 +87,9 @@ so torture and soak store their runs here too instead of in formats of their own
 are read as version 2 (``point`` -> ``workload``, ``kind`` "bench"). 3 (2026-11, issue 11): ``latency`` is
 the observer's (one observer for every system), the system's own stamp moved to
 ``receipt_latency``; ``memory``; ``workload.per_connection``; each run file carries its own
-``schema_version``. Versions 1 and 2 are read with their ``latency`` as ``receipt_latency``.
+``schema_version``. Versions 1 and 2 are read with their ``latency`` as ``receipt_latency``. Still 3 with the optional
+``workload.format`` and ``workload.framing`` and the header's ``peers`` (issue 12: input formats,
+rsyslog as a second peer); files without them read as JSON lines and the one ``peer``.
 """
 
 from __future__ import annotations
@@ -122,6 +126,8 @@ class Workload:
     # Messages per connection: every producer opens a new connection (a new socket, or reopens
     # the FIFO) after this many messages, as short-lived programs do; 0 = one for the whole run.
     per_connection: int = 0
+    format: str = "json"  # the producer's --format: json, rfc3164, rfc5424
+    framing: str = "newline"  # the producer's --framing on byte streams: newline, octet, lenprefix
 
     @property
     def offered_rate(self) -> float:
@@ -135,7 +141,8 @@ class Workload:
     def label(self) -> str:
         rate = "unbounded" if not self.rate else f"{self.rate:,.0f}/s each"
         churn = f", a new connection every {self.per_connection}" if self.per_connection else ""
-        return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}{churn}"
+        shape = "" if (self.format, self.framing) == ("json", "newline") else f", {self.format} {self.framing}"
+        return f"{self.producers} producers x {self.count:,} msgs, {self.size} B, rate {rate}, batch {self.batch}{churn}{shape}"
 
     def load_label(self) -> str:
         """Producers and their rate: ``4 x 10,000/s`` (``max`` = unbounded)."""
@@ -145,6 +152,7 @@ class Workload:
         """A row label: ``4 x 10,000/s, 200 B`` (offered rate always shown; ``max`` = unbounded)."""
         extra = f", batch {self.batch}" if self.batch > 1 else ""
         extra += f", {self.per_connection}/conn" if self.per_connection else ""
+        extra += "" if (self.format, self.framing) == ("json", "newline") else f", {self.format} {self.framing}"
         return f"{self.load_label()}, {self.size} B{extra}"
 
 
@@ -321,6 +329,7 @@ class Results:
     params: dict
     runs: list[RunRecord]
     peer: dict | None = None
+    peers: list[dict] = field(default_factory=list)  # every peer asked for (``peer`` is the first)
     tracing: dict | None = None
     notes: list[str] = field(default_factory=list)
     complete: bool = False

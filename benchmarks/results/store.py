@@ -67,7 +67,11 @@ class ResultsWriter:
         return self.out_dir / INDEX
 
     def set_peer(self, name: str, available: bool, reason: str = "", version: str | None = None) -> None:
-        self.header["peer"] = {"name": name, "available": available, "reason": reason, "version": version}
+        """Add a peer asked for (whether it could run, and why not); the first is also ``peer``."""
+        entry = {"name": name, "available": available, "reason": reason, "version": version}
+        self.header.setdefault("peers", []).append(entry)
+        if self.header.get("peer") is None:
+            self.header["peer"] = entry
         self._flush()
 
     def set_tracing(self, enabled: bool, reason: str = "", tool: str | None = None) -> None:
@@ -133,6 +137,7 @@ def load_results(path) -> Results:
         params=data.get("params") or {},
         runs=runs,
         peer=data.get("peer"),
+        peers=list(data.get("peers") or ([data["peer"]] if data.get("peer") else [])),
         tracing=data.get("tracing"),
         notes=list(data.get("notes") or []),
         complete=bool(data.get("complete")),
@@ -150,7 +155,7 @@ def write_bundle(results: Results, path, max_samples: int | None = None) -> None
     header = {
         "schema_version": SCHEMA_VERSION, "kind": KIND, "created_ns": time.time_ns(), "updated_ns": time.time_ns(),
         "complete": results.complete, "environment": results.environment, "params": results.params,
-        "peer": results.peer, "tracing": results.tracing, "notes": results.notes,
+        "peer": results.peer, "peers": results.peers, "tracing": results.tracing, "notes": results.notes,
         "runs": [r.to_dict() for r in runs],
     }  # fmt: skip
     data = _dump(header, indent=not str(path).endswith(".gz"))

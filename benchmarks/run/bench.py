@@ -4,8 +4,10 @@ Order of runs, for each scenario, sweep point and transport::
 
     warm-ups (every system)  ->  repeat 1 (every system)  ->  repeat 2 ...  ->  traced run (every system)
 
-Systems alternate within a repeat (loglab, syslog-ng, loglab, ...) so that a drift in the machine's
-speed touches both alike, as paired benchmarking does. Warm-ups are measured and kept in the
+Systems alternate within a repeat (loglab, syslog-ng, rsyslog, loglab, ...) so that a drift in the
+machine's speed touches them alike, as paired benchmarking does. A cell a system cannot serve (a
+transport, input format or framing it has no input for) is skipped and said; a peer asked for
+that cannot run here is said in the summary, and the bench exits non-zero. Warm-ups are measured and kept in the
 results, flagged, and left out of every figure. With ``--trace`` each cell gets one extra run
 with the tracer attached: syscall figures come from it, headline figures never do, and the
 tracer's overhead is the traced run against the untraced median.
@@ -48,7 +50,9 @@ class RunSpec:
         kind = "warm-up" if self.warmup else ("traced" if self.traced else f"repeat {self.repeat + 1}")
         w = self.workload
         rate = "max" if not w.rate else f"{w.rate:g}/s"
-        return f"{self.scenario:<10} {self.transport:<8} {self.system:<9} {kind:<9} {w.producers}p x {w.count} x {w.size}B @ {rate} batch {w.batch}"
+        shape = "" if (w.format, w.framing) == ("json", "newline") else f" {w.format} {w.framing}"
+        return (f"{self.scenario:<10} {self.transport:<8} {self.system:<9} {kind:<9} {w.producers}p x {w.count} x {w.size}B @ {rate} "
+                f"batch {w.batch}{shape}")  # fmt: skip
 
     def record(self) -> RunRecord:
         """The record this run fills (kind "bench")."""
@@ -68,7 +72,9 @@ def plan_runs(scenarios: list[Scenario], systems: list[str], repeat: int, warmup
         for sweep_point in scenario.workloads:
             for transport in scenario.transports:
                 w = for_transport(sweep_point, transport)
-                serving = [s for s in systems if SYSTEMS[s].supports(transport)]
+                if w is None:
+                    continue  # no system could: a counted framing on a message transport
+                serving = [s for s in systems if SYSTEMS[s].supports(transport, w.format, w.framing)]
                 if transport not in warmed:
                     warmed.add(transport)
                     for k in range(warmup):
@@ -81,10 +87,18 @@ def plan_runs(scenarios: list[Scenario], systems: list[str], repeat: int, warmup
 
 
 def unserved(scenarios: list[Scenario], systems: list[str]) -> list[str]:
-    """What a system cannot serve (a peer with no source for a transport): one note each, for
-    the results and the report, instead of a failed run."""
-    transports = dict.fromkeys(t for s in scenarios for t in s.transports)
-    return [f"{s} has no {t} source: its {t} cells were skipped" for s in systems for t in transports if not SYSTEMS[s].supports(t)]
+    """What a system cannot serve (a peer with no input for a transport, a format or a framing):
+    one note each, with the peer's reason, for the results and the report, instead of a failed run."""
+    cells = dict.fromkeys((t, w.format, w.framing) for s in scenarios for p in s.workloads for t in s.transports
+                          if (w := for_transport(p, t)) is not None)  # fmt: skip
+    notes = []
+    for system in systems:
+        for transport, fmt, framing in cells:
+            why = SYSTEMS[system].unsupported(transport, fmt, framing)
+            if why:
+                shape = "" if (fmt, framing) == ("json", "newline") else f" {fmt} {framing}"
+                notes.append(f"{system}: its {transport}{shape} cells were skipped: {why}")
+    return list(dict.fromkeys(notes))
 
 
 def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None) -> RunRecord:
@@ -93,8 +107,8 @@ def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None)
     workdir = Path(tempfile.mkdtemp(prefix="loglab-run-"))
     record = spec.record()
     try:
-        system = make_system(spec.system, spec.transport, workdir, rcvbuf=rcvbuf, workers=workers)
         w = spec.workload
+        system = make_system(spec.system, spec.transport, workdir, rcvbuf=rcvbuf, workers=workers, fmt=w.format, framing=w.framing)
         summaries = run_measurement(system, spec.transport, w, workdir, record, tracer=tracer if spec.traced else None)
         stamps = ObservedStamps.load(stamps_path(workdir))
         seq = analyze_output(system.read_records(), expected_counts(w.producers, w.count), observed=stamps.per_line())
@@ -135,27 +149,29 @@ def run_bench(
     out_dir: Path,
     repeat: int,
     warmup: int,
-    peer: str | None,
+    peers: list[str],
     trace: bool | None,
     rcvbuf: int | None,
     argv: list[str],
     workers: int = 1,
     extra=None,
 ) -> bool:
-    """Run ``suite``; persist every run as it finishes. False if any run failed or lost messages
-    on a reliable transport. ``extra(writer) -> bool``: more runs into the same results (the
-    pipeline scenario, natslab/bench.py), after the suite's."""
+    """Run ``suite`` on loglab and the ``peers`` asked for; persist every run as it finishes.
+    False if any run failed or lost messages on a reliable transport, or a peer asked for could
+    not run here (said at the start and in the summary). ``extra(writer) -> bool``: more runs
+    into the same results (the pipeline scenario, natslab/bench.py), after the suite's."""
     systems = ["loglab"]
-    peer_info = None
-    if peer is not None:
+    peer_info = []
+    for peer in peers:
         if peer not in PEERS:
             raise ValueError(f"unknown peer {peer!r} (known: {', '.join(PEERS)})")
         ok, why = PEERS[peer].available()
-        peer_info = (peer, ok, why, PEERS[peer].version() if ok else None)
+        peer_info.append((peer, ok, why, PEERS[peer].version() if ok else None))
         if ok:
             systems.append(peer)
         else:
-            print(f"bench: peer {peer} unavailable: {why}", file=sys.stderr)
+            print(f"bench: PEER {peer} UNAVAILABLE: {why}; it is left out and the bench will exit non-zero", file=sys.stderr)
+    missing = [f"{name} ({why})" for name, ok, why, _ in peer_info if not ok]
     tracing_ok, tracing_why = tracing_available()
     if trace is None:
         trace = tracing_ok
@@ -167,7 +183,7 @@ def run_bench(
     elif not trace:
         tracing_why = "disabled with --no-trace"
 
-    environment = collect_environment(syslog_ng_version=peer_info[3] if peer_info else None)
+    environment = collect_environment(peer_versions={name: version for name, ok, _, version in peer_info if ok})
     params = BenchParams(
         repeats=repeat,
         warmups=warmup,
@@ -181,8 +197,8 @@ def run_bench(
         extra={"rcvbuf": rcvbuf, "loglab_workers": workers},
     )
     writer = ResultsWriter(out_dir, environment, params)
-    if peer_info:
-        writer.set_peer(*peer_info)
+    for info in peer_info:
+        writer.set_peer(*info)
     writer.set_tracing(bool(trace), "" if trace else tracing_why, "bcc" if trace else None)
     for note in unserved(suite, systems):
         print(f"bench: {note}", file=sys.stderr)
@@ -191,7 +207,8 @@ def run_bench(
     print(f"bench: {len(runs)} runs ({', '.join(systems)}; {repeat} repeats, {warmup} warm-ups); results in {out_dir}", file=sys.stderr)
     progress = Progress(len(runs))
     all_ok = True
-    tracer = SyscallTracer(comms=("logprod", "logagg", "syslog-ng")) if trace else None
+    groups = {SYSTEMS[s].comm: SYSTEMS[s].trace_comms for s in systems if getattr(SYSTEMS[s], "trace_comms", ())}
+    tracer = SyscallTracer(comms=("logprod", *(SYSTEMS[s].comm for s in systems)), groups=groups) if trace else None
     try:
         if tracer is not None:
             tracer.start()
@@ -212,7 +229,9 @@ def run_bench(
         if tracer is not None:
             tracer.stop()
         writer.close()
-    return all_ok
+    if missing:
+        print(f"bench: NOT COMPARED: peer(s) asked for but unavailable here: {'; '.join(missing)}", file=sys.stderr)
+    return all_ok and not missing
 
 
 def _run_summary(r: RunRecord) -> str:

@@ -40,9 +40,10 @@ MAX_QUIESCE_S = 30.0
 def producer_for(transport: str, workload: Workload, address: str, index: int, workdir: Path) -> ProducerProc:
     """Producer ``p{index}`` of ``workload`` on ``transport``, behind the start barrier (not started)."""
     w = workload
+    shape = [] if (w.format, w.framing) == ("json", "newline") else ["--format", w.format, "--framing", w.framing]
     return ProducerProc(
         transport, address, f"p{index}", w.count, workdir, "--size", w.size, "--rate", w.rate, "--batch", w.batch,
-        "--per-connection", w.per_connection, "--seed", index, "--quiet", barrier=True,
+        "--per-connection", w.per_connection, "--seed", index, "--quiet", *shape, barrier=True,
     )  # fmt: skip
 
 
@@ -101,6 +102,24 @@ def process_tree_stats(proc: psutil.Process) -> ProcessStats:
         total.voluntary_ctx_switches += ctx.voluntary
         total.involuntary_ctx_switches += ctx.involuntary
         total.peak_rss_bytes += _peak_rss(p.pid)
+    return total
+
+
+def processes_stats(pids: list[int]) -> ProcessStats:
+    """Several processes (each with its descendants) summed, peak RSS the largest; a process gone
+    already is left out. The NATS scenarios' CPU snapshots (natslab/bench.py, distribute_bench.py)."""
+    total = ProcessStats()
+    for pid in pids:
+        try:
+            s = process_tree_stats(psutil.Process(pid))
+        except psutil.Error:
+            continue
+        total.cpu_s += s.cpu_s
+        total.user_s += s.user_s
+        total.system_s += s.system_s
+        total.voluntary_ctx_switches += s.voluntary_ctx_switches
+        total.involuntary_ctx_switches += s.involuntary_ctx_switches
+        total.peak_rss_bytes = max(total.peak_rss_bytes, s.peak_rss_bytes)
     return total
 
 

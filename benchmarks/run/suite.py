@@ -15,6 +15,10 @@ rate last one second:
                  10 messages: what many short-lived programs cost the receiver.
 * ``loss``       datagram transports only: offered rate swept upward (4 producers at 5k, 20k,
                  50k msg/s each) for the loss-versus-offered-rate chart.
+* ``formats``    what each input format and framing costs, syscalls included: efficiency's fixed
+                 rate on tcp (every format and framing) and unixgram (every format, one per
+                 datagram): JSON, RFC 3164 and RFC 5424 lines, and JSON and RFC 5424
+                 octet-counted, and JSON in lenprefix frames.
 
 Any workload parameter given on the command line replaces the suite with one ``custom``
 scenario; a parameter given several values (``--producers 1,2,4``) makes a sweep (the
@@ -26,6 +30,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
+from aggregator.framing import framing_unsupported
 from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
 
 from ..results import Workload
@@ -35,10 +40,14 @@ STREAM = transport_names(kind="stream")
 ALL_TRANSPORTS = TRANSPORT_NAMES
 
 
-def for_transport(workload: Workload, transport: str) -> Workload:
-    """``workload`` as ``transport`` carries it: only newline-framed streams write several lines at
-    once; every other transport sends one message per send, whatever ``batch`` says."""
-    return workload if get_transport(transport).kind == "stream" else replace(workload, batch=1)
+def for_transport(workload: Workload, transport: str) -> Workload | None:
+    """``workload`` as ``transport`` carries it: only byte streams write several messages at
+    once; every other transport sends one message per send, whatever ``batch`` says. None when
+    the transport cannot carry it at all (a counted framing on a message transport)."""
+    t = get_transport(transport)
+    if workload.framing != "newline" and framing_unsupported(workload.framing, t):
+        return None
+    return workload if t.kind == "stream" else replace(workload, batch=1)
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,19 @@ def default_suite(scale: float = 1.0) -> list[Scenario]:
             transports=DATAGRAM,
             traced=False,  # datagram syscalls are traced in capacity and efficiency
         ),
+        Scenario(
+            "formats",
+            "4 producers x 10,000 msg/s, one message per write, in each input format and framing: what each costs",
+            tuple(Workload(4, n(10_000), 200, 10_000.0, 1, format=fmt, framing=framing) for fmt, framing in FORMAT_POINTS),
+            transports=("tcp", "unixgram"),
+        ),
     ]
+
+
+# The formats scenario's points: every producer format newline-framed, the counted framings of
+# tcp (octet counting for JSON and RFC 5424, what logger --octet-count sends; lenprefix frames).
+FORMAT_POINTS = (("json", "newline"), ("rfc3164", "newline"), ("rfc5424", "newline"), ("json", "octet"),
+                 ("rfc5424", "octet"), ("json", "lenprefix"))  # fmt: skip
 
 
 def parse_list(text: str | None, kind: type) -> list | None:
@@ -120,12 +141,15 @@ def custom_scenario(
     batch: list[int] | None,
     transports: tuple[str, ...],
     per_connection: list[int] | None = None,
+    format: list[str] | None = None,
+    framing: list[str] | None = None,
 ) -> Scenario:
     base = Workload()
     lists = [producers or [base.producers], count or [base.count], size or [base.size], rate or [base.rate], batch or [base.batch],
-             per_connection or [base.per_connection]]  # fmt: skip
+             per_connection or [base.per_connection], format or [base.format], framing or [base.framing]]  # fmt: skip
     points = tuple(Workload(*values) for values in itertools.product(*lists))
-    swept = [name for name, values in zip(("producers", "count", "size", "rate", "batch", "per_connection"), lists) if len(values) > 1]
+    swept = [name for name, values in zip(("producers", "count", "size", "rate", "batch", "per_connection", "format", "framing"), lists)
+             if len(values) > 1]  # fmt: skip
     description = "custom workload" + (f", sweeping {', '.join(swept)}" if swept else "")
     return Scenario("custom", description, points, transports)
 

@@ -3,7 +3,8 @@
 A system receives the workload on one transport and exposes what the runner measures: its pid
 (CPU, memory, context switches via psutil), its output (records with ``received_ns``), and
 counters of its own where it has them. ``SYSTEMS`` maps a name to its class; each class says
-whether it can run here (``available``) and which transports it serves (``supports``).
+whether it can run here (``available``) and which transports, input formats and framings it
+serves (``supports``; ``unsupported`` says why not).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Iterator, Protocol
 
 import orjson
 
+from aggregator.framing import framing_unsupported
 from aggregator.transports import TRANSPORTS
 
 from ..peers import PEERS
@@ -49,16 +51,24 @@ class LoglabSystem:
 
         return version("loglab")
 
+    @classmethod
+    def supports(cls, transport: str, fmt: str = "json", framing: str = "newline") -> bool:
+        return cls.unsupported(transport, fmt, framing) is None
+
     @staticmethod
-    def supports(transport: str) -> bool:
-        return transport in TRANSPORTS
+    def unsupported(transport: str, fmt: str = "json", framing: str = "newline") -> str | None:
+        if transport not in TRANSPORTS:
+            return f"no transport {transport}"
+        return None if framing == "newline" else framing_unsupported(framing, TRANSPORTS[transport])
 
     def __init__(self, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int = 1,
-                 extra_args: list[str] | None = None) -> None:  # fmt: skip
+                 extra_args: list[str] | None = None, fmt: str = "json", framing: str = "newline") -> None:  # fmt: skip
         self.transport = transport
         self.workers = workers  # --workers (0 = one per CPU; a one-reader transport always has one)
         self.workdir = workdir
         args = list(extra_args or [])
+        if framing == "lenprefix":
+            args += ["--framing", "lenprefix"]  # the only framing not told from a connection's first byte
         if rcvbuf is not None:
             args += ["--rcvbuf", str(rcvbuf)]
         if workers != 1 and TRANSPORTS[transport].sharing.workers(workers, 1)[1] is None:
@@ -105,9 +115,10 @@ class LoglabSystem:
 SYSTEMS = {LoglabSystem.name: LoglabSystem, **PEERS}
 
 
-def make_system(name: str, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int = 1):
+def make_system(name: str, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int = 1,
+                fmt: str = "json", framing: str = "newline"):  # fmt: skip
     try:
         cls = SYSTEMS[name]
     except KeyError:
         raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}") from None
-    return cls(transport, workdir, rcvbuf=rcvbuf, workers=workers)
+    return cls(transport, workdir, rcvbuf=rcvbuf, workers=workers, fmt=fmt, framing=framing)

@@ -118,6 +118,8 @@ class SyscallTracer:
     """Counts syscalls and their latency per process name (comm) and syscall, inside windows.
 
     ``comms``: process names to count (15 bytes at most, as the kernel keeps them).
+    ``groups``: a name of ``comms`` -> the thread names counted as it (rsyslog names its threads
+    ``in:imtcp``, ``rs:main Q:Reg``, ...: they are its process's work, under one name).
     ``latency``: syscall names that get latency histograms (default: data-carrying + waiting ones);
     ``None`` = every syscall.
     """
@@ -126,6 +128,7 @@ class SyscallTracer:
         self,
         comms: Iterable[str] = ("logprod", "logagg"),
         *,
+        groups: Mapping[str, Iterable[str]] | None = None,
         latency: Iterable[str] | None = tuple(sorted(LATENCY_SYSCALLS)),
         python: str = SYSTEM_PYTHON,
         startup_timeout: float = 60.0,
@@ -134,6 +137,9 @@ class SyscallTracer:
         self.comms = tuple(c[:15] for c in comms)
         if not self.comms:
             raise ValueError("SyscallTracer needs at least one comm")
+        self.groups = {name[:15]: tuple(dict.fromkeys(m[:15] for m in members if m[:15] != name[:15]))
+                       for name, members in (groups or {}).items()}  # fmt: skip
+        self._counted = tuple(dict.fromkeys([*self.comms, *(m for members in self.groups.values() for m in members)]))
         self.latency = None if latency is None else tuple(latency)
         self.python = python
         self.startup_timeout = startup_timeout
@@ -156,7 +162,7 @@ class SyscallTracer:
         latency_ids = "all" if self.latency is None else ",".join(map(str, syscall_numbers(self.latency)))
         cmd = [
             self.python, "-I", str(AGENT),
-            "--comms", ",".join(self.comms),
+            "--comms", ",".join(self._counted),
             "--latency-ids", latency_ids,
             "--byte-ids", ",".join(map(str, syscall_numbers(_BYTE_RETURNING))),
             "--msg-ids", ",".join(map(str, syscall_numbers(_MESSAGE_RETURNING))),
@@ -226,7 +232,7 @@ class SyscallTracer:
         self._open = False
         if word != "result":
             raise RuntimeError(f"BCC agent: close failed: {payload}")
-        return window_result(payload, self.comms, self.info)
+        return window_result(merge_comms(payload, self.groups), self.comms, self.info)
 
     # -- plumbing --------------------------------------------------------------------------------
     def _command(self, cmd: str) -> tuple[str, dict]:
@@ -308,6 +314,23 @@ def percentile_from_buckets(buckets: list[list[int]], q: float) -> float | None:
             return low + (high + 1 - low) * fraction
         seen += n
     return float(buckets[-1][1])
+
+
+def merge_comms(raw: dict, groups: Mapping[str, Iterable[str]]) -> dict:
+    """The agent's raw window with each group's members' counts added to the group's name: every
+    count and every latency histogram slot summed, so the merged figures are exact."""
+    by_comm = raw.get("by_comm", {})
+    for name, members in groups.items():
+        merged = by_comm.setdefault(name, {})
+        for member in members:
+            for nr, s in by_comm.pop(member, {}).items():
+                into = merged.setdefault(nr, {**{k: 0 for k in s if k != "log2_hist"}, "log2_hist": {}})
+                for k, v in s.items():
+                    if k != "log2_hist":
+                        into[k] = into.get(k, 0) + v
+                for slot, n in s["log2_hist"].items():
+                    into["log2_hist"][slot] = into["log2_hist"].get(slot, 0) + n
+    return raw
 
 
 def window_result(raw: dict, comms: Iterable[str], info: Mapping | None = None) -> dict:

@@ -258,7 +258,12 @@ def test_fifo_producer_accepts_a_size_of_exactly_pipe_buf(lab):
 
 
 @pytest.mark.parametrize("transport", transport_names(reliable=True))  # udp cannot tell
-def test_producer_without_an_aggregator_fails_clearly(lab, transport):
+def test_producer_without_an_aggregator_fails_clearly(lab, transport, tmp_path):
     address = "127.0.0.1:1" if transport in INET_TRANSPORTS else lab.address_for(transport)
-    result = run_cli(PRODUCER, transport, "--address", address, "--id", "p", "--count", "5", "--connect-timeout", "0")
+    summary = tmp_path / "summary.json"
+    result = run_cli(PRODUCER, transport, "--address", address, "--id", "p", "--count", "5", "--connect-timeout", "0", "--summary-json", summary)
     assert_clear_error(result, "cannot connect")
+    # the summary is written all the same: nothing sent, and why
+    written = json.loads(summary.read_text())
+    assert written["sent"] == 0 and written["requested"] == 5 and written["connections"] == 0
+    assert list(written["errors"]) == [f"connect:{'ECONNREFUSED' if transport in INET_TRANSPORTS else 'ENOENT'}"], written

@@ -23,7 +23,10 @@ def test_live_aggregator_survives_seeded_garbage_and_its_counters_add_up(tmp_pat
         b = bytes(rng.randrange(256) for _ in range(n))
         if rng.random() < 0.3:
             b = b'{"k":' + b + b"}"
-        payloads.append(b.replace(b"\n", b"") if transport not in DATAGRAM else b)
+        # On a byte stream a newline and a NUL both end a message: neither inside one.
+        payloads.append(b.replace(b"\n", b"").replace(b"\0", b"") if transport not in DATAGRAM else b)
+    # The first byte of a connection chooses its framing (a digit: octet counting): a JSON line first.
+    payloads.insert(0, b'{"first":true}')
     with AggregatorProc(transport, tmp_path / "agg", "--max-line-bytes", 256) as agg:
         with Client(transport, agg.address) as c:
             for p in payloads:

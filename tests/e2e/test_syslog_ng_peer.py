@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from aggregator.transports import TRANSPORT_NAMES, get_transport, transport_names
-from benchmarks.peers import syslog_ng
+from benchmarks.peers import daemon
 from benchmarks.peers.syslog_ng import SyslogNgPeer
 from benchmarks.processes import Client
 
@@ -41,7 +41,7 @@ def syslog_ng_installed() -> None:
         out = subprocess.run(
             ["bash", str(ROOT / "scripts" / "setup-peer.sh")], capture_output=True, text=True, timeout=600
         )
-        syslog_ng._version_cache.clear()
+        daemon._version_cache.clear()
         ok, why = SyslogNgPeer.available()
         if not ok:
             pytest.skip(f"syslog-ng unavailable and not installable here: {why}; setup-peer.sh said: {out.stdout.strip()}")
@@ -168,9 +168,9 @@ def test_tcp_port_in_use_is_retried(make_peer, monkeypatch):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        real = syslog_ng.free_ports
+        real = daemon.free_ports
         ports = iter([taken])
-        monkeypatch.setattr(syslog_ng, "free_ports", lambda n, **kw: [p] if (p := next(ports, None)) else real(n, **kw))
+        monkeypatch.setattr(daemon, "free_ports", lambda n, **kw: [p] if (p := next(ports, None)) else real(n, **kw))
         peer = make_peer("tcp")
         address = peer.start()
         assert address != f"127.0.0.1:{taken}"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.cli import app
+from benchmarks.report.findings import sections_in
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "data" / "bench_results_v3"
+README = ROOT / "README.md"
 
 
 def _readme(tmp_path: Path) -> Path:
@@ -115,3 +118,89 @@ def test_the_pipeline_target_is_judged_from_every_run(delivered, verdict):
     line = next(line for line in text.splitlines() if line.startswith("Offered 50,000 msg/s into jetstream-R3"))
     low, high = sorted(delivered)
     assert f"delivered {low:,}–{high:,} msg/s over 2 runs" in line and line.endswith(f"{verdict}.")
+
+
+def test_torture_findings_show_both_runs_and_a_scenario_that_failed(tmp_path):
+    from benchmarks.faults.rows import finish, torture_run
+    from benchmarks.report.findings import render_section
+    from benchmarks.results import Results
+
+    def run(written: int):
+        return finish(torture_run("ship_rotation", "R1 netns", sent=1200, written=written, expected_written=1200, notes="2 rotations per host"), 0.0)
+
+    a = Results(environment={"git": {"commit": "abc"}}, params={}, runs=[run(1200)])
+    b = Results(environment={}, params={}, runs=[run(1199)])
+    text = render_section("torture", a, b, "a.json.gz", "b.json.gz", "loglab report a.json.gz --section torture")
+    assert "`a.json.gz`: 1 scenarios, 1 held" in text and "`b.json.gz`: 1 scenarios, 0 held" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ship_rotation")]
+    assert len(rows) == 2 and "| yes |" in rows[0] and "| NO |" in rows[1] and "1199 lines written, 1200 expected" in rows[1]
+
+
+def test_every_findings_section_of_the_readme_matches_its_committed_results(monkeypatch):
+    # The README names, in each section's first marker, the command that renders it from results
+    # committed in the repository; a figure typed by hand, or results changed without a re-render,
+    # fail here.
+    monkeypatch.chdir(ROOT)
+    sections = sections_in(README.read_text(encoding="utf-8"))
+    assert "bench" in sections, "README.md has no generated findings:bench section"
+    for name, (command, _) in sections.items():
+        argv = shlex.split(command)
+        assert argv[:2] == ["loglab", "report"], command
+        result = _invoke(*argv[1:], "--check")
+        assert result.exit_code == 0, f"findings:{name} is stale: {result.output}"
+
+
+# -- the formats and json-path sections: built from in-memory results with known figures -----------
+
+
+def _results(runs, commit="abc"):
+    from benchmarks.results.model import Results
+
+    env = {"cpu_count": 2, "kernel": "6.1", "python": "3.11", "git": {"commit": commit}, "peers": {"syslog-ng": "3.38.1", "rsyslog": "8.2302.0"}}
+    return Results(environment=env, params={"repeats": 3}, runs=runs)
+
+
+def _run(system, transport, cpu_us, scenario="formats", fmt="json", framing="newline", rate=10_000.0):
+    from benchmarks.results import RunRecord, Workload
+
+    workload = Workload(4, 10_000, 200, rate, 1, format=fmt, framing=framing)
+    return RunRecord(system=system, transport=transport, scenario=scenario, workload=workload,
+                     derived={"agg_cpu_us_per_msg": cpu_us, "messages_per_s": 40_000.0})  # fmt: skip
+
+
+def _render(name, a, b=None):
+    from benchmarks.report.findings import render_section
+
+    return render_section(name, a, b, "a.json.gz", "b.json.gz" if b else None, "(cmd)")
+
+
+def test_formats_findings_show_each_format_against_the_systems_json_lines_and_the_rerun():
+    runs = [_run(s, "tcp", cpu, fmt=f, framing=fr) for s, base in (("loglab", 2.0), ("rsyslog", 10.0))
+            for f, fr, k in (("json", "newline", 1.0), ("rfc5424", "octet", 1.5)) for cpu in (base * k, base * k * 1.1, base * k * 0.9)]
+    rerun = [_run(r.system, r.transport, r.derived["agg_cpu_us_per_msg"] * 2, fmt=r.workload.format, framing=r.workload.framing) for r in runs]
+    text = _render("formats", _results(runs), _results(rerun))
+    # loglab's RFC 5424 octet-counted cell costs 1.5x its JSON lines; the rerun's median doubled
+    assert "| tcp | rfc5424 | octet | loglab | 3 | 3.00 [2.70–3.30] | 1.50x | 6.00 [5.40–6.60] |" in text, text
+    assert "| tcp | json | newline | rsyslog | 3 | 10.00 [9.00–11.00] | 1.00x |" in text
+    assert "rsyslog 8.2302.0" in text and "How much the two runs differed" in text
+
+
+def test_formats_findings_refuse_results_without_the_scenario():
+    from benchmarks.report.findings import FindingsError
+
+    with pytest.raises(FindingsError, match="no run of the formats scenario"):
+        _render("formats", _results([_run("loglab", "tcp", 2.0, scenario="efficiency")]))
+
+
+def test_json_path_findings_name_a_slower_new_code_beyond_noise():
+    base = [_run("loglab", t, cpu, scenario="efficiency") for t in ("tcp", "unixgram") for cpu in (2.0, 2.1, 1.9)]
+    new = [_run("loglab", "tcp", cpu, scenario="efficiency") for cpu in (3.0, 3.1, 2.9)]  # slower, ranges apart
+    new += [_run("loglab", "unixgram", cpu, scenario="efficiency") for cpu in (2.05, 2.0, 1.95)]
+    text = _render("json-path", _results(base, "main1"), _results(new, "new1"))
+    assert "| efficiency | 4 x 10,000/s, 200 B | tcp | receiver CPU µs/msg | 2.00 [1.90–2.10] | 3.00 [2.90–3.10] | 1.50x | new code worse |" in text, text
+    assert "| unixgram | receiver CPU µs/msg | 2.00 [1.90–2.10] | 2.00 [1.95–2.05] | 1.00x | within noise |" in text
+    assert "1 of " in text and "worse beyond noise" in text
+    from benchmarks.report.findings import FindingsError
+
+    with pytest.raises(FindingsError, match="compares two results"):
+        _render("json-path", _results(base))

@@ -1,4 +1,5 @@
-"""aggregator.framing: LineFramer (stream transports) and frame_datagram (datagram transports).
+"""aggregator.framing: LineFramer, OctetFramer and LenPrefixFramer (byte streams) and frame_datagram
+(message transports).
 
 Every LineFramer test runs against each hot path implementation (the ``hot_path`` fixture):
 the Python framer and the native one must frame, reject and hold exactly alike."""
@@ -13,8 +14,14 @@ from aggregator.framing import (
     LINE_TOO_LONG,
     PARTIAL_LINE_AT_CLOSE,
     REJECT_PREFIX_BYTES,
+    LenPrefixFramer,
+    LineFramer,
+    OctetFramer,
     Reject,
     frame_datagram,
+    lenprefix_frame,
+    octet_frame,
+    stream_framer,
 )
 
 
@@ -132,7 +139,7 @@ def test_over_long_line_in_one_read_is_rejected_and_the_next_line_kept(hot_path)
 def test_over_long_line_across_reads_resumes_at_the_next_newline(hot_path):
     max_line = 64
     framer = hot_path.LineFramer(max_line)
-    long = bytes(range(256)).replace(b"\n", b"") * 40  # 10200 bytes, no newline
+    long = bytes(range(1, 256)).replace(b"\n", b"") * 40  # 10160 bytes, no newline (nor NUL, which ends a line too)
     chunks = [b"good1\n" + long[:30]] + [long[i : i + 100] for i in range(30, len(long), 100)]
     chunks += [b"\ngood2\ngo", b"od3\n"]
     lines, rejects = feed_all(framer, [])
@@ -201,7 +208,7 @@ def test_max_line_bytes_must_be_positive(hot_path):
 
 # -- LineFramer: property ----------------------------------------------------------------------
 
-_line = st.binary(max_size=60).map(lambda b: b.replace(b"\n", b""))
+_line = st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"").replace(b"\0", b""))
 
 
 @st.composite
@@ -267,3 +274,87 @@ def test_frame_datagram_removes_at_most_one_line_ending(payload):
     assert payload[len(framed) :] in (b"", b"\n", b"\r\n")
     if not payload.endswith(b"\r"):
         assert frame_datagram(payload + b"\n") == payload
+
+
+# -- OctetFramer (RFC 6587 octet counting) and LenPrefixFramer ---------------------------------------
+
+
+def test_octet_counted_messages_may_hold_newlines_and_nuls():
+    framer = OctetFramer(100)
+    lines, rejects = feed_all(framer, [octet_frame(b"<14>a\nb") + octet_frame(b"x\x00y") + b"\n" + octet_frame(b"")])
+    assert lines == [b"<14>a\nb", b"x\x00y", b""]  # the newline between frames is skipped, not a message
+    assert rejects == [] and close(framer) == []
+
+
+def test_an_octet_count_over_the_limit_is_rejected_and_the_connection_goes_on():
+    framer = OctetFramer(10)
+    big = b"y" * 1000
+    data = octet_frame(b"ok") + octet_frame(big) + octet_frame(b"after")
+    lines, rejects = feed_all(framer, [data[i : i + 7] for i in range(0, len(data), 7)])
+    assert lines == [b"ok", b"after"]
+    assert [(r.reason, r.length, r.data) for r in rejects] == [(LINE_TOO_LONG, 1000, big[:REJECT_PREFIX_BYTES])]
+    assert close(framer) == []
+
+
+def test_a_sender_that_does_not_count_octets_is_read_newline_framed_from_there():
+    framer = OctetFramer(100)
+    lines, rejects = feed_all(framer, [b"3 abc", b"12:00 lunch\n", b'{"a":1}\n'])
+    assert lines == [b"abc", b"12:00 lunch", b'{"a":1}']
+    assert rejects == []
+
+
+def test_octet_frame_cut_at_close_is_a_partial_line():
+    framer = OctetFramer(100)
+    assert feed_all(framer, [b"10 abc"]) == ([], [])
+    assert [(r.reason, r.data) for r in close(framer)] == [(PARTIAL_LINE_AT_CLOSE, b"10 abc")]
+
+
+def test_auto_framing_is_told_by_a_connections_first_byte():
+    assert type(stream_framer("auto", ord("1"), 100)) is OctetFramer
+    assert type(stream_framer("auto", ord("<"), 100)) is LineFramer
+    assert type(stream_framer("auto", ord("{"), 100)) is LineFramer
+    assert type(stream_framer("newline", ord("1"), 100)) is LineFramer
+    assert type(stream_framer("lenprefix", ord("<"), 100)) is LenPrefixFramer
+
+
+def test_lenprefix_frames_are_severity_and_payload_and_an_oversize_one_is_skipped():
+    framer = LenPrefixFramer(8)
+    data = lenprefix_frame(3, b"payload") + lenprefix_frame(6, b"p" * 100) + lenprefix_frame(7, b"")
+    lines, rejects = feed_all(framer, [data[i : i + 3] for i in range(0, len(data), 3)])
+    assert lines == [b"\x03payload", b"\x07"]
+    assert [(r.reason, r.length) for r in rejects] == [(LINE_TOO_LONG, 101)]
+    framer.feed(lenprefix_frame(3, b"ab")[:6], lines, rejects)
+    assert [r.reason for r in close(framer)] == [PARTIAL_LINE_AT_CLOSE]
+
+
+_message = st.binary(max_size=60)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(max_line=st.integers(1, 40), messages=st.lists(_message, max_size=20), counted=st.sampled_from(["octet", "lenprefix"]),
+       cuts=st.lists(st.integers(0, 3000), max_size=30), tail=st.integers(0, 6))  # fmt: skip
+def test_counted_frames_split_across_any_reads_yield_the_messages(max_line, messages, counted, cuts, tail):
+    if counted == "octet":
+        framer, frames, message_of = OctetFramer(max_line), [octet_frame(m) for m in messages], (lambda m: m)
+    else:
+        framer, frames, message_of = LenPrefixFramer(max_line), [lenprefix_frame(5, m) for m in messages], (lambda m: b"\x05" + m)
+    data = b"".join(frames)
+    last = frames[-1] if frames else b""
+    partial = last[:tail] if 0 < tail < len(last) else b""  # the last frame cut short by a close
+    if partial:
+        data = data[: -len(last)] + partial
+    bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
+    lines, rejects = feed_all(framer, [data[a:b] for a, b in zip(bounds, bounds[1:])])
+    rejects += close(framer)
+    assert framer.pending_bytes == 0
+    whole = messages[:-1] if partial else messages
+    assert lines == [message_of(m) for m in whole if len(m) <= max_line]
+    expected = [(LINE_TOO_LONG, len(message_of(m))) for m in whole if len(m) > max_line]
+    if partial:
+        header_read = b" " in partial if counted == "octet" else len(partial) >= 4
+        if header_read and len(messages[-1]) > max_line:  # skipped by its count: rejected with it
+            expected.append((LINE_TOO_LONG, len(message_of(messages[-1]))))
+        else:
+            expected.append((PARTIAL_LINE_AT_CLOSE, len(partial)))
+    assert [(r.reason, r.length) for r in rejects] == expected
+    assert all(len(r.data) <= REJECT_PREFIX_BYTES for r in rejects)

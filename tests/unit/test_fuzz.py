@@ -80,9 +80,9 @@ def test_any_bytes_in_any_reads_are_written_rejected_or_empty_and_bytes_are_cons
         framer.feed(stream[start:cut], lines, framing_rejects)
         start = max(start, cut)
     framer.close(framing_rejects)
-    assert all(len(line) <= max_line and b"\n" not in line for line in lines)
-    newlines = stream.count(b"\n")
-    assert sum(map(len, lines)) + sum(r.length for r in framing_rejects) + newlines == len(stream)
+    assert all(len(line) <= max_line and b"\n" not in line and b"\0" not in line for line in lines)
+    terminators = stream.count(b"\n") + stream.count(b"\0")  # a NUL ends a message as a newline does
+    assert sum(map(len, lines)) + sum(r.length for r in framing_rejects) + terminators == len(stream)
     content_rejects: list = []
     accounted = _check_encoded(hot_path, lines, content_rejects, "unixsock")
     assert accounted + len(content_rejects) == len(lines)

@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.messages import MessageFactory
+from producers.messages import FORMATS, FRAMINGS, MessageFactory
 
 
 def built(factory: MessageFactory, first: int, n: int, ts_ns: int) -> bytes:
@@ -58,3 +58,26 @@ def test_large_lines_are_exactly_the_size_asked_for(size, seq):
     line = MessageFactory("big", 4242, size, 1).build(seq, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000)
     assert len(line) == size and line.endswith(b'"}\n')
     assert orjson.loads(line)["seq"] == seq
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    fmt=st.sampled_from(FORMATS),
+    framing=st.sampled_from(FRAMINGS),
+    size=st.integers(300, 700),
+    first=st.integers(0, 10**7) | st.sampled_from([0, 9, 95, 4090]),
+    n=st.integers(1, 70),
+    ts_ns=st.integers(10**18, 2 * 10**18),
+)
+def test_every_format_and_framing_batches_exactly_what_it_builds_at_the_size_asked(fmt, framing, size, first, n, ts_ns):
+    factory = MessageFactory("p%1", 4242, size, 1, fmt, framing, hostname="h")
+    assert factory.batch(first, n, ts_ns) == built(factory, first, n, ts_ns)
+    if framing == "lenprefix":
+        frames = [factory.build(seq, ts_ns, ts_ns) for seq in range(first, first + 3)]
+        assert all(len(f) == size and int.from_bytes(f[:4], "big") == size - 4 for f in frames)
+    elif framing == "octet":
+        frame = factory.build(first, ts_ns, ts_ns)
+        count, _, message = frame.partition(b" ")
+        assert len(frame) == size and int(count) == len(message)
+    else:
+        assert len(factory.build(first, ts_ns, ts_ns)) == size

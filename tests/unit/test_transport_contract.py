@@ -43,11 +43,13 @@ class Harness:
 
     def read_endpoint(self, e, lines: list, rejects: list):
         """``e.read``, then, for a byte stream whose framing the event loop does
-        (``line_framer``), that framing: framed lines either way."""
-        if e.line_framer is None:
-            return e.read(self.buf, lines, rejects)
+        (``line_framer``, which a connection may choose at its first byte), that framing: framed
+        lines either way."""
         chunks: list[bytes] = []
         result = e.read(self.buf, chunks, rejects)
+        if e.line_framer is None:
+            lines += chunks
+            return result
         for chunk in chunks:
             e.line_framer.feed(chunk, lines, rejects)
         return result
