@@ -53,7 +53,9 @@ def test_the_bound_holds_within_each_epoch_through_weight_and_membership_changes
         assert set(picks) <= set(weights)
         assert worst_deviation(weights, picks) < 1
         figures = router.epoch_figures()["analyzers"]
-        assert all(f["max_ahead"] < 1 and f["max_behind"] < 1 for f in figures.values())
+        # The router's own figures are floats of the exact deviations (checked exactly < 1 just
+        # above): one of 1 - 5e-17 (weights 7, 0.25 and 1/3 as decimals) rounds to 1.0.
+        assert all(f["max_ahead"] <= 1 and f["max_behind"] <= 1 for f in figures.values())
         assert sum(f["routed"] for f in figures.values()) == len(picks)
 
 
