@@ -121,9 +121,14 @@ def test_aggregator_sigkilled_mid_stream_leaves_whole_lines_and_a_restart_append
             first.wait(10)
         finally:
             reap(procs)
-    # Every line is whole JSON and each producer's lines are a gapless prefix (only the unflushed
-    # tail can be missing, never a line in the middle).
-    _assert_every_line_is_a_json_object(out)
+    # Every whole line is JSON and each producer's lines are a gapless prefix (only the unflushed
+    # tail can be missing, never a line in the middle). A kill inside write(2) may leave the head of
+    # a line at the end (the kernel stops a write between pages for a fatal signal): as the README
+    # says, the restart moves it to the rejects file.
+    data = out.read_bytes()
+    torn = data[data.rfind(b"\n") + 1 :]
+    for line in whole_lines(out):
+        assert isinstance(json.loads(line), dict)
     before = first_records = [json.loads(line) for line in whole_lines(out)]
     for i in range(OTHERS):
         seqs = seqs_of(first_records, f"p{i}")
@@ -144,7 +149,11 @@ def test_aggregator_sigkilled_mid_stream_leaves_whole_lines_and_a_restart_append
     assert records[: len(before)] == before
     for i in range(OTHERS):
         assert seqs_of(records, f"q{i}") == list(range(500))
-    assert second.stats()["rejected"] == {}
+    if torn:
+        assert second.stats()["rejected"] == {"torn_line_at_start": 1}
+        assert [(r["reason"], r["data"].encode()) for r in second.reject_records()] == [("torn_line_at_start", torn)]
+    else:
+        assert second.stats()["rejected"] == {}
 
 
 @pytest.mark.timeout(60)
