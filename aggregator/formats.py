@@ -23,7 +23,7 @@ is read, the frame's severity replacing its ``<PRI>``'s), the payload is read as
 from __future__ import annotations
 
 from .framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
-from .hotpath import encode_lines  # the native one where built: same results as records.encode_lines
+from .hotpath import encode_lines, encoder_for  # the native one where built: same results as records.encode_lines
 from .records import ADDED_FIELDS, classify_invalid, suffix_for, _dumps, _loads, _JSONDecodeError
 from .syslog import SEVERITIES, json_members, merged_line, parse, record_line
 
@@ -50,6 +50,7 @@ class Decoder:
         self.encode = {"json": encode_lines, "auto": self._auto, "syslog": self._syslog, "raw": self._raw}[fmt]
         # JSON lines are what the native hot path validates itself; other formats it hands back.
         self.reads_json = fmt in ("json", "auto")
+        self._json_or_syslog = encoder_for(self._syslog_if_it_is)  # auto's JSON path, what it refuses to syslog
 
     # -- per format -------------------------------------------------------------------------------
     def _auto(self, lines, received_ns, transport, out, rejects, extra_fields=None, *, newline_free=False):
@@ -57,8 +58,7 @@ class Decoder:
             # A batch from a syslog sender (one look per batch, not per line): each syslog line
             # straight to the syslog path, without first failing the JSON validator.
             return self._mostly_syslog(lines, received_ns, transport, out, rejects, extra_fields, newline_free)
-        return encode_lines(lines, received_ns, transport, out, rejects, extra_fields, newline_free=newline_free,
-                            other=self._syslog_if_it_is)  # fmt: skip
+        return self._json_or_syslog(lines, received_ns, transport, out, rejects, extra_fields, newline_free=newline_free)
 
     def _mostly_syslog(self, lines, received_ns, transport, out, rejects, extra_fields, newline_free) -> tuple[int, int]:
         suffix, added = suffix_for(received_ns, transport, extra_fields)

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aggregator import hotpath
 from aggregator.formats import Decoder
+from aggregator.hotpath import IMPLEMENTATIONS
 from aggregator.framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, REJECT_REASONS, Reject, lenprefix_frame
 from aggregator.records import encode_lines
 from aggregator.syslog import FACILITIES, SEVERITIES, format_rfc3164, format_rfc5424, parse, rfc3164_stamp, rfc5424_stamp
@@ -171,6 +173,16 @@ def test_text_that_is_not_utf8_is_rejected_not_written():
 
 
 # -- the formats ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+def test_auto_sends_a_syslog_line_inside_a_json_batch_to_the_syslog_path(implementation, monkeypatch):
+    """A batch that starts as JSON (the hot path's batch, native or not) with a syslog line in it:
+    the line the JSON validator refuses goes to the syslog reader, in its place."""
+    monkeypatch.setattr(hotpath, "ACTIVE", IMPLEMENTATIONS[implementation])
+    records, rejects, empty, malformed = run("auto", [b'{"a":1}', b"<14>hi", b'{"b":2}', b"nope"])
+    assert [(r.get("a"), r.get("message"), r.get("b")) for r in records] == [(1, None, None), (None, "hi", None), (None, None, 2)]
+    assert [r.reason for r in rejects] == [INVALID_JSON] and (empty, malformed) == (0, 0)
 
 
 def test_auto_takes_json_to_the_json_path_byte_for_byte_and_syslog_to_the_syslog_path():
