@@ -422,6 +422,8 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "json-path": json_path_findings,
     "json-path-rerun": json_path_findings,
     "json-path-reversed": json_path_findings,
+    "json-path-native": json_path_findings,
+    "json-path-native-rerun": json_path_findings,
     "torture": torture_findings,
     "distribute": distribute_findings,
     "query": query_findings,
