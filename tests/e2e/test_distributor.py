@@ -55,7 +55,8 @@ def test_the_stream_is_routed_in_exact_proportion_and_every_message_acknowledged
     assert s["received"] == s["source_acked"] == 10_000 and s["redelivered"] == 0 and s["handed_back"] == 0
     epoch = s["epoch"]["analyzers"]
     assert all(a["max_ahead"] < 1 and a["max_behind"] < 1 for a in epoch.values()), epoch
-    assert sum(dist.analyzer_stats(a).get("messages", 0) for a in WEIGHTS) == 10_000
+    # The analyzers (still running) rewrite their stats files once a second: wait for the last one.
+    wait_until(lambda: sum(dist.analyzer_stats(a).get("messages", 0) for a in WEIGHTS) == 10_000, "the analyzers' stats files say 10,000")
 
 
 def test_two_replicas_share_the_consumer_without_double_routing(dist):
