@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from .framing import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Reject
 from .hotpath import encode_lines, encoder_for  # the native one where built: same results as records.encode_lines
-from .records import ADDED_FIELDS, classify_invalid, suffix_for, _dumps, _loads, _JSONDecodeError
+from .records import classify_invalid, suffix_for, _dumps, _loads, _JSONDecodeError
 from .syslog import SEVERITIES, json_members, merged_line, parse, record_line
 
 FORMATS = ("auto", "json", "syslog", "raw")

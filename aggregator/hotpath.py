@@ -61,13 +61,17 @@ def _import_native():
     return _hotpath, None
 
 
-def _native_encode_lines(lines: list[bytes], received_ns: int, transport: str, out: list[bytes], rejects: list,
-                         extra_fields: dict | None = None, *, newline_free: bool = False, other=None) -> tuple[int, int]:  # fmt: skip
-    """``records.encode_lines``, natively (same signature, same results)."""
-    suffix, added = suffix_for(received_ns, transport, extra_fields)
-    encode = records.encode_lines if other is None else functools.partial(records.encode_lines, other=other)
-    return _native.encode_lines(lines, suffix, added, out, rejects, encode, (received_ns, transport, out, rejects, extra_fields),
-                                newline_free)  # fmt: skip
+def _native_encoder(fallback: Callable) -> Callable:
+    """``records.encode_lines``, natively (same results), handing what it cannot accept for certain
+    to ``fallback`` (``records.encode_lines``, or it with ``other`` bound: ``encoder_for``)."""
+
+    def encode(lines: list[bytes], received_ns: int, transport: str, out: list[bytes], rejects: list,
+               extra_fields: dict | None = None, *, newline_free: bool = False) -> tuple[int, int]:  # fmt: skip
+        suffix, added = suffix_for(received_ns, transport, extra_fields)
+        return _native.encode_lines(lines, suffix, added, out, rejects, fallback, (received_ns, transport, out, rejects, extra_fields),
+                                    newline_free)  # fmt: skip
+
+    return encode
 
 
 _native, NATIVE_MISSING = _import_native()
@@ -75,7 +79,7 @@ _native, NATIVE_MISSING = _import_native()
 IMPLEMENTATIONS = {"python": Implementation("python", PythonLineFramer, records.encode_lines)}
 if _native is not None:
     # NUL ends a line in both (framing.LineFramer's rule, for syslog clients over streams).
-    IMPLEMENTATIONS["native"] = Implementation("native", functools.partial(_native.LineFramer, nul_ends_line=True), _native_encode_lines)
+    IMPLEMENTATIONS["native"] = Implementation("native", functools.partial(_native.LineFramer, nul_ends_line=True), _native_encoder(records.encode_lines))
 
 
 def _choose() -> tuple[Implementation, str | None]:
@@ -109,15 +113,7 @@ def encoder_for(other) -> Callable:
     JSON path is called once per read, and a partial per call cost it a few per cent at moderate
     rates on datagram transports (measured against the code before input formats)."""
     fallback = functools.partial(records.encode_lines, other=other)
-    if _native is None or ACTIVE.name == "python":
-        return fallback
-
-    def encode(lines, received_ns, transport, out, rejects, extra_fields=None, *, newline_free=False):
-        suffix, added = suffix_for(received_ns, transport, extra_fields)
-        return _native.encode_lines(lines, suffix, added, out, rejects, fallback, (received_ns, transport, out, rejects, extra_fields),
-                                    newline_free)  # fmt: skip
-
-    return encode
+    return fallback if ACTIVE.name == "python" else _native_encoder(fallback)
 
 
 def new_line_framer(max_line_bytes: int):
