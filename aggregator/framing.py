@@ -333,14 +333,15 @@ def framing_unsupported(framing: str, transport) -> str | None:
     return None
 
 
-def stream_framer(framing: str, first_byte: int, max_line_bytes: int):
+def stream_framer(framing: str, first_byte: int, max_line_bytes: int, line_framer=LineFramer):
     """The framer of one byte stream under ``--framing`` (``auto``: octet counting when its first
-    byte is a digit, else newline)."""
+    byte is a digit, else newline). ``line_framer`` makes the newline framer (the event loop's
+    passes the hot path's, ``hotpath.new_line_framer``)."""
     if framing == "lenprefix":
         return LenPrefixFramer(max_line_bytes)
     if framing == "octet" or (framing == "auto" and 48 <= first_byte <= 57):
         return OctetFramer(max_line_bytes)
-    return LineFramer(max_line_bytes)
+    return line_framer(max_line_bytes)
 
 
 def octet_frame(message: bytes) -> bytes:

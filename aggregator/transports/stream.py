@@ -23,7 +23,7 @@ from __future__ import annotations
 import socket
 from typing import ClassVar
 
-from ..framing import LineFramer, Reject, stream_framer
+from ..framing import Reject, stream_framer
 from ..hotpath import new_line_framer
 from .base import Binding, Endpoint, HandOff, ListenOptions, Listener, Sender, Transport
 
@@ -75,12 +75,12 @@ class StreamConnection(Endpoint):
                 return total, calls, True
             total += n
             if self.framer is None and self.line_framer is None:
-                framer = stream_framer(self._framing, buf[0], self._max_line_bytes)
-                if isinstance(framer, LineFramer):
-                    self.line_framer = new_line_framer(self._max_line_bytes)
+                framer = stream_framer(self._framing, buf[0], self._max_line_bytes, line_framer=new_line_framer)
+                if framer.newline_free:  # newline framing: the event loop's, through the hot path
+                    self.line_framer = framer
                 else:
                     self.framer = framer
-                    self.newline_free = framer.newline_free
+                    self.newline_free = False
             if self.line_framer is not None:
                 lines.append(buf[:n].tobytes())  # framed by the loop, with line_framer
             else:
