@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from distributor import membership as mb
+from shipper.stream import server_urls
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -50,7 +51,7 @@ def main(
 
     from .serve import Analyzer, Options
 
-    urls = [u.strip() for u in servers.split(",") if u.strip()]
+    urls = server_urls(servers)
     try:
         mb.check_id(id)
         mb.check_weight(weight)

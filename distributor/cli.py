@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from shipper.stream import server_urls
+
 from . import membership as mb
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
@@ -52,7 +54,7 @@ def main(
 
     from .distribute import Distributor, Options
 
-    urls = [u.strip() for u in servers.split(",") if u.strip()]
+    urls = server_urls(servers)
     if not urls:
         print("distributor: error: --servers names no URL", file=sys.stderr)
         raise typer.Exit(2)

@@ -9,6 +9,8 @@ import sys
 
 import typer
 
+from shipper.stream import server_urls
+
 from . import membership as mb
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -21,7 +23,7 @@ def _run(servers: str, action):
     async def go():
         import nats
 
-        nc = await nats.connect([u.strip() for u in servers.split(",") if u.strip()], connect_timeout=3, max_reconnect_attempts=3)
+        nc = await nats.connect(server_urls(servers), connect_timeout=3, max_reconnect_attempts=3)
         try:
             kv, _ = await mb.ensure_buckets(nc.jetstream(timeout=5), 1)
             return await action(kv)

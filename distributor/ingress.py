@@ -35,7 +35,7 @@ import typer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from shipper.stream import STREAM, subject_for, valid_host
+from shipper.stream import STREAM, server_urls, subject_for, valid_host
 
 from . import membership as mb
 
@@ -251,7 +251,7 @@ def main(
     from aggregator.procname import set_process_name
 
     addr, _, port = listen.rpartition(":")
-    urls = [u.strip() for u in servers.split(",") if u.strip()]
+    urls = server_urls(servers)
     if not addr or not port.isdigit() or not urls or not valid_host(host):
         print("distributor-http: error: --listen HOST:PORT, --servers URL[,URL] and a one-token --host are needed", file=sys.stderr)
         raise typer.Exit(2)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from shipper.stream import DEFAULT_MAX_BYTES
+from shipper.stream import DEFAULT_MAX_BYTES, server_urls
 
 nats_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
                        help="Start and stop a JetStream deployment of the lab's own (loopback, free ports, private store).")  # fmt: skip
@@ -259,7 +259,7 @@ def readback(
     from .hosts import run_async
     from .readback import check, expected_for, exactly_once, format_check, read_stream
 
-    urls = [u.strip() for u in servers.split(",") if u.strip()]
+    urls = server_urls(servers)
     on_record = (lambda host, data: sys.stdout.write(f"{host}\t{data.decode(errors='replace')}\n")) if print_records else None
     read, records = run_async(lambda: read_stream(urls, subject, on_record=on_record))
     expected = expected_for(hosts.split(","), producers, count, prefix) if hosts else {}

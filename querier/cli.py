@@ -25,6 +25,7 @@ from typing import List, Optional
 import typer
 
 from shipper.query import protocol as p
+from shipper.stream import server_urls
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_USAGE, EXIT_NO_RESPONDERS, EXIT_SLOW, EXIT_HOST_ERROR = 0, 1, 2, 3, 4, 5
 
@@ -158,7 +159,7 @@ def main(
     from .output import BlockPrinter, summary_table
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `querier ... | head` ends like grep does
-    urls = [u.strip() for u in servers.split(",") if u.strip()]
+    urls = server_urls(servers)
     if not urls:
         _fail("--servers names no URL")
     if order not in ("host", "completion"):

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from .stream import DEFAULT_MAX_BYTES, DUPLICATE_WINDOW_S, valid_host
+from .stream import DEFAULT_MAX_BYTES, DUPLICATE_WINDOW_S, server_urls, valid_host
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
@@ -68,7 +68,7 @@ def main(
     if not valid_host(host):
         print(f"shipper: error: --host {host!r} must be one subject token (no dots, spaces, * or >)", file=sys.stderr)
         raise typer.Exit(2)
-    urls = [u.strip() for u in servers.split(",") if u.strip()]
+    urls = server_urls(servers)
     if not urls:
         print("shipper: error: --servers names no URL", file=sys.stderr)
         raise typer.Exit(2)

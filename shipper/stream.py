@@ -25,6 +25,12 @@ MAX_MSG_SIZE = 1 << 20
 DUPLICATE_WINDOW_S = 120.0
 
 
+def server_urls(servers: str) -> list[str]:
+    """``--servers URL[,URL]`` as every NATS stage's command line takes it: the URLs, blanks dropped
+    (each command says itself what an empty list means for it)."""
+    return [u.strip() for u in servers.split(",") if u.strip()]
+
+
 def subject_for(host: str) -> str:
     return SUBJECT_PREFIX + host
 
