@@ -65,10 +65,18 @@ def _measured(res: Results):
     return [r for r in res.measured() if r.status == "ok"]
 
 
+def _when(runs) -> str:
+    """The day the first run's window opened (UTC), or "?"."""
+    return time.strftime("%Y-%m-%d", time.gmtime(runs[0].window_start_ns / 1e9)) if runs and runs[0].window_start_ns else "?"
+
+
+def _commit(env: dict) -> str:
+    return ((env.get("git") or {}).get("commit") or "?")[:10]
+
+
 def _provenance(res: Results, source: str, peers: bool = True) -> str:
     env = res.environment
-    when = time.strftime("%Y-%m-%d", time.gmtime(res.runs[0].window_start_ns / 1e9)) if res.runs and res.runs[0].window_start_ns else "?"
-    commit = (env.get("git") or {}).get("commit", "?")[:10]
+    when, commit = _when(res.runs), _commit(env)
     workers = ", ".join(sorted(set(loglab_workers(_measured(res)).values()))) or "?"
     return (f"`{source}`: {len(res.measured())} measured runs of {res.params.get('repeats', '?')} repeats per cell, "
             f"{when}, commit {commit}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), Linux "
@@ -205,7 +213,7 @@ def _torture_provenance(res: Results, source: str) -> str:
     env = res.environment
     runs = res.of_kind("torture")
     held = sum(1 for r in runs if r.ok)
-    return (f"`{source}`: {len(runs)} scenarios, {held} held, commit {(env.get('git') or {}).get('commit', '?')[:10]}; "
+    return (f"`{source}`: {len(runs)} scenarios, {held} held, commit {_commit(env)}; "
             f"{env.get('cpu_count', '?')} CPUs, Linux {env.get('kernel', '?')}.")  # fmt: skip
 
 
@@ -317,9 +325,8 @@ def _distribute_provenance(res: Results, source: str) -> str:
 
     env = res.environment
     runs = distribute_runs(res.measured())
-    when = time.strftime("%Y-%m-%d", time.gmtime(runs[0].window_start_ns / 1e9)) if runs and runs[0].window_start_ns else "?"
-    return (f"`{source}`: {len(runs)} runs ({len({r.repeat for r in runs})} repeats), {when}, commit "
-            f"{(env.get('git') or {}).get('commit', '?')[:10]}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), "
+    return (f"`{source}`: {len(runs)} runs ({len({r.repeat for r in runs})} repeats), {_when(runs)}, commit "
+            f"{_commit(env)}; {env.get('cpu_count', '?')} CPUs ({env.get('cpu_model', '?')}), "
             f"Linux {env.get('kernel', '?')}, Python {env.get('python', '?')}.")  # fmt: skip
 
 
