@@ -163,13 +163,15 @@ def main(
 
     connect_started = time.time_ns()
 
-    def never_connected(error: str) -> None:
-        # The summary is written whatever happens, so that a script (or the lab) reading it learns
-        # that nothing was sent and why, rather than finding no file.
+    def write_summary(**figures) -> None:
+        # Written whatever happens, even when nothing could be sent, so that a script (or the lab)
+        # reading it learns what was sent and why, rather than finding no file.
         if summary_json is not None:
-            summary_json.write_text(json.dumps({"producer": producer_id, "transport": name, "address": address,
-                                                "requested": count, "sent": 0, "errors": {f"connect:{error}": 1},
-                                                "interrupted": False, "connections": 0}) + "\n")  # fmt: skip
+            summary = {"producer": producer_id, "transport": name, "address": address, "requested": count, **figures}
+            summary_json.write_text(json.dumps(summary) + "\n")
+
+    def never_connected(error: str) -> None:
+        write_summary(sent=0, errors={f"connect:{error}": 1}, interrupted=False, connections=0)
 
     try:
         sender = _connect(t, address, connect_timeout)
@@ -270,21 +272,8 @@ def main(
         except OSError:
             pass
 
-    summary = {
-        "producer": producer_id,
-        "transport": name,
-        "address": address,
-        "requested": count,
-        "sent": sent,
-        "errors": dict(errors),
-        "interrupted": interrupted,
-        "connect_ns": connect_ns,
-        "connections": connections,
-        "first_send_ns": first_send_ns,
-        "last_send_ns": last_send_ns,
-    }
-    if summary_json is not None:
-        summary_json.write_text(json.dumps(summary) + "\n")
+    write_summary(sent=sent, errors=dict(errors), interrupted=interrupted, connect_ns=connect_ns, connections=connections,
+                  first_send_ns=first_send_ns, last_send_ns=last_send_ns)  # fmt: skip
     if not quiet:
         elapsed = (last_send_ns - first_send_ns) / 1e9
         rate_text = f" ({sent / elapsed:,.0f} msg/s)" if elapsed > 0 else ""
