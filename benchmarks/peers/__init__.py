@@ -8,9 +8,11 @@ cell it has no input for is skipped by the bench, and the report says so). What 
 ``daemon.py``. A new peer is a module here and a line in ``PEERS``.
 """
 
+from .rawcopy import RawCopyPeer
 from .rsyslog import RsyslogPeer
 from .syslog_ng import SyslogNgPeer
 
-PEERS = {SyslogNgPeer.name: SyslogNgPeer, RsyslogPeer.name: RsyslogPeer}
+# rawcopy is not a log daemon but the floor: a C reader that copies lines and nothing else.
+PEERS = {SyslogNgPeer.name: SyslogNgPeer, RsyslogPeer.name: RsyslogPeer, RawCopyPeer.name: RawCopyPeer}
 
-__all__ = ["PEERS", "RsyslogPeer", "SyslogNgPeer"]
+__all__ = ["PEERS", "RawCopyPeer", "RsyslogPeer", "SyslogNgPeer"]
