@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import enum
+import argparse
 import json
 import os
 import resource
 import sys
 import time
 from pathlib import Path
-from typing import Optional
-
-import typer
 
 from . import hotpath
 from .counters import Counters
@@ -36,26 +33,47 @@ from .sink import OutputSink, rejects_path_for
 from .transports import TRANSPORTS, ListenOptions, TransportError
 from .workers import Supervisor, effective_workers
 
-TransportName = enum.Enum("TransportName", {name: name for name in TRANSPORTS}, type=str)
-FsyncMode = enum.Enum("FsyncMode", {m: m for m in FSYNC_MODES}, type=str)
-InputFormat = enum.Enum("InputFormat", {f: f for f in FORMATS}, type=str)
-Framing = enum.Enum("Framing", {f: f for f in FRAMINGS}, type=str)
+# The command line is argparse's, not the CLI framework the lab's other commands use (typer):
+# this process serves for days, and typer's parsing imports pydantic and importlib.metadata,
+# about 12 MiB of a receiving process's memory for a parse done once (README "Memory").
 
 _TRANSPORT_HELP = "How producers reach the aggregator: " + "; ".join(
     f"{name} = {t.description}" for name, t in TRANSPORTS.items()
 )
-
-app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+_DESCRIPTION = (
+    "Receive log messages over TRANSPORT (JSON objects, syslog messages from real programs, or "
+    "any text: see --format) and append them, one JSON object per line, to OUTPUT with two "
+    "fields added: received_ns (wall-clock ns at receipt) and transport. Invalid "
+    "input goes to the rejects file beside OUTPUT (*.rejects.jsonl) with its reason. "
+    "Signals: SIGTERM/SIGINT drain and exit 0; SIGUSR1 or SIGHUP reopens OUTPUT and the "
+    "rejects file (after rotation, as log daemons do for logrotate)."
+)
 
 
 def _octal(text: str) -> int:
     try:
         mode = int(text, 8)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an octal file mode such as 0600") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal file mode such as 0600") from None
     if not 0 <= mode <= 0o777:
-        raise typer.BadParameter("file mode must be within 0000..0777")
+        raise argparse.ArgumentTypeError("file mode must be within 0000..0777")
     return mode
+
+
+def _number(kind, low=None, high=None):
+    """An argparse type: ``kind`` (int or float) within [low, high]."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or (low is not None and value < low) or (high is not None and value > high):  # NaN too
+            bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+            raise argparse.ArgumentTypeError(f"{text} is not within {bounds}")
+        return value
+
+    return parse
 
 
 # Descriptors the aggregator needs besides its connections (epoll, signal socketpair, output,
@@ -64,130 +82,114 @@ _RESERVED_FDS = 32
 MAX_WORKERS = 1024
 
 
-@app.command(
-    help=(
-        "Receive log messages over TRANSPORT (JSON objects, syslog messages from real programs, or "
-        "any text: see --format) and append them, one JSON object per line, to OUTPUT with two "
-        "fields added: received_ns (wall-clock ns at receipt) and transport. Invalid "
-        "input goes to the rejects file beside OUTPUT (*.rejects.jsonl) with its reason. "
-        "Signals: SIGTERM/SIGINT drain and exit 0; SIGUSR1 or SIGHUP reopens OUTPUT and the "
-        "rejects file (after rotation, as log daemons do for logrotate)."
-    )
-)
-def main(
-    transport: TransportName = typer.Argument(..., help=_TRANSPORT_HELP, show_default=False),
-    address: Optional[str] = typer.Option(
-        None,
-        "--address",
-        "-a",
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aggregator", description=_DESCRIPTION, allow_abbrev=False,
+                                usage="%(prog)s TRANSPORT [--address ADDRESS] [--output OUTPUT] [options] (--help: all)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("transport", choices=list(TRANSPORTS), metavar="TRANSPORT", help=_TRANSPORT_HELP + ".")
+    p.add_argument(
+        "--address", "-a", default=None,
         help="Filesystem path (unixsock, unixgram, fifo) or HOST:PORT (tcp, udp; port 0 = any free port). "
         "Default: a file in the private directory $XDG_RUNTIME_DIR/loglab-UID (or /tmp/loglab-UID), "
         "or 127.0.0.1:5140.",
-    ),
-    output: Path = typer.Option(Path("aggregated_logs.jsonl"), "--output", "-o", help="Output file (appended to)."),
-    stats_file: Optional[Path] = typer.Option(None, help="Write counters as JSON here at exit (and every --stats-interval)."),
-    stats_interval: Optional[float] = typer.Option(None, min=0.1, max=MAX_SECONDS, help="Seconds between stats-file updates."),
-    duration: Optional[float] = typer.Option(None, min=0.0, max=MAX_SECONDS, help="Stop (and drain) after this many seconds (0: at once)."),
-    max_line_bytes: int = typer.Option(
-        65536,
-        min=64,
-        max=MAX_LINE_BYTES_LIMIT,
+    )  # fmt: skip
+    p.add_argument("--output", "-o", type=Path, default=Path("aggregated_logs.jsonl"), help="Output file (appended to).")
+    p.add_argument("--stats-file", type=Path, help="Write counters as JSON here at exit (and every --stats-interval).")
+    p.add_argument("--stats-interval", type=_number(float, 0.1, MAX_SECONDS), help="Seconds between stats-file updates.")
+    p.add_argument("--duration", type=_number(float, 0.0, MAX_SECONDS), help="Stop (and drain) after this many seconds (0: at once).")
+    p.add_argument(
+        "--max-line-bytes", type=_number(int, 64, MAX_LINE_BYTES_LIMIT), default=65536,
         help="Longest accepted message; longer ones are rejected (line_too_long / datagram_truncated). At most 16 MiB: "
         "memory is bounded by it per connection (see README 'Memory').",
-    ),
-    max_connections: int = typer.Option(
-        1024,
-        min=1,
+    )  # fmt: skip
+    p.add_argument(
+        "--max-connections", type=_number(int, 1), default=1024,
         help="Open connections at most (stream sockets; lowered to what the fd limit allows, and said so). "
         "Beyond it, new connections wait in the kernel's listen backlog until one closes; none is ever "
         "accepted and then dropped.",
-    ),
-    drain_timeout: float = typer.Option(5.0, min=0.0, max=MAX_SECONDS, help="At shutdown, wait at most this long for open connections to finish."),
-    rcvbuf: Optional[int] = typer.Option(
-        4 * 1024 * 1024,
-        min=0,
-        max=2**31 - 1,
-        help="Datagram sockets: receive buffer to request, bytes (SO_RCVBUFFORCE when permitted; 0 = kernel default). The effective size is printed.",
-    ),
-    max_dgram_qlen: Optional[int] = typer.Option(
-        None,
-        min=1,
-        max=2**31 - 1,
+    )  # fmt: skip
+    p.add_argument("--drain-timeout", type=_number(float, 0.0, MAX_SECONDS), default=5.0,
+                   help="At shutdown, wait at most this long for open connections to finish.")  # fmt: skip
+    p.add_argument(
+        "--rcvbuf", type=_number(int, 0, 2**31 - 1), default=4 * 1024 * 1024,
+        help="Datagram sockets: receive buffer to request, bytes (SO_RCVBUFFORCE when permitted; 0 = kernel default). "
+        "The effective size is printed.",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-dgram-qlen", type=_number(int, 1, 2**31 - 1),
         help="unixgram: raise net.unix.max_dgram_qlen (the datagrams the kernel queues before senders block; 10 "
         "by default, 512 with systemd) to this before the socket is made. Root only; the whole network "
         "namespace; never lowered; kept after exit. The effective value is printed.",
-    ),
-    socket_mode: str = typer.Option("0600", help="File mode of the Unix socket / FIFO (octal)."),
-    fsync: FsyncMode = typer.Option(
-        "never", help="never: fsync only at clean exit; interval: every --fsync-interval s; always: after every write."
-    ),
-    fsync_interval: float = typer.Option(1.0, min=0.0, max=MAX_SECONDS, help="Seconds between fsyncs with --fsync interval."),
-    flush_interval: float = typer.Option(
-        DEFAULT_FLUSH_INTERVAL_S,
-        min=0.0,
-        max=MAX_SECONDS,
+    )  # fmt: skip
+    p.add_argument("--socket-mode", type=_octal, default="0600", help="File mode of the Unix socket / FIFO (octal).")
+    p.add_argument("--fsync", choices=FSYNC_MODES, default="never",
+                   help="never: fsync only at clean exit; interval: every --fsync-interval s; always: after every write.")  # fmt: skip
+    p.add_argument("--fsync-interval", type=_number(float, 0.0, MAX_SECONDS), default=1.0,
+                   help="Seconds between fsyncs with --fsync interval.")  # fmt: skip
+    p.add_argument(
+        "--flush-interval", type=_number(float, 0.0, MAX_SECONDS), default=DEFAULT_FLUSH_INTERVAL_S,
         help="Output is written when 256 KiB are pending or the oldest pending line is this many seconds old "
         "(0 = every loop turn). A crash (not a clean stop) can lose at most this much.",
-    ),
-    max_backlog_bytes: int = typer.Option(
-        DEFAULT_MAX_BACKLOG_BYTES, min=1, help="Output backlog (bytes not yet written) at which reading pauses."
-    ),
-    coalesce_us: int = typer.Option(
-        DEFAULT_COALESCE_US,
-        min=0,
-        max=100_000,
+    )  # fmt: skip
+    p.add_argument("--max-backlog-bytes", type=_number(int, 1), default=DEFAULT_MAX_BACKLOG_BYTES,
+                   help="Output backlog (bytes not yet written) at which reading pauses.")  # fmt: skip
+    p.add_argument(
+        "--coalesce-us", type=_number(int, 0, 100_000), default=DEFAULT_COALESCE_US,
         help="After a loop turn that read few messages, wait this many microseconds before the next poll so "
         "the next turn gathers several: fewer wakeups and reads per message at moderate rates, at most this "
         "much added latency. 0 = off.",
-    ),
-    peer_credentials: bool = typer.Option(
-        False,
-        help="unixsock: add the connecting process's peer_pid, peer_uid, peer_gid (SO_PEERCRED) to every record.",
-    ),
-    ready_file: Optional[Path] = typer.Option(None, help="When listening, write {transport, address, pid, ...} as JSON here (atomically)."),
-    rejects_burst: int = typer.Option(
-        DEFAULT_REJECTS_BURST, min=1, help="Rejects written one by one per --rejects-interval at most, by the whole aggregator (shared out among --workers); the rest are counted and summarised (as journald's RateLimitBurst)."
-    ),
-    rejects_interval: float = typer.Option(DEFAULT_REJECTS_INTERVAL_S, min=0.001, max=MAX_SECONDS, help="Seconds of one rejects rate-limit window."),
-    max_rejects_bytes: int = typer.Option(
-        DEFAULT_MAX_REJECTS_BYTES, min=4096, help="Size at which the rejects file stops growing (until it is rotated); later rejects are only counted."
-    ),
-    input_format: InputFormat = typer.Option(
-        DEFAULT_FORMAT,
-        "--format",
+    )  # fmt: skip
+    p.add_argument("--peer-credentials", action=argparse.BooleanOptionalAction, default=False,
+                   help="unixsock: add the connecting process's peer_pid, peer_uid, peer_gid (SO_PEERCRED) to every record.")  # fmt: skip
+    p.add_argument("--ready-file", type=Path, help="When listening, write {transport, address, pid, ...} as JSON here (atomically).")
+    p.add_argument(
+        "--rejects-burst", type=_number(int, 1), default=DEFAULT_REJECTS_BURST,
+        help="Rejects written one by one per --rejects-interval at most, by the whole aggregator (shared out among "
+        "--workers); the rest are counted and summarised (as journald's RateLimitBurst).",
+    )  # fmt: skip
+    p.add_argument("--rejects-interval", type=_number(float, 0.001, MAX_SECONDS), default=DEFAULT_REJECTS_INTERVAL_S,
+                   help="Seconds of one rejects rate-limit window.")  # fmt: skip
+    p.add_argument("--max-rejects-bytes", type=_number(int, 4096), default=DEFAULT_MAX_REJECTS_BYTES,
+                   help="Size at which the rejects file stops growing (until it is rotated); later rejects are only counted.")  # fmt: skip
+    p.add_argument(
+        "--format", dest="input_format", choices=FORMATS, default=DEFAULT_FORMAT,
         help="What a message is. json: a JSON object (anything else is rejected). syslog: an RFC 5424 or RFC 3164 "
         "message, or bare <PRI>msg (Python's SysLogHandler), read into facility, severity, timestamp, hostname, "
         "app_name, procid, msgid, structured_data and message; a JSON object in the message is merged into the "
         "record; a header that cannot be read is kept as message and counted (syslog_malformed). raw: any "
         "text becomes {\"message\": ...}. auto: per message, one starting with { takes the json path (at its "
         "cost), one starting with <DIGITS the syslog path, anything else is rejected as with json.",
-    ),
-    framing: Framing = typer.Option(
-        DEFAULT_FRAMING,
+    )  # fmt: skip
+    p.add_argument(
+        "--framing", choices=FRAMINGS, default=DEFAULT_FRAMING,
         help="unixsock, tcp (and fifo: newline only): how messages are delimited in the byte stream. auto: RFC "
         "6587 octet counting (LENGTH SP MSG) when a connection's first byte is a digit, else newline; a NUL byte "
         "also ends a message. newline, octet: that one, always. lenprefix (unixsock, tcp): [4-byte big-endian "
         "length][1-byte severity 0-7][payload] frames, the payload read as --format says.",
-    ),
-    workers: int = typer.Option(
-        1,
-        min=0,
-        max=MAX_WORKERS,
+    )  # fmt: skip
+    p.add_argument(
+        "--workers", type=_number(int, 0, MAX_WORKERS), default=1,
         help="Receiving processes (0 = one per CPU). unixsock, tcp: connections are handed to the "
         "workers in turn; udp: all read the one socket; fifo, unixgram: 1 only (one reader keeps each "
         "sender's order). More than one uses more cores; see README 'Workers' for what changes (udp "
         "order across workers).",
-    ),
-) -> None:
-    name = transport.value
+    )  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
+    transport, address, output, stats_file, ready_file = a.transport, a.address, a.output, a.stats_file, a.ready_file
+    max_line_bytes, max_connections, workers, rcvbuf = a.max_line_bytes, a.max_connections, a.workers, a.rcvbuf
+    name = transport
     t = TRANSPORTS[name]
     workers, workers_error = effective_workers(workers, t)
     if workers_error:
         _fail(workers_error, 2)
-    framing_error = framing_unsupported(framing.value, t)
+    framing_error = framing_unsupported(a.framing, t)
     if framing_error:
         _fail(framing_error, 2)
-    mode = _octal(socket_mode)
+    mode = a.socket_mode  # argparse applies _octal to the default text too
     if address is None:
         address = t.default_address()
     elif not address:
@@ -207,15 +209,15 @@ def main(
             _fail(str(exc), 2)
     set_process_name("logagg")
     settings = Settings(
-        transport=name, output=output, stats_file=stats_file, stats_interval=stats_interval, ready_file=ready_file,
-        duration=duration, max_line_bytes=max_line_bytes, max_connections=_connection_limit(max_connections, workers),
-        drain_timeout=drain_timeout, max_backlog_bytes=max_backlog_bytes, coalesce_us=coalesce_us,
-        peer_credentials=peer_credentials, fsync=fsync.value, fsync_interval=fsync_interval, flush_interval=flush_interval,
-        rejects_burst=rejects_burst, rejects_interval=rejects_interval, max_rejects_bytes=max_rejects_bytes, workers=workers,
-        format=input_format.value, framing=framing.value,
+        transport=name, output=output, stats_file=stats_file, stats_interval=a.stats_interval, ready_file=ready_file,
+        duration=a.duration, max_line_bytes=max_line_bytes, max_connections=_connection_limit(max_connections, workers),
+        drain_timeout=a.drain_timeout, max_backlog_bytes=a.max_backlog_bytes, coalesce_us=a.coalesce_us,
+        peer_credentials=a.peer_credentials, fsync=a.fsync, fsync_interval=a.fsync_interval, flush_interval=a.flush_interval,
+        rejects_burst=a.rejects_burst, rejects_interval=a.rejects_interval, max_rejects_bytes=a.max_rejects_bytes, workers=workers,
+        format=a.input_format, framing=a.framing,
     )  # fmt: skip
-    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None, max_dgram_qlen=max_dgram_qlen,
-                            framing=framing.value)
+    options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None, max_dgram_qlen=a.max_dgram_qlen,
+                            framing=a.framing)
 
     # The address first: a second aggregator on a live address is refused before it touches any
     # file (its start-up would otherwise lock, or worse repair, the running one's output).
@@ -371,7 +373,7 @@ def _run_supervisor(t, binding, options, sink, settings: Settings, targets: dict
             print(f"aggregator: error: cannot write {_what_failed(exc, targets)}: {reason(exc)}",
                   file=sys.stderr, flush=True)  # fmt: skip
             supervisor.run()
-            raise typer.Exit(2)
+            raise SystemExit(2)
         code = supervisor.run()
         merged, _ = supervisor.merged_counters()
         merged.transport = t.name
@@ -388,7 +390,7 @@ def _run_supervisor(t, binding, options, sink, settings: Settings, targets: dict
 
 def _fail(message: str, code: int) -> None:
     print(f"aggregator: error: {message}", file=sys.stderr, flush=True)
-    raise typer.Exit(code)
+    raise SystemExit(code)
 
 
 class _OutlivesItsTerminal:
@@ -419,6 +421,6 @@ class _OutlivesItsTerminal:
 def run() -> None:
     sys.stdout = _OutlivesItsTerminal(sys.stdout)
     sys.stderr = _OutlivesItsTerminal(sys.stderr)
-    app()
+    main()
 
 

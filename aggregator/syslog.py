@@ -44,7 +44,6 @@ import time
 from datetime import datetime
 from functools import lru_cache
 
-import msgspec
 import orjson
 
 from .records import without_members
@@ -246,26 +245,27 @@ def _bsd_stamp_ns(stamp: bytes, received_day: int) -> int | None:
 def _probe_for(added: tuple[str, ...]):
     """A msgspec decoder that validates a JSON object and tells which of the names that matter
     to a merge it holds (header fields, their ``syslog_`` names, the aggregator's fields), the
-    names, and the probe value that means "none of them"."""
+    names, the probe value that means "none of them", what decoding raises, and a struct's values.
+    msgspec is imported here, at the first syslog message with a JSON body: a receiving process
+    that never sees one does not hold it (README "Memory")."""
+    import msgspec
+
     names = (*HEADER_FIELDS, *(RENAMED_PREFIX + f for f in HEADER_FIELDS), *added)
     attrs = [f"f{i}" for i in range(len(names))]
     probe = msgspec.defstruct("MergeProbe", [(a, msgspec.Raw, msgspec.UNSET) for a in attrs], rename=dict(zip(attrs, names)))
-    return msgspec.json.Decoder(probe).decode, names, probe()
-
-
-_ProbeErrors = (msgspec.DecodeError, RecursionError)
+    errors = (msgspec.DecodeError, RecursionError)
+    return msgspec.json.Decoder(probe).decode, names, probe(), errors, msgspec.structs.astuple, msgspec.UNSET
 
 
 def json_members(obj: bytes, added: tuple[str, ...]) -> tuple[bytes, set[str]] | None:
     """The members of the JSON object ``obj`` as text (no braces; members named in ``added``
     cut out), and the names of interest it holds; None if ``obj`` is not a JSON object. Raises
     UnicodeDecodeError for an object that is not UTF-8."""
-    decode, names, none_present = _probe_for(added)
+    decode, names, none_present, probe_errors, astuple, unset = _probe_for(added)
     try:
         seen = decode(obj)
-        present = () if seen == none_present else {
-            name for name, value in zip(names, msgspec.structs.astuple(seen)) if value is not msgspec.UNSET}
-    except _ProbeErrors:
+        present = () if seen == none_present else {name for name, value in zip(names, astuple(seen)) if value is not unset}
+    except probe_errors:
         try:  # past msgspec's nesting limit orjson decides, as in the JSON path
             value = _loads(obj)
         except orjson.JSONDecodeError:

@@ -15,13 +15,13 @@ from typing import Optional
 
 import typer
 
-from aggregator.cli import TransportName
 from aggregator.framing import framing_unsupported
 from aggregator.procname import set_process_name
 from aggregator.transports import TRANSPORTS, TransportError
 
 from .messages import FORMATS, FRAMINGS, FileLines, MessageFactory
 
+TransportName = enum.Enum("TransportName", {name: name for name in TRANSPORTS}, type=str)  # typer's choices
 MessageFormat = enum.Enum("MessageFormat", {f: f for f in FORMATS}, type=str)
 MessageFraming = enum.Enum("MessageFraming", {f: f for f in FRAMINGS}, type=str)
 

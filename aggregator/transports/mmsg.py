@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import functools
+import mmap
 import os
 import socket
 
@@ -61,8 +62,12 @@ class MultiReceiver:
     def __init__(self, vlen: int, size: int, control_size: int = 0) -> None:
         self.vlen = vlen
         self.size = size
-        self._data = ctypes.create_string_buffer(vlen * size)
-        self.view = memoryview(self._data).cast("B")
+        # Anonymous memory, not a zero-filled buffer: a page becomes resident only when the kernel
+        # writes a datagram into it, so an idle receiver holds none of the vlen * size (64 x 64 KiB
+        # by default) and a busy one about a page per slot for log-sized datagrams.
+        self._arena = mmap.mmap(-1, vlen * size)
+        self._data = (ctypes.c_char * (vlen * size)).from_buffer(self._arena)
+        self.view = memoryview(self._arena).cast("B")
         base = ctypes.addressof(self._data)
         self._iov = (_IoVec * vlen)()
         self._msgs = (_MMsgHdr * vlen)()

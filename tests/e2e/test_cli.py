@@ -73,6 +73,30 @@ def test_aggregator_refuses_an_unknown_transport(tmp_path):
     assert not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--stats-interval", "0.01", "0.1"), ("--max-line-bytes", "12", "64"), ("--workers", "-1", "0"),
+    ("--socket-mode", "0999", "octal"), ("--flush-interval", "nan", "within"), ("--fsync", "sometimes", "interval"),
+    ("--max-conn", "5", "unrecognized"),  # no abbreviations: a script's typo is an error, not a guess
+])  # fmt: skip
+def test_aggregator_refuses_an_option_value_out_of_range(tmp_path, option, value, says):
+    result = run_cli(AGGREGATOR, "unixsock", option, value, "--output", tmp_path / "out.jsonl")
+    assert result.returncode == 2
+    assert_clear_error(result, option, says)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_serving_aggregator_holds_no_cli_framework(lab):
+    """A receiving process imports what serving needs: not typer (whose parsing imports
+    pydantic), nor msgspec (only the Python hot path and syslog bodies need it): their
+    extension modules would be mapped (README "Memory")."""
+    agg = lab.aggregator("unixsock")
+    send_and_check_one_line(lab, agg)
+    maps = Path(f"/proc/{agg.pid}/maps").read_text()
+    native = agg.stats()["hot_path"].startswith("native")  # the Python path validates with msgspec
+    for library in ("pydantic_core", "rich", "click", *(("msgspec",) if native else ())):
+        assert library not in maps, library
+
+
 def test_producer_refuses_an_unknown_transport():
     result = run_cli(PRODUCER, "carrier-pigeon", "--id", "p", "--count", "1")
     assert_clear_error(result, "carrier-pigeon")
