@@ -81,10 +81,10 @@ def bench(
     ),
     rcvbuf: int = typer.Option(4 * 1024 * 1024, min=0, help="Receive buffer for datagram sockets, both systems (bytes)."),
     workers: int = typer.Option(
-        0,
+        1,
         min=0,
-        help="loglab's --workers: receiving processes (0 = one per CPU, as syslog-ng runs a thread per "
-        "connection; a FIFO always has one reader). 1 = the single-process aggregator.",
+        help="loglab's --workers: receiving processes. 1, the aggregator's own default, is what is judged against "
+        "the peers and the reference; 0 = one per CPU (a FIFO and unixgram always have one reader).",
     ),
     out: Optional[Path] = typer.Option(None, help="Results directory (default: results/YYYYmmdd-HHMMSS)."),
     scale: float = typer.Option(1.0, min=0.0001, help="Multiply the standard suite's message counts (quick looks: 0.1)."),

@@ -37,6 +37,7 @@ from .blocks import BulletList, Chart, Heading, Paragraph, Table
 from .charts import bar_chart, format_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
 from .distribute import DISTRIBUTE, distribute_blocks, distribute_charts
 from .data import OWN, PEER, derived, group_key, group_label, groups_of, loss_pct, order, systems
+from .targets import targets_blocks
 
 try:  # the transports' declared properties; the report still renders from results alone without them
     from aggregator.transports import TRANSPORTS
@@ -556,6 +557,7 @@ def build_blocks(res: Results) -> tuple[list, list[Chart]]:
     charts = _charts(groups, cells)
     if groups:
         blocks.append(Heading(2, "Details"))
+        blocks += targets_blocks(measured, level=3, workers=loglab_workers(measured))
         blocks += list(charts)
         blocks += [Heading(2, "Results per scenario")] + _tables(groups)
     blocks += _tracing(cells, traced, charts)

@@ -422,6 +422,27 @@ def query_findings(a: Results, b: Results | None, source_a: str, source_b: str |
     return blocks
 
 
+def targets_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """Issue 16's targets (``report/targets.py``), judged in the first run, with the rerun's verdict
+    beside each: a target is settled only where both runs say the same."""
+    from .targets import target_rows, targets_blocks
+
+    measured = [r for r in _measured(a) if r.status == "ok"]
+    blocks = targets_blocks(measured, level=3, workers=loglab_workers(measured))
+    if not blocks:
+        raise FindingsError(f"{source_a} holds no cell of a target (capacity, efficiency or latency with rawcopy or syslog-ng)")
+    blocks.insert(0, Paragraph(_provenance(a, source_a) + (f" Rerun: {_provenance(b, source_b)}" if b else "")))
+    if b is not None:
+        rerun = {(row[0], row[1]): row for row in target_rows([r for r in _measured(b) if r.status == "ok"])}
+        table = blocks[-1]
+        table.header.extend(["rerun", "rerun verdict"])
+        for row in table.rows:
+            other = rerun.get((row[0], row[1]))
+            figure = (other[4] if other[4] != "–" else other[2]) if other else "–"  # the ratio, or the absolute figure
+            row.extend([figure, other[5] if other else "not measured"])
+    return blocks
+
+
 SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] = {
     "bench": bench_findings,
     "pipeline": pipeline_findings,
@@ -434,6 +455,7 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "torture": torture_findings,
     "distribute": distribute_findings,
     "query": query_findings,
+    "targets": targets_findings,
 }
 
 
