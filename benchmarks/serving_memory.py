@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=1.0, help="idle time before reading (default 1 s)")
     parser.add_argument("--out", type=Path, help="write a results directory here")
     args = parser.parse_args(argv)
+    started_ns = time.time_ns()
     rows: list[tuple[str, str, dict]] = [
         ("python", "bare interpreter", {"rss_bytes": interpreter_rss("pass")}),
         ("python", "serving imports", {"rss_bytes": interpreter_rss("import aggregator.cli")}),
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for transport in TRANSPORT_NAMES:
             for implementation in hotpath.IMPLEMENTATIONS:
                 rows.append((f"loglab-{implementation}", transport, idle_aggregator(transport, implementation, args.idle_seconds, Path(tmp))))
+    ended_ns = time.time_ns()
     for system, what, figures in rows:
         pss = figures.get("pss_bytes")
         print(f"{system:<16} {what:<18} RSS {figures['rss_bytes'] / MIB:6.2f} MiB" + (f"  PSS {pss / MIB:6.2f} MiB" if pss else ""))
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         for system, what, figures in rows:
             transport = what if what in TRANSPORT_NAMES else "none"
             writer.add_run(RunRecord(system=system, transport=transport, scenario="idle-memory", kind="micro", figures=figures,
-                                     notes=[what]))  # fmt: skip
+                                     notes=[what], window_start_ns=started_ns, window_end_ns=ended_ns))  # fmt: skip
         writer.close()
         print(f"results in {args.out}")
     return 0

@@ -422,6 +422,45 @@ def query_findings(a: Results, b: Results | None, source_a: str, source_b: str |
     return blocks
 
 
+IDLE_TARGET_MIB = 20.0  # issue 16: at most 20 MiB RSS per idle receiving process
+
+
+def idle_memory_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """Idle memory (``python -m benchmarks.serving_memory --out``): RSS and PSS of an idle aggregator
+    with default options, per transport and hot path, beside its floor (a bare interpreter, and one
+    that imported what serving needs); the 20 MiB target judged in every run given."""
+    runs_by = [(source, [r for r in res.runs if r.scenario == "idle-memory"]) for source, res in ((source_a, a), (source_b, b)) if res]
+    if not runs_by[0][1]:
+        raise FindingsError(f"{source_a} holds no idle-memory figure (python -m benchmarks.serving_memory --out DIR)")
+    mib = 1024 * 1024
+
+    def key(r) -> tuple[str, str]:
+        return r.system, r.transport if r.transport != "none" else (r.notes[0] if r.notes else "?")
+
+    figures = [{key(r): r.figures for r in runs} for _, runs in runs_by]
+    rows = []
+    for k in figures[0]:
+        row = [k[0], k[1]]
+        for f in figures:
+            fig = f.get(k) or {}
+            rss, pss = fig.get("rss_bytes"), fig.get("pss_bytes")
+            row.append("–" if rss is None else f"{rss / mib:.1f}" + ("" if pss is None else f" / {pss / mib:.1f}"))
+        rows.append(row)
+    serving = [(k, f[k]["rss_bytes"] / mib) for f in figures for k in f if k[0].startswith("loglab") and f[k].get("rss_bytes")]
+    over = sorted({f"{k[0]} {k[1]}" for k, v in serving if v > IDLE_TARGET_MIB})
+    worst = max(v for _, v in serving)
+    verdict = (f"At most {IDLE_TARGET_MIB:.0f} MiB RSS per idle receiving process: "
+               + ("met in every run, every transport and hot path" if not over else f"NOT met by {', '.join(over)}")
+               + f" (largest {worst:.1f} MiB).")  # fmt: skip
+    header = ["system", "transport (or floor)", *(f"RSS / PSS MiB, `{source}`" for source, _ in runs_by)]
+    envs = "; ".join(f"`{source}`: {_when(runs)}, commit {_commit(res.environment)}"
+                     for (source, runs), res in zip(runs_by, (a, b)))  # fmt: skip
+    return [Paragraph(f"{envs}. Each aggregator started with default options, idle {a.params.get('idle_seconds', '?')} s after "
+                      "it said it was listening, then VmRSS and PSS (smaps_rollup) read. The floor: this venv's interpreter bare, "
+                      "and after importing what serving needs (`aggregator.cli`)."),
+            Table(header, rows), Paragraph(verdict)]  # fmt: skip
+
+
 def targets_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
     """Issue 16's targets (``report/targets.py``), judged in the first run, with the rerun's verdict
     beside each: a target is settled only where both runs say the same."""
@@ -456,6 +495,7 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "distribute": distribute_findings,
     "query": query_findings,
     "targets": targets_findings,
+    "idle-memory": idle_memory_findings,
 }
 
 
