@@ -97,6 +97,7 @@ class Aggregator:
         self.max_backlog_bytes = settings.max_backlog_bytes
         self.peer_credentials = settings.peer_credentials
         self.coalesce_us = settings.coalesce_us
+        self.idle_flush = settings.idle_flush
         self.decoder = Decoder(settings.format)
         self._epoll = select.epoll()
         self._by_fd: dict[int, tuple[str, object]] = {}  # fd -> (what, endpoint/listener/wake)
@@ -164,14 +165,21 @@ class Aggregator:
         monotonic = time.monotonic
         sleep = time.sleep
         coalesce = self.coalesce_us / 1e6
+        idle_flush, sink = self.idle_flush, self.sink
         try:
             self._housekeeping(start)
             while not self._finished:
                 # The hot path: poll, read every ready endpoint, hand the lines to the sink.
                 # Housekeeping (signals, stats, deadlines, backpressure) runs only when due.
                 timeout = min(self._next_due - monotonic(), MAX_POLL_S)
-                if self._turn(poll(timeout if timeout > 0 else 0)) < COALESCE_BELOW and coalesce and not self._small_queues:
-                    sleep(coalesce)
+                if self._turn(poll(timeout if timeout > 0 else 0)) < COALESCE_BELOW:
+                    # A light turn: the loop is about to wait (the pause below, or the next poll).
+                    # Write what is pending now, while the CPU would idle anyway: lines wait for
+                    # 256 KiB or --flush-interval only under load, where each write carries many.
+                    if idle_flush and sink.writable_backlog:
+                        sink.flush()
+                    if coalesce and not self._small_queues:
+                        sleep(coalesce)
                 now = monotonic()
                 if now >= self._next_due or self._flags_set:
                     self._housekeeping(now)

@@ -36,6 +36,7 @@ class Settings:
     fsync: str = "never"
     fsync_interval: float = 1.0
     flush_interval: float = DEFAULT_FLUSH_INTERVAL_S
+    idle_flush: bool = False  # --idle-flush: write pending lines when a loop turn finds little to read (server.run)
     rejects_burst: int = DEFAULT_REJECTS_BURST
     rejects_interval: float = DEFAULT_REJECTS_INTERVAL_S
     max_rejects_bytes: int = DEFAULT_MAX_REJECTS_BYTES

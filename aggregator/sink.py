@@ -679,6 +679,11 @@ class OutputSink:
         if (self.out.backlog_bytes >= FLUSH_BYTES or self.flush_interval <= 0) and not self.out.waiting:
             self.flush()  # while failing, retries wait for RETRY_INTERVAL_S (flush_due), not every add
 
+    @property
+    def writable_backlog(self) -> bool:
+        """Lines are pending and the output is not waiting out a failed write (a full disk)."""
+        return self._pending_since is not None and not self.out.waiting
+
     def write(self, chunks: list[bytes]) -> None:
         """Queue whole lines and write at once."""
         self.add(chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,9 @@ def bench(
         help="loglab's --workers: receiving processes. 1, the aggregator's own default, is what is judged against "
         "the peers and the reference; 0 = one per CPU (a FIFO and unixgram always have one reader).",
     ),
+    loglab_args: str = typer.Option(
+        "", "--loglab-args", help="More options for loglab's aggregator, as one string (e.g. \"--idle-flush\"): to measure a setting "
+        "against the default. Recorded in the results' parameters."),
     out: Optional[Path] = typer.Option(None, help="Results directory (default: results/YYYYmmdd-HHMMSS)."),
     scale: float = typer.Option(1.0, min=0.0001, help="Multiply the standard suite's message counts (quick looks: 0.1)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Render report.md and report.html at the end."),
@@ -143,6 +147,7 @@ def bench(
         rcvbuf=rcvbuf or None,
         argv=sys.argv,
         workers=workers,
+        loglab_args=shlex.split(loglab_args),
         extra=_nats_runs(repeat, scale, pipeline, distribute, query) if pipeline or distribute or query else None,
     )
     if report:

@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from aggregator import hotpath, records
+from aggregator import hotpath
 from aggregator.records import ADDED_FIELDS, probe_for, suffix_for
 
 READ_BYTES = 64 * 1024  # server.READ_BYTES: one read

@@ -383,26 +383,34 @@ def formats_findings(a: Results, b: Results | None, source_a: str, source_b: str
 JSON_PATH_METRICS = (RECEIVER_CPU, MESSAGES_PER_S, P99)
 
 
-def json_path_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
-    """The same JSON workloads through two checkouts: ``a`` the baseline (before input formats),
-    ``b`` the code with them; B/A per cell, and whether the ranges are apart."""
-    if b is None:
-        raise FindingsError("the json-path section compares two results: RESULTS (the baseline code) and --rerun (the new code)")
-    try:
-        result = compare_results(a, b, force=True)
-    except NoCommonCells as exc:
-        raise FindingsError(str(exc)) from None
-    rows = [[r.scenario, r.workload, r.transport, r.metric.label, r.metric.format(r.a), r.metric.format(r.b),
-             f"{r.change:.2f}x", r.verdict.replace("B ", "new code ")]
-            for r in result.rows if r.metric in JSON_PATH_METRICS and r.a and r.b and r.change is not None]  # fmt: skip
-    worse = [r for r in rows if r[-1] == "new code worse"]
-    return [Paragraph(f"Baseline: {_provenance(a, source_a)} New code: {_provenance(b, source_b)}"),
-            Table(["scenario", "workload", "transport", "figure", "baseline", "new code", "new / baseline", "verdict"], rows),
-            Paragraph(f"{len(worse)} of {len(rows)} figures worse beyond noise (ranges apart)."
-                      + (" The environments differ in: " + ", ".join(k for k, _, _ in result.env_differences) + "."
-                         if result.env_differences else ""))]  # fmt: skip
+def comparison_findings(label_a: str, label_b: str, what: str) -> Callable[[Results, Results | None, str, str | None], list]:
+    """A renderer for the same workloads run two ways (two checkouts, or two settings): ``a`` as
+    ``label_a``, ``b`` as ``label_b``; B/A per cell, and whether the ranges are apart."""
+
+    def render(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+        if b is None:
+            raise FindingsError(f"this section compares two results: RESULTS ({label_a}) and --rerun ({label_b})")
+        try:
+            result = compare_results(a, b, force=True)
+        except NoCommonCells as exc:
+            raise FindingsError(str(exc)) from None
+        rows = [[r.scenario, r.workload, r.transport, r.metric.label, r.metric.format(r.a), r.metric.format(r.b),
+                 f"{r.change:.2f}x", r.verdict.replace("B ", f"{label_b} ")]
+                for r in result.rows if r.metric in JSON_PATH_METRICS and r.a and r.b and r.change is not None]  # fmt: skip
+        worse = [r for r in rows if r[-1] == f"{label_b} worse"]
+        return [Paragraph(f"{label_a.capitalize()}: {_provenance(a, source_a)} {label_b.capitalize()}: {_provenance(b, source_b)}"),
+                Table(["scenario", "workload", "transport", "figure", label_a, label_b, f"{what}", "verdict"], rows),
+                Paragraph(f"{len(worse)} of {len(rows)} figures worse beyond noise (ranges apart)."
+                          + (" The environments differ in: " + ", ".join(k for k, _, _ in result.env_differences) + "."
+                             if result.env_differences else ""))]  # fmt: skip
+
+    return render
 
 
+# The same JSON workloads through two checkouts: the baseline (before input formats) and the new code.
+json_path_findings = comparison_findings("baseline", "new code", "new / baseline")
+# The same checkout's aggregator without and with --idle-flush (README "Latency or CPU").
+idle_flush_findings = comparison_findings("without", "with --idle-flush", "with / without")
 
 
 def query_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
@@ -491,6 +499,8 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "json-path-reversed": json_path_findings,
     "json-path-native": json_path_findings,
     "json-path-native-rerun": json_path_findings,
+    "idle-flush": idle_flush_findings,
+    "idle-flush-rerun": idle_flush_findings,
     "torture": torture_findings,
     "distribute": distribute_findings,
     "query": query_findings,

@@ -101,14 +101,15 @@ def unserved(scenarios: list[Scenario], systems: list[str]) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
-def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None) -> RunRecord:
+def execute(spec: RunSpec, *, rcvbuf: int | None, workers: int = 1, tracer=None, loglab_args: list[str] | None = None) -> RunRecord:
     """One run, measured and checked, as a RunRecord. Its files live in a short-lived directory
     under /tmp (a Unix socket path must stay under 108 bytes), removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="loglab-run-"))
     record = spec.record()
     try:
         w = spec.workload
-        system = make_system(spec.system, spec.transport, workdir, rcvbuf=rcvbuf, workers=workers, fmt=w.format, framing=w.framing)
+        system = make_system(spec.system, spec.transport, workdir, rcvbuf=rcvbuf, workers=workers, fmt=w.format, framing=w.framing,
+                             loglab_args=loglab_args)  # fmt: skip
         summaries = run_measurement(system, spec.transport, w, workdir, record, tracer=tracer if spec.traced else None)
         stamps = ObservedStamps.load(stamps_path(workdir))
         seq = analyze_output(system.read_records(), expected_counts(w.producers, w.count), observed=stamps.per_line())
@@ -155,6 +156,7 @@ def run_bench(
     argv: list[str],
     workers: int = 1,
     extra=None,
+    loglab_args: list[str] | None = None,
 ) -> bool:
     """Run ``suite`` on loglab and the ``peers`` asked for; persist every run as it finishes.
     False if any run failed or lost messages on a reliable transport, or a peer asked for could
@@ -194,7 +196,7 @@ def run_bench(
             for s in suite
         ],
         argv=list(argv),
-        extra={"rcvbuf": rcvbuf, "loglab_workers": workers},
+        extra={"rcvbuf": rcvbuf, "loglab_workers": workers, "loglab_args": list(loglab_args or [])},
     )
     writer = ResultsWriter(out_dir, environment, params)
     for info in peer_info:
@@ -215,7 +217,7 @@ def run_bench(
         for spec in runs:
             progress.start(spec)
             try:
-                record = execute(spec, rcvbuf=rcvbuf, workers=workers, tracer=tracer)
+                record = execute(spec, rcvbuf=rcvbuf, workers=workers, tracer=tracer, loglab_args=loglab_args)
             except Exception as exc:  # one broken run must not lose the others
                 record = spec.record()
                 record.status = "failed"

@@ -116,9 +116,10 @@ SYSTEMS = {LoglabSystem.name: LoglabSystem, **PEERS}
 
 
 def make_system(name: str, transport: str, workdir: Path, *, rcvbuf: int | None = None, workers: int = 1,
-                fmt: str = "json", framing: str = "newline"):  # fmt: skip
+                fmt: str = "json", framing: str = "newline", loglab_args: list[str] | None = None):  # fmt: skip
     try:
         cls = SYSTEMS[name]
     except KeyError:
         raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}") from None
-    return cls(transport, workdir, rcvbuf=rcvbuf, workers=workers, fmt=fmt, framing=framing)
+    extra = {"extra_args": loglab_args} if cls is LoglabSystem and loglab_args else {}  # the peers have their own configs
+    return cls(transport, workdir, rcvbuf=rcvbuf, workers=workers, fmt=fmt, framing=framing, **extra)
