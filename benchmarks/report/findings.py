@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..results import Results
+from ..results import Results, stats
 from . import default_out_dir
 from ..results.compare import NoCommonCells, compare_results
 from ..results.metrics import COMPARED, MESSAGES_PER_S, P99, PRODUCER_SYSCALLS, RECEIVER_CPU, RECEIVER_SYSCALLS
@@ -430,6 +430,46 @@ def query_findings(a: Results, b: Results | None, source_a: str, source_b: str |
     return blocks
 
 
+HOTPATH_STAGES = ("framing", "validation", "splice", "glue", "path", "write", "recv", "poll")
+
+
+def hotpath_cost_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
+    """Per-message cost by stage (``python -m benchmarks.hotpath_cost --out``), before (the Python
+    path) and after (the native one), in every run given; then where a serving aggregator's time
+    goes flat out (``perf``'s top symbols), per implementation, from the first run."""
+    runs_by = [(source, {r.system: r for r in res.runs if r.scenario == "hotpath-cost"}) for source, res in ((source_a, a), (source_b, b)) if res]
+    if not runs_by[0][1]:
+        raise FindingsError(f"{source_a} holds no hotpath-cost figure (python -m benchmarks.hotpath_cost --out DIR)")
+    systems_seen = sorted(runs_by[0][1], key=lambda name: name != "loglab-python")  # before, then after
+    header = ["stage (ns per message)"] + [f"{name.removeprefix('loglab-')}, `{source}`" for source, _ in runs_by for name in systems_seen]
+    rows = []
+    for stage in HOTPATH_STAGES:
+        row = [stage]
+        for _, runs in runs_by:
+            for name in systems_seen:
+                cell = ((runs.get(name).figures if runs.get(name) else {}).get("ns_per_message") or {}).get(stage)
+                row.append("–" if not cell else stats.Spread(cell["median_ns"], cell["min_ns"], cell["max_ns"], tuple(cell["samples_ns"])).format("{:,.0f}"))
+        rows.append(row)
+    p = a.params
+    blocks = [Paragraph(f"{p.get('messages', '?'):,} messages of {p.get('size', '?')} bytes in {p.get('read_bytes', 0) // 1024} KiB reads, "
+                        f"{p.get('repeats', '?')} passes per run, the two paths interleaved; median [min–max] over the passes. "
+                        "`path` is the whole per-read call the event loop makes, `glue` what it spends beyond framing, validation "
+                        "and splice; `write` is the sink's share (one write(2) per 256 KiB), `recv` and `poll` the syscalls per "
+                        "message at 64 KiB per read. "
+                        + "; ".join(f"`{source}`: commit {_commit(res.environment)}" for (source, _), res in zip(runs_by, (a, b))) + "."),
+              Table(header, rows)]  # fmt: skip
+    tops = []
+    for name in systems_seen:
+        prof = (runs_by[0][1][name].figures or {}).get("profile") or {}
+        if prof.get("top_symbols"):
+            symbols = ", ".join(f"{t['symbol'].split('] ', 1)[-1]} {t['percent']:.0f} %" for t in prof["top_symbols"][:5])
+            tops.append(f"{name.removeprefix('loglab-')}: {prof['messages_per_s']:,.0f} msg/s at {prof['cpu_us_per_msg']:.2f} µs of "
+                        f"CPU per message; top of its samples: {symbols}.")  # fmt: skip
+    if tops:
+        blocks.append(Paragraph("Serving 4 producers flat out on unixsock under `perf record` (first run): " + " ".join(tops)))
+    return blocks
+
+
 IDLE_TARGET_MIB = 20.0  # issue 16: at most 20 MiB RSS per idle receiving process
 
 
@@ -506,6 +546,7 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "query": query_findings,
     "targets": targets_findings,
     "idle-memory": idle_memory_findings,
+    "hotpath-cost": hotpath_cost_findings,
 }
 
 

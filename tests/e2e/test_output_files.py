@@ -51,3 +51,18 @@ def test_aggregator_refuses_a_symlink_at_the_output_or_rejects_path_for(lab, tmp
     assert str(link) in result.stderr, f"the error must name the offending path {link}:\n{result.stderr}"
     assert target.read_bytes() == b"precious no newline"
     assert link.is_symlink()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("transport", ["unixsock", "unixgram"])
+def test_idle_flush_writes_a_line_long_before_the_flush_interval(lab, transport):
+    """With --idle-flush, a line reaches the file when the loop goes quiet, not when the (here
+    hour-long) --flush-interval ends: without the option this wait would time out."""
+    agg = lab.aggregator(transport, "--idle-flush", "--flush-interval", 3600)
+    client = lab.client(transport, agg.address)
+    client.send(b'{"n":1}\n')
+    agg.wait_lines(1, timeout=20)
+    client.send(b'{"n":2}\n')
+    agg.wait_lines(2, timeout=20)
+    client.close()
+    assert [r["n"] for r in agg.records()] == [1, 2]
