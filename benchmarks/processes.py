@@ -743,6 +743,23 @@ class Lab(ProcGroup):
             p.wait(max(0.1, deadline - time.monotonic()))
         return started
 
+    def through_peer(self, peer, n: int, count: int, *args) -> list[dict]:
+        """Start ``peer`` (a benchmarks.peers daemon), run ``n`` producers of ``count`` messages
+        (``args``: more producer options) into it, stop it cleanly, and return its records, after
+        checking that every producer's every message arrived once and every line parsed."""
+        self.on_close(peer.kill)  # whatever happens; kill() after a clean stop does nothing
+        address = peer.start()
+        for p in self.run_producers(peer.transport, address, n, count, *args):
+            assert p.returncode() == 0, p.tail()
+        summary = peer.stop()
+        assert summary["exit_code"] == 0 and not summary["killed"], summary
+        records = list(peer.read_records())
+        assert peer.parse_errors == 0, peer.bad_lines
+        seen = sorted((r["producer"], r["seq"]) for r in records)
+        assert seen == sorted((f"p{i}", s) for i in range(n) for s in range(count))
+        assert all(r["transport"] == peer.transport and r["received_ns"] > 0 for r in records)
+        return records
+
     def client(self, transport: str, address: str) -> Client:
         client = Client(transport, address)
         self.on_close(client.close)

@@ -27,18 +27,7 @@ def _need_rawcopy() -> None:
 @pytest.mark.parametrize("transport", transport_names())
 def test_every_producer_message_reaches_rawcopy_once(lab, transport):
     _need_rawcopy()
-    peer = RawCopyPeer(transport, lab.workdir / "rawcopy")
-    lab.on_close(peer.kill)
-    address = peer.start()
-    for p in lab.run_producers(transport, address, PRODUCERS, PER_PRODUCER, "--rate", "2000", "--batch", "4"):
-        assert p.returncode() == 0, p.tail()
-    summary = peer.stop()
-    assert summary["exit_code"] == 0 and not summary["killed"], summary
-    records = list(peer.read_records())
-    assert peer.parse_errors == 0, peer.bad_lines
-    seen = sorted((r["producer"], r["seq"]) for r in records)
-    assert seen == sorted((f"p{i}", s) for i in range(PRODUCERS) for s in range(PER_PRODUCER))
-    assert all(r["transport"] == transport and r["received_ns"] > 0 for r in records)
+    lab.through_peer(RawCopyPeer(transport, lab.workdir / "rawcopy"), PRODUCERS, PER_PRODUCER, "--rate", "2000", "--batch", "4")
 
 
 def test_rawcopy_copies_lines_unjudged_and_whole(lab):
