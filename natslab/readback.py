@@ -11,6 +11,7 @@ time -> stored in the stream: the pipeline's end-to-end latency.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -43,21 +44,36 @@ async def read_stream(servers: list[str], subject: str = "logs.>", on_record=Non
 
     out = StreamRead()
     records: list[dict] = []
+    deadline = time.monotonic() + timeout
+
+    async def settled(call):
+        """``call()``, asked again while the cluster is settling (a node just back, a leader being
+        elected: JetStream's API requests time out meanwhile), until the read's deadline."""
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except nats.errors.TimeoutError:
+                if time.monotonic() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     nc = await nats.connect(servers, connect_timeout=3, max_reconnect_attempts=5)
     try:
         js = nc.jetstream(timeout=10)
-        info = await js.stream_info(STREAM)
+        info = await settled(lambda: js.stream_info(STREAM))
         out.stream_last_seq = info.state.last_seq
         if info.state.messages == 0:
             return out, records
-        sub = await js.pull_subscribe(
+        # An ephemeral consumer; one a timed-out request did create goes away after 30 s idle.
+        sub = await settled(lambda: js.pull_subscribe(
             subject, stream=STREAM,
             config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0),
-        )  # fmt: skip
+        ))  # fmt: skip
         whole = subject in ("logs.>", ">")
         loads = orjson.loads
         prefix_len = len(SUBJECT_PREFIX)
-        deadline = time.monotonic() + timeout
         done = False
         while not done and time.monotonic() < deadline:
             try:
