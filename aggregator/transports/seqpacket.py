@@ -6,8 +6,9 @@ is one message, an optional trailing newline dropped; one longer than ``--max-li
 ``datagram_truncated`` reject with its real length). Reliable and ordered: a sender blocks when
 its socket's send buffer is full, and nothing is dropped.
 
-Reading: up to 64 messages per ``recvmmsg`` call into one receive arena per process (the event
-loop reads connections in turn, so connections share it rather than hold megabytes each). On
+Reading: up to 64 messages per ``recvmmsg`` call into one receive arena per event loop (a loop
+reads its connections in turn, so they share it rather than hold megabytes each; ``--threads``:
+one arena per thread). On
 SOCK_SEQPACKET an empty message and end of file both read as 0 bytes; ``SO_PASSCRED`` makes the
 kernel attach credentials to every real message, so the two are told apart exactly
 (``MultiReceiver.receive_messages``).
@@ -39,15 +40,17 @@ class SeqpacketConnection(Endpoint):
         self.label = label
         self.peer_fields = peer_fields
         self.max_bytes = max_bytes
-        from .mmsg import CREDENTIALS_SPACE, shared_receiver  # ctypes, only where it is used (1 MiB)
-
-        self._receiver = shared_receiver(*receive_slots(max_bytes, None), CREDENTIALS_SPACE)
+        self._receiver = None  # the reading loop's, taken at the first read (--threads: not the accepting thread's)
 
     def fileno(self) -> int:
         return self._fd
 
     def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
         receiver = self._receiver
+        if receiver is None:
+            from .mmsg import CREDENTIALS_SPACE, shared_receiver  # ctypes, only where it is used (1 MiB)
+
+            receiver = self._receiver = shared_receiver(*receive_slots(self.max_bytes, None), CREDENTIALS_SPACE)
         total = calls = 0
         for _ in range(MAX_CALLS_PER_TURN):
             try:

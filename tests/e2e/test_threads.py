@@ -1,0 +1,158 @@
+"""--threads N: one process, N event loops, one writer (aggregator/threads.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+
+import pytest
+
+from aggregator import hotpath
+from aggregator.transports import get_transport, transport_names
+from aggregator.transports.base import SingleReader
+from benchmarks.faults.checks import assert_address_released, assert_sent_messages_written_once, stop_mid_stream
+from benchmarks.processes import AGGREGATOR, jsonl, run_cli, seqs_by_producer, wait_until
+
+ONE_READER = [t for t in transport_names() if isinstance(get_transport(t).sharing, SingleReader)]
+needs_native = pytest.mark.skipif(hotpath.IMPLEMENTATION != "native", reason="--threads needs the native hot path (make setup builds it)")
+
+
+def whole_json_lines(path) -> list[dict]:
+    """Every line of ``path`` parsed on its own: a torn or interleaved line fails here."""
+    raw = path.read_bytes()
+    assert raw.endswith(b"\n")
+    return [json.loads(line) for line in raw.split(b"\n")[:-1]]
+
+
+@needs_native
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("transport", transport_names(connected=True))
+def test_many_connections_spread_over_the_threads_every_line_whole_once_and_in_order(lab, transport):
+    agg = lab.aggregator(transport, "--threads", "2")
+    producers = lab.run_producers(transport, agg.address, 8, 2000, "--batch", "16")
+    assert all(p.returncode() == 0 for p in producers)
+    agg.wait_lines(16_000)
+    assert agg.stop() == 0, agg.stderr_text()
+    records = whole_json_lines(agg.output)
+    # A connection belongs to one loop: each producer's lines stay in order, none twice.
+    assert seqs_by_producer(records) == {f"p{i}": list(range(2000)) for i in range(8)}
+    stats = agg.stats()
+    assert stats["threads"] == 2
+    assert (stats["messages_received"], stats["messages_written"]) == (16_000, 16_000)
+    assert (stats["connections_opened"], stats["connections_closed"]) == (8, 8)
+    # The reader thread took a share of the connections, and its counters are in the totals.
+    (reader,) = stats["per_thread"]
+    assert reader["connections_opened"] > 0
+    assert 0 < reader["messages_written"] < 16_000
+    assert_address_released(transport, agg.address)
+
+
+@needs_native
+@pytest.mark.timeout(120)
+def test_the_connection_limit_holds_across_threads_and_nobody_is_refused(lab):
+    agg = lab.aggregator("unixsock", "--threads", "2", "--max-connections", "2")
+    producers = lab.run_producers("unixsock", agg.address, 6, 3000, "--batch", "16")
+    assert all(p.returncode() == 0 for p in producers)
+    agg.wait_lines(18_000)
+    assert agg.stop() == 0, agg.stderr_text()
+    assert seqs_by_producer(whole_json_lines(agg.output)) == {f"p{i}": list(range(3000)) for i in range(6)}
+    stats = agg.stats()
+    assert stats["connections_open_peak"] <= 2
+    assert stats["connections_opened"] == stats["connections_closed"] == 6
+
+
+@needs_native
+@pytest.mark.timeout(120)
+def test_sigterm_mid_stream_with_threads_loses_nothing_the_kernel_accepted(lab):
+    count = 50_000
+    agg, producers = stop_mid_stream(lab, "unixsock", count, [], ["--threads", "2"])
+    assert any(p.summary()["sent"] < count for p in producers), "nobody was stopped mid-stream"
+    written = assert_sent_messages_written_once(agg, producers)
+    stats = agg.stats()
+    assert stats["messages_written"] == written
+    assert stats["per_thread"][0]["messages_written"] > 0  # the reader thread drained its own
+    whole_json_lines(agg.output)
+    assert_address_released("unixsock", agg.address)
+
+
+@needs_native
+@pytest.mark.timeout(120)
+def test_sigusr1_reopens_the_one_output_for_every_thread(lab):
+    agg = lab.aggregator("unixsock", "--threads", "2")
+    before = lab.run_producers("unixsock", agg.address, 2, 300, prefix="before")
+    assert all(p.returncode() == 0 for p in before)
+    agg.wait_lines(600)
+    rotated = agg.output.with_name(agg.output.name + ".1")
+    os.rename(agg.output, rotated)
+    agg.send(signal.SIGUSR1)
+    wait_until(agg.output.exists, f"{agg.output} recreated after SIGUSR1")
+    after = lab.run_producers("unixsock", agg.address, 4, 300, prefix="after")
+    assert all(p.returncode() == 0 for p in after)
+    assert agg.stop() == 0, agg.stderr_text()
+    assert {r["producer"] for r in whole_json_lines(rotated)} == {"before0", "before1"}
+    new = whole_json_lines(agg.output)
+    assert {r["producer"] for r in new} == {f"after{i}" for i in range(4)} and len(new) == 1200
+    stats = agg.stats()
+    assert stats["output_reopens"] == 1 and stats["messages_written"] == 1800
+    assert stats["per_thread"][0]["messages_written"] > 0
+
+
+@needs_native
+@pytest.mark.timeout(60)
+def test_rejects_on_every_thread_are_counted_once_and_written(lab):
+    agg = lab.aggregator("tcp", "--threads", "2")
+    clients = [lab.client("tcp", agg.address) for _ in range(4)]  # handed out over both loops
+    for i, client in enumerate(clients):
+        client.send(b'{"seq":%d}\nnot json %d\n[1]\n' % (i, i))
+        client.close()
+    agg.wait_lines(4)
+    assert agg.stop() == 0, agg.stderr_text()
+    assert sorted(r["seq"] for r in whole_json_lines(agg.output)) == [0, 1, 2, 3]
+    stats = agg.stats()
+    assert stats["rejected"] == {"invalid_json": 4, "not_an_object": 4}
+    assert stats["messages_received"] == 12
+    assert sum(t["rejected_total"] for t in stats["per_thread"]) > 0  # the reader thread's are in
+    assert sorted(r["reason"] for r in agg.reject_records()) == ["invalid_json"] * 4 + ["not_an_object"] * 4
+
+
+@needs_native
+@pytest.mark.timeout(90)
+def test_a_udp_flood_calls_a_reader_thread_in_and_every_datagram_is_written_or_counted_dropped(lab):
+    agg = lab.aggregator("udp", "--threads", "2")
+    host, _, port = agg.address.rpartition(":")
+    n = 100_000
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, int(port)))
+        for i in range(n):  # as fast as Python can: more than one loop takes per turn
+            s.send(b'{"producer":"flood","seq":%d}' % i)
+    assert agg.stop() == 0, agg.stderr_text()
+    stats = agg.stats()
+    seqs = [r["seq"] for r in whole_json_lines(agg.output)]
+    assert len(seqs) == len(set(seqs)) == stats["messages_written"]
+    assert stats["messages_written"] + stats["kernel_drops"] == n  # nothing unaccounted for
+    assert stats["per_thread"][0]["messages_written"] > 0, "the reader thread never read"
+
+
+@pytest.mark.parametrize("transport", ONE_READER)
+def test_one_reader_transports_read_with_one_thread_and_say_why(lab, transport):
+    agg = lab.aggregator(transport, "--threads", "2")
+    assert agg.stop() == 0
+    assert f"--threads 2: {transport} reads with 1 thread" in agg.stderr_text()
+    assert json.loads(agg.ready_file.read_text())["threads"] == 1
+
+
+def test_the_pure_python_hot_path_reads_with_one_thread_and_says_why(lab):
+    agg = lab.aggregator("unixsock", "--threads", "2", env={**os.environ, hotpath.CHOICE_ENV: "python"})
+    (p,) = lab.run_producers("unixsock", agg.address, 1, 100)
+    assert p.returncode() == 0
+    assert agg.stop() == 0
+    assert "pure-Python hot path holds the GIL" in agg.stderr_text()
+    assert len(jsonl(agg.output)) == 100 and "threads" not in agg.stats()
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--threads", "many"], ["--threads", "2", "--workers", "2"]])
+def test_bad_thread_counts_are_refused(lab, args):
+    r = run_cli(AGGREGATOR, "unixsock", "--address", str(lab.sockdir / "t.sock"), *args)
+    assert r.returncode == 2 and "--threads" in r.stderr
