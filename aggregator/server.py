@@ -63,6 +63,14 @@ READ_BUFFER_BYTES = 64 * 1024
 # under 1 ms without.
 COALESCE_BELOW = 16
 ACCEPT_RETRY_S = 0.1  # after accept() failed for lack of descriptors
+# --threads: the main thread's loop keeps every connection while it keeps up (one loop, one
+# wakeup per turn: the CPU per message of one thread). A read of one connection that needed
+# SPREAD_READ_CALLS calls or more found more than a full read waiting (64 KiB on a byte stream,
+# about 330 lines of 200 bytes; 64 messages on seqpacket): the loop is falling behind. It then
+# spreads its connections evenly over the reader threads, and hands new ones to the least-loaded
+# loop until SPREAD_HOLD_S after the last such read.
+SPREAD_READ_CALLS = 2
+SPREAD_HOLD_S = 1.0
 MAX_POLL_S = 3600.0  # no single wait longer than this (epoll takes at most ~24 days)
 
 _ACCEPT, _READ, _WAKE = "accept", "read", "wake"
@@ -122,6 +130,8 @@ class Aggregator:
         # reader thread's loop is not the owner (``threads.py``). ``readers``: the owner's threads.
         self.owner = True
         self.readers = None
+        self._falling_behind = False  # --threads: this turn found a backlog (SPREAD_READ_BYTES)
+        self._spread_until = 0.0  # --threads: new connections go to the least-loaded loop until then
 
     def use_threads(self, n: int, sharing) -> None:
         """Read with ``n`` loops in all: this one and ``n - 1`` reader threads, sharing the
@@ -280,6 +290,33 @@ class Aggregator:
             due.append(now + 0.1)  # retry the stalled output
         self._next_due = min(due) if due else now + MAX_POLL_S
 
+    def _spread(self, out: list[bytes]) -> None:
+        """--threads, this loop is falling behind: move its connections beyond an even share to
+        the least-loaded reader threads. What it read from them is handed to the sink first
+        (``out``), so each connection's lines stay in order across the move."""
+        self._falling_behind = False
+        if self._draining or self._paused:
+            return
+        self._spread_until = time.monotonic() + SPREAD_HOLD_S
+        readers = self.readers
+        share = -(-self._open_connections() // readers.n)  # an even share, rounded up
+        movable = [c for c in self._connections if c in self._endpoints]
+        if len(movable) <= share:
+            return
+        if out:
+            self.sink.add(out)
+            out.clear()
+        for conn in movable[share:]:
+            if not readers.take_over(conn, share):
+                break  # every reader has its share
+            self._unwatch(conn.fileno())
+            self._endpoints.discard(conn)
+            self._connections.discard(conn)
+            if _small_queue(conn):
+                self._small_queues -= 1
+            self.counters.connections_opened -= 1  # counted again by the loop that takes it
+            self.counters.connections_spread += 1
+
     def _readers_running(self) -> bool:
         return self.readers is not None and self.readers.running
 
@@ -305,6 +342,8 @@ class Aggregator:
                         pass
                 except BlockingIOError:
                     pass
+        if self._falling_behind:
+            self._spread(out)
         if out:
             self.sink.add(out)
             if self.sink.backlog_bytes > self.max_backlog_bytes and not self._paused:
@@ -331,6 +370,8 @@ class Aggregator:
         rejects: list[Reject] = []
         fd = endpoint.fileno()
         nbytes, calls, finished = endpoint.read(self._buffer, lines, rejects)
+        if calls >= SPREAD_READ_CALLS and self.readers is not None and not finished:
+            self._falling_behind = True
         if endpoint.fileno() != fd and not self._paused and endpoint in self._endpoints:
             # The endpoint now waits on another descriptor (a --workers helper between standby
             # and reading): watch that one instead.
@@ -397,8 +438,9 @@ class Aggregator:
             return
         self._accept_retry_at = None
         readers = self.readers
+        spreading = readers is not None and time.monotonic() < self._spread_until
         for conn in accepted:
-            if readers is not None and readers.hand_off(conn, len(self._connections)):
+            if spreading and readers.hand_off(conn, len(self._connections)):
                 continue  # that thread's loop counts it
             self.counters.connections_opened += 1
             self._connections.add(conn)

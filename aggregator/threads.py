@@ -232,6 +232,15 @@ class ReaderThreads:
         self.channels[i - 1].hand(endpoint)
         return True
 
+    def take_over(self, endpoint: Endpoint, share: int) -> bool:
+        """Move ``endpoint`` (the main loop's, no longer watched there) to the least-loaded
+        reader below ``share`` connections. False if every reader has its share."""
+        channel = min(self.channels, key=lambda ch: ch.open)
+        if channel.open >= share:
+            return False
+        channel.hand(endpoint)
+        return True
+
     def end(self) -> None:
         """No more connections: each reader drains what it has, then stops."""
         for ch in self.channels:
