@@ -31,6 +31,16 @@ holds, close, flush, fsync.
 Backpressure: when the output cannot be written (disk full, ...) and the backlog exceeds
 ``max_backlog_bytes``, the loop stops reading. Stream producers then block in the kernel; datagram
 senders lose messages in the kernel, where it counts them.
+
+Several cores in one process (``--threads N``, ``threads.py``): the loop in the main thread is the
+*owner* (signals, listener, stats, the sink's lifecycle); reader threads run more loops of this
+class (``owner`` False) over connections the owner moves to them when it falls behind
+(``SPREAD_READ_CALLS``), or over their own copy of a shared datagram socket. Every loop hands
+whole-line blocks to the one sink, under its lock; each counts in its own ``Counters``, merged
+for the stats file (``total_counters``). Backpressure, the drain and the connection limit hold
+across them: each loop pauses on the shared backlog, the owner ends the readers when its listener
+is drained and waits for them before closing the sink, and the limit counts every loop's
+connections.
 """
 
 from __future__ import annotations
@@ -260,6 +270,9 @@ class Aggregator:
 
     def _housekeeping(self, now: float) -> None:
         self._flags_set = False
+        if self.readers is not None and self.readers.failures and not self._stop_requested:
+            print(f"aggregator: {'; '.join(self.readers.failures)}; stopping", file=sys.stderr, flush=True)
+            self._stop_requested = True  # as a dead worker stops --workers: exit 1, said why
         if self._stop_at is not None and now >= self._stop_at:
             self._stop_requested = True
         if self._stop_requested and not self._draining:

@@ -10,9 +10,11 @@ over the endpoints it is given. The GIL is released where the work is: ``epoll``
 
     main thread (the owner)                            reader thread i (an Aggregator each)
       signals, --duration, stats (merged), reopen       its own epoll, read buffer, decoder,
-      listener: accepts within --max-connections,  ──►  ThreadChannel -> connections
-        hands each connection to the least-loaded  ◄──  "one of mine closed" (count, wake)
-        loop (its own included)                    ──►  "end": no more connections (a stop)
+      listener: accepts within --max-connections;       counters
+        keeps its connections while it keeps up;   ──►  ThreadChannel -> connections
+        falling behind, moves those beyond an even ◄──  "one of mine closed" (count, wake)
+        share to the least-loaded readers, and     ──►  "end": no more connections (a stop)
+        hands new ones to the least-loaded loop
       udp: reads the one socket; calls helpers in       udp: its own copy of the endpoint on
         (eventfd) on a backlog, as --workers does        the same socket, on standby until called
       fifo, unixgram: one reader (the main thread)
@@ -20,13 +22,23 @@ over the endpoints it is given. The GIL is released where the work is: ``epoll``
                  └──────────── SharedSink.add(whole lines) ◄──────┘
                                one OutputSink under one lock: one writer at a time, whole blocks
 
+Spreading on load, not at once: one loop reading four connections wakes once per turn for all
+four; four connections spread over two loops cost two wakeups, and the GIL's hand-overs, for the
+same messages (measured at 4 x 10,000 msg/s: 30-60% more CPU per message on unixsock and tcp when
+connections were spread at accept). So the main loop keeps every connection until a read of one
+of them needs more than one full read buffer (``server.SPREAD_READ_CALLS``: it is falling
+behind); then it moves the connections beyond an even share to the readers (between turns, after
+handing what it read from them to the sink, so each connection's lines stay in order), and for
+``server.SPREAD_HOLD_S`` after the last such read new connections go to the least-loaded loop.
+A moved connection stays where it is. ``connections_spread`` counts the moves.
+
 Why this keeps "never torn": every block handed to the sink is whole lines, and the sink is one
 ``OutputSink`` whose every call runs under one lock, so its short-write repair and its single
 file offset work exactly as with one thread; no process other than this one appends. Counters
 stay exact: each loop counts its own (no sharing, no lock per message), and the stats merge them
 (``counters.merge_counters``) at each write; the connection count the limit is checked against is
-kept under a lock (per connection, not per message). Order: a connection belongs to one loop, so
-each stream producer's lines stay in order; on udp, while a helper reads too, two loops' blocks
+kept under a lock (per connection, not per message). Order: a connection is read by one loop at a time
+and moves only between turns, so each stream producer's lines stay in order; on udp, while a helper reads too, two loops' blocks
 can land in either order (as with ``--workers``).
 
 The pure-Python hot path (no C extension) holds the GIL for the framing and validation, so
@@ -83,6 +95,11 @@ class SharedSink:
     def flush(self) -> bool:
         with self._lock:
             return self._sink.flush()
+
+    @property
+    def flush_due(self) -> float | None:
+        with self._lock:  # computed from several fields a writer changes together
+            return self._sink.flush_due
 
     def flush_if_due(self, now: float) -> None:
         with self._lock:
@@ -182,7 +199,8 @@ class ReaderThreads:
         self._shared.worker_endpoints(binding.endpoints, 0)  # the main thread's are the primary
         self.channels = [ThreadChannel(wake_owner) for _ in range(n - 1)]
         # The main thread enforces --max-connections; a reader takes what it is handed.
-        reader_settings = replace(settings, duration=None, stats_file=None, max_connections=1 << 30)
+        # The owner writes the stats (merged) and sets the sink-wide figures on its own counters only.
+        reader_settings = replace(settings, duration=None, stats_file=None, stats_interval=None, max_connections=1 << 30)
         self.loops = []
         for i, channel in enumerate(self.channels, start=1):
             endpoints = self._shared.worker_endpoints([e.copy_for_reader() for e in binding.endpoints], i)
@@ -203,7 +221,7 @@ class ReaderThreads:
             loop.run()
         except BaseException:
             traceback.print_exc()
-            self.failures.append(f"{threading.current_thread().name} failed")
+            self.failures.append(f"{threading.current_thread().name} failed")  # the owner stops (server._housekeeping)
         finally:
             with self._lock:
                 self._finished += 1
