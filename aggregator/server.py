@@ -142,6 +142,7 @@ class Aggregator:
         self.readers = None
         self._falling_behind = False  # --threads: this turn found a backlog (SPREAD_READ_BYTES)
         self._spread_until = 0.0  # --threads: new connections go to the least-loaded loop until then
+        self._handed_output = False  # lines (or rejects) handed to the sink may still be pending
 
     def use_threads(self, n: int, sharing) -> None:
         """Read with ``n`` loops in all: this one and ``n - 1`` reader threads, sharing the
@@ -294,11 +295,16 @@ class Aggregator:
         if self._reopen_requested:
             self._reopen_requested = False
             self.sink.reopen()
-        self.sink.flush_if_due(now)
+        flush_due = None
+        if self.owner or self._handed_output:
+            self.sink.flush_if_due(now)
+            flush_due = self.sink.flush_due
+            # A reader thread wakes for the shared sink's deadline only while lines it handed over
+            # may be pending, not for every other loop's (an idle reader would wake 100 times a second).
+            self._handed_output = flush_due is not None
         self._count_moved_torn_lines(self.sink.torn_dead_worker)
         self._check_backpressure()
-        due = [d for d in (self._stop_at, self._next_stats, self._drain_deadline, self.sink.flush_due, self._accept_retry_at)
-               if d is not None]
+        due = [d for d in (self._stop_at, self._next_stats, self._drain_deadline, flush_due, self._accept_retry_at) if d is not None]
         if self._paused:
             due.append(now + 0.1)  # retry the stalled output
         self._next_due = min(due) if due else now + MAX_POLL_S
@@ -359,6 +365,7 @@ class Aggregator:
             self._spread(out)
         if out:
             self.sink.add(out)
+            self._handed_output = True
             if self.sink.backlog_bytes > self.max_backlog_bytes and not self._paused:
                 self._check_backpressure()  # now, not at the next housekeeping: the bound holds
             flush_due = self.sink.flush_due
@@ -427,6 +434,7 @@ class Aggregator:
             self.counters.reject(r.reason)
         self.counters.messages_received += len(rejects)
         self.sink.write_rejects(rejects, received_ns, source)
+        self._handed_output = True
         due = self.sink.flush_due  # a summary, or a retry, may now be due before anything else
         if due is not None and due < self._next_due:
             self._next_due = due

@@ -12,7 +12,7 @@ import pytest
 from aggregator import hotpath
 from aggregator.transports import get_transport, transport_names
 from aggregator.transports.base import SingleReader
-from benchmarks.faults.checks import assert_address_released, assert_sent_messages_written_once, stop_mid_stream
+from benchmarks.faults.checks import assert_address_released
 from benchmarks.processes import AGGREGATOR, jsonl, run_cli, seqs_by_producer, wait_until
 
 ONE_READER = [t for t in transport_names() if isinstance(get_transport(t).sharing, SingleReader)]
@@ -97,18 +97,6 @@ def test_the_connection_limit_holds_across_threads_and_nobody_is_refused(lab):
     stats = agg.stats()
     assert stats["connections_open_peak"] <= 2
     assert stats["connections_opened"] == stats["connections_closed"] == 6
-
-
-@needs_native
-@pytest.mark.timeout(120)
-def test_sigterm_mid_stream_with_threads_loses_nothing_the_kernel_accepted(lab):
-    count = 50_000
-    agg, producers = stop_mid_stream(lab, "unixsock", count, [], ["--threads", "2"])
-    assert any(p.summary()["sent"] < count for p in producers), "nobody was stopped mid-stream"
-    written = assert_sent_messages_written_once(agg, producers)
-    assert agg.stats()["messages_written"] == written
-    whole_json_lines(agg.output)
-    assert_address_released("unixsock", agg.address)
 
 
 @needs_native
