@@ -64,8 +64,10 @@ class MultiReceiver:
         self.size = size
         # Anonymous memory, not a zero-filled buffer: a page becomes resident only when the kernel
         # writes a datagram into it, so an idle receiver holds none of the vlen * size (64 x 64 KiB
-        # by default) and a busy one about a page per slot for log-sized datagrams.
-        self._arena = mmap.mmap(-1, vlen * size)
+        # by default) and a busy one about a page per slot for log-sized datagrams. Private: Python's
+        # mmap is MAP_SHARED by default, and a receiver made before --workers fork would then be one
+        # buffer for every worker, each recvmmsg-ing into it at once (mixed messages).
+        self._arena = mmap.mmap(-1, vlen * size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._data = (ctypes.c_char * (vlen * size)).from_buffer(self._arena)
         self.view = memoryview(self._arena).cast("B")
         base = ctypes.addressof(self._data)

@@ -28,7 +28,7 @@ MAX_CALLS_PER_TURN = 4
 
 
 class SeqpacketConnection(Endpoint):
-    __slots__ = ("sock", "label", "peer_fields", "max_bytes", "_fd", "_receiver")
+    __slots__ = ("sock", "label", "peer_fields", "max_bytes", "_fd", "_shape", "_arena_of_loop")
     newline_free = False  # a message may hold newlines inside its JSON
 
     def __init__(self, sock: socket.socket, label: str, peer_fields: dict | None, max_bytes: int) -> None:
@@ -40,17 +40,18 @@ class SeqpacketConnection(Endpoint):
         self.label = label
         self.peer_fields = peer_fields
         self.max_bytes = max_bytes
-        self._receiver = None  # the reading loop's, taken at the first read (--threads: not the accepting thread's)
+        from .mmsg import CREDENTIALS_SPACE, shared_receiver  # ctypes, only where it is used (1 MiB)
+
+        self._shape = (*receive_slots(max_bytes, None), CREDENTIALS_SPACE)
+        self._arena_of_loop = shared_receiver
 
     def fileno(self) -> int:
         return self._fd
 
     def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
-        receiver = self._receiver
-        if receiver is None:
-            from .mmsg import CREDENTIALS_SPACE, shared_receiver  # ctypes, only where it is used (1 MiB)
-
-            receiver = self._receiver = shared_receiver(*receive_slots(self.max_bytes, None), CREDENTIALS_SPACE)
+        # The reading loop's arena, asked at every read: under --threads a connection may move to
+        # another loop between two reads, and two loops must never receive into one arena.
+        receiver = self._arena_of_loop(*self._shape)
         total = calls = 0
         for _ in range(MAX_CALLS_PER_TURN):
             try:

@@ -26,10 +26,17 @@ def whole_json_lines(path) -> list[dict]:
     return [json.loads(line) for line in raw.split(b"\n")[:-1]]
 
 
-def lines(client: int, first: int, last: int) -> bytes:
-    """Lines ``first``..``last - 1`` of ``client``, about 1000 bytes each."""
-    pad = "x" * 950
-    return b"".join(b'{"producer":"c%d","seq":%d,"pad":"%s"}\n' % (client, i, pad.encode()) for i in range(first, last))
+def send_lines(client, client_id: int, first: int, last: int, extra: bytes = b"") -> None:
+    """Lines ``first``..``last - 1`` of ``client_id`` (about 1000 bytes each), then ``extra``: in one
+    write on a byte stream, one message each on a message transport."""
+    pad = b"x" * 950
+    messages = [b'{"producer":"c%d","seq":%d,"pad":"%s"}\n' % (client_id, i, pad) for i in range(first, last)]
+    messages += [extra] if extra else []
+    if get_transport(client.transport).kind == "stream":
+        client.send(b"".join(messages))
+    else:
+        for message in messages:
+            client.send(message)
 
 
 @needs_native
@@ -54,12 +61,13 @@ def test_many_connections_with_threads_every_line_whole_once_and_in_order(lab, t
 
 @needs_native
 @pytest.mark.timeout(120)
-def test_a_loop_that_falls_behind_spreads_its_connections_and_the_threads_drain_reopen_and_reject(lab):
-    agg = lab.aggregator("unixsock", "--threads", "2")
+@pytest.mark.parametrize("transport", transport_names(connected=True, shutdown_read_on_drain=True))
+def test_a_loop_that_falls_behind_spreads_its_connections_and_the_threads_drain_reopen_and_reject(lab, transport):
+    agg = lab.aggregator(transport, "--threads", "2")
     agg.send(signal.SIGSTOP)  # a backlog, made deterministically: the kernel queues, nobody reads
-    clients = [lab.client("unixsock", agg.address) for _ in range(4)]
+    clients = [lab.client(transport, agg.address) for _ in range(4)]
     for i, client in enumerate(clients):
-        client.send(lines(i, 0, 100))  # ~100 KB each: more than one 64 KiB read waiting
+        send_lines(client, i, 0, 100)  # ~100 KB each: more than one read's worth waiting
     agg.send(signal.SIGCONT)
     agg.wait_lines(400)
     # The first read found a backlog: two of the four connections moved to the reader thread.
@@ -68,7 +76,7 @@ def test_a_loop_that_falls_behind_spreads_its_connections_and_the_threads_drain_
     agg.send(signal.SIGUSR1)
     wait_until(agg.output.exists, f"{agg.output} recreated after SIGUSR1")
     for i, client in enumerate(clients):
-        client.send(lines(i, 100, 200) + b"not json %d\n" % i)
+        send_lines(client, i, 100, 200, b"not json %d\n" % i)
     agg.wait_lines(400)
     agg.send(signal.SIGTERM)  # the clients still connected: each loop drains its own to EOF
     assert agg.wait(30) == 0, agg.stderr_text()
