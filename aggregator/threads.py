@@ -51,6 +51,7 @@ import collections
 import os
 import sys
 import threading
+import time
 import traceback
 from dataclasses import fields, replace
 from typing import Callable
@@ -265,8 +266,6 @@ class ReaderThreads:
             ch.end()
 
     def join(self, timeout: float) -> None:
-        import time
-
         self.end()
         deadline = time.monotonic() + timeout
         for t in self._threads:
