@@ -27,12 +27,15 @@ def whole_json_lines(path) -> list[dict]:
 
 
 def send_lines(client, client_id: int, first: int, last: int, extra: bytes = b"") -> None:
-    """Lines ``first``..``last - 1`` of ``client_id`` (about 1000 bytes each), then ``extra``: in one
-    write on a byte stream, one message each on a message transport."""
-    pad = b"x" * 950
+    """Lines ``first``..``last - 1`` of ``client_id``, then ``extra``. A hundred of them are more than
+    one read takes while they all fit the socket's send buffer (the reader may be stopped): on a
+    byte stream about 1000 bytes each (100 KB, one write; a read takes 64 KiB), on a message
+    transport about 350 bytes each, one message per send (a read takes 64 messages)."""
+    stream = get_transport(client.transport).kind == "stream"
+    pad = b"x" * (950 if stream else 300)
     messages = [b'{"producer":"c%d","seq":%d,"pad":"%s"}\n' % (client_id, i, pad) for i in range(first, last)]
     messages += [extra] if extra else []
-    if get_transport(client.transport).kind == "stream":
+    if stream:
         client.send(b"".join(messages))
     else:
         for message in messages:
@@ -47,7 +50,7 @@ def test_a_loop_that_falls_behind_spreads_its_connections_and_the_threads_drain_
     agg.send(signal.SIGSTOP)  # a backlog, made deterministically: the kernel queues, nobody reads
     clients = [lab.client(transport, agg.address) for _ in range(4)]
     for i, client in enumerate(clients):
-        send_lines(client, i, 0, 100)  # ~100 KB each: more than one read's worth waiting
+        send_lines(client, i, 0, 100)  # more than one read's worth waiting on each
     agg.send(signal.SIGCONT)
     agg.wait_lines(400)
     # The first read found a backlog: two of the four connections moved to the reader thread.
