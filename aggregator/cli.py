@@ -31,7 +31,7 @@ from .settings import (
 )
 from .sink import OutputSink, rejects_path_for
 from .transports import TRANSPORTS, ListenOptions, TransportError
-from .workers import Supervisor, effective_workers
+from .workers import Supervisor, cpu_count, effective_workers
 
 # The command line is argparse's, not the CLI framework the lab's other commands use (typer):
 # this process serves for days, and typer's parsing imports pydantic and importlib.metadata,
@@ -58,6 +58,19 @@ def _octal(text: str) -> int:
     if not 0 <= mode <= 0o777:
         raise argparse.ArgumentTypeError("file mode must be within 0000..0777")
     return mode
+
+
+def _thread_count(text: str) -> int:
+    """--threads: N >= 1, or auto (0: one per CPU)."""
+    if text == "auto":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number from 1 to {MAX_WORKERS}, or auto")
+    return n
 
 
 def _number(kind, low=None, high=None):
@@ -182,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
         "sender's order). More than one uses more cores; see README 'Workers' for what changes (udp "
         "order across workers).",
     )  # fmt: skip
+    p.add_argument(
+        "--threads", type=_thread_count, default=1, metavar="N|auto",
+        help="Event loops in this one process (auto = one per CPU). One writer: the lines of every loop go to "
+        "one output under a lock, so no line is ever torn. unixsock, tcp, seqpacket: the main thread keeps its "
+        "connections while it keeps up and spreads them over the other loops when it falls behind; udp: the "
+        "others read the one socket when it has a backlog; fifo, unixgram: 1 (one reader). Needs the native hot "
+        "path (else 1). See README 'Several cores in one process'.",
+    )  # fmt: skip
     return p
 
 
@@ -194,6 +215,15 @@ def main(argv: list[str] | None = None) -> None:
     workers, workers_error = effective_workers(workers, t)
     if workers_error:
         _fail(workers_error, 2)
+    if workers > 1 and a.threads != 1:
+        _fail("--threads and --workers > 1 cannot be combined: choose one way to use several cores", 2)
+    threads, threads_note = 1, None
+    if a.threads != 1:  # threading only where it is used: the idle footprint stays one thread's
+        from .threads import effective_threads
+
+        threads, threads_note = effective_threads(a.threads, t.sharing, cpu_count(), hotpath.IMPLEMENTATION == "native")
+    if threads_note:
+        print(f"aggregator: --threads {a.threads or 'auto'}: {t.name} reads with 1 thread: {threads_note}", file=sys.stderr, flush=True)
     framing_error = framing_unsupported(a.framing, t)
     if framing_error:
         _fail(framing_error, 2)
@@ -223,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         peer_credentials=a.peer_credentials, fsync=a.fsync, fsync_interval=a.fsync_interval, flush_interval=a.flush_interval,
         idle_flush=a.idle_flush,
         rejects_burst=a.rejects_burst, rejects_interval=a.rejects_interval, max_rejects_bytes=a.max_rejects_bytes, workers=workers,
-        format=a.input_format, framing=a.framing,
+        threads=threads, format=a.input_format, framing=a.framing,
     )  # fmt: skip
     options = ListenOptions(max_line_bytes=max_line_bytes, socket_mode=mode, rcvbuf=rcvbuf or None, max_dgram_qlen=a.max_dgram_qlen,
                             framing=a.framing)
@@ -264,12 +294,13 @@ def main(argv: list[str] | None = None) -> None:
         _run_supervisor(t, binding, options, sink, settings, targets, rcvbuf, make_aggregator)
         return
     aggregator = make_aggregator(binding, settings, targets.get("stats file"))
+    aggregator.use_threads(threads, t.sharing)
     counters = aggregator.counters
     aggregator.install_signal_handlers()  # before anyone is told we are ready
     try:
         if "stats file" in targets:
             counters.write(targets["stats file"])  # now, not at exit: a path that cannot be written fails the start
-        _announce(name, binding, output, rcvbuf, targets.get("ready file"), os.getpid())
+        _announce(name, binding, output, rcvbuf, targets.get("ready file"), os.getpid(), threads=threads)
     except (OSError, UnsafePath) as exc:
         _close_binding(binding)
         sink.close()
@@ -277,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"cannot write {_what_failed(exc, targets)}: {reason(exc)}", 2)
     ok = aggregator.run()
     _close_targets(targets)
-    print(counters.summary(), file=sys.stderr, flush=True)
+    print(aggregator.total_counters().summary(), file=sys.stderr, flush=True)
     if not ok:
         _fail(f"could not write everything to {output} before exit", 1)
     if aggregator.stats_write_failed:
@@ -337,11 +368,13 @@ def _close_binding(binding) -> None:
     binding.cleanup()
 
 
-def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Target | None, pid: int, workers: int = 1) -> None:
+def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Target | None, pid: int, workers: int = 1,
+              threads: int = 1) -> None:  # fmt: skip
     """Readiness: the ready file, then "listening on ADDRESS" on stdout (what scripts wait for);
     details on stderr. Raises OSError if the ready file cannot be written (nothing printed yet)."""
     if ready_file is not None:
-        ready_file.write((json.dumps({"transport": name, "address": binding.address, "pid": pid, "workers": workers, **binding.info}) + "\n").encode())
+        ready_file.write((json.dumps({"transport": name, "address": binding.address, "pid": pid, "workers": workers, "threads": threads,
+                                      **binding.info}) + "\n").encode())
     print(f"listening on {binding.address}", flush=True)
     info = f"aggregator: {name} output={output} rejects={rejects_path_for(output)}"
     if binding.info.get("effective_rcvbuf") is not None:
@@ -353,6 +386,8 @@ def _announce(name: str, binding, output: Path, rcvbuf, ready_file: Target | Non
         info += f" max_dgram_qlen requested={requested or 'unchanged'} effective={binding.info['effective_max_dgram_qlen']}"
     if workers > 1:
         info += f" workers={workers}"
+    if threads > 1:
+        info += f" threads={threads}"
     info += f" hot_path={hotpath.describe()}"
     print(info, file=sys.stderr, flush=True)
 

@@ -34,6 +34,7 @@ class Counters:
     effective_max_connections: int | None = None  # --max-connections, or less if the fd limit says so
     accept_paused: int = 0  # times accepting paused because effective_max_connections were open
     accept_errors: int = 0  # accept() failures (EMFILE, ENFILE, ...): accepting retried 0.1 s later
+    connections_spread: int = 0  # --threads: connections the main loop moved to a reader thread when it fell behind
     read_calls: int = 0  # read/recv system calls that returned data or EOF
     output_write_calls: int = 0  # write(2) calls on the output file
     output_bytes: int = 0

@@ -31,6 +31,16 @@ holds, close, flush, fsync.
 Backpressure: when the output cannot be written (disk full, ...) and the backlog exceeds
 ``max_backlog_bytes``, the loop stops reading. Stream producers then block in the kernel; datagram
 senders lose messages in the kernel, where it counts them.
+
+Several cores in one process (``--threads N``, ``threads.py``): the loop in the main thread is the
+*owner* (signals, listener, stats, the sink's lifecycle); reader threads run more loops of this
+class (``owner`` False) over connections the owner moves to them when it falls behind
+(``SPREAD_READ_CALLS``), or over their own copy of a shared datagram socket. Every loop hands
+whole-line blocks to the one sink, under its lock; each counts in its own ``Counters``, merged
+for the stats file (``total_counters``). Backpressure, the drain and the connection limit hold
+across them: each loop pauses on the shared backlog, the owner ends the readers when its listener
+is drained and waits for them before closing the sink, and the limit counts every loop's
+connections.
 """
 
 from __future__ import annotations
@@ -63,6 +73,14 @@ READ_BUFFER_BYTES = 64 * 1024
 # under 1 ms without.
 COALESCE_BELOW = 16
 ACCEPT_RETRY_S = 0.1  # after accept() failed for lack of descriptors
+# --threads: the main thread's loop keeps every connection while it keeps up (one loop, one
+# wakeup per turn: the CPU per message of one thread). A read of one connection that needed
+# SPREAD_READ_CALLS calls or more found more than a full read waiting (64 KiB on a byte stream,
+# about 330 lines of 200 bytes; 64 messages on seqpacket): the loop is falling behind. It then
+# spreads its connections evenly over the reader threads, and hands new ones to the least-loaded
+# loop until SPREAD_HOLD_S after the last such read.
+SPREAD_READ_CALLS = 2
+SPREAD_HOLD_S = 1.0
 MAX_POLL_S = 3600.0  # no single wait longer than this (epoll takes at most ~24 days)
 
 _ACCEPT, _READ, _WAKE = "accept", "read", "wake"
@@ -118,6 +136,30 @@ class Aggregator:
         self.stats_write_failed = False
         self._buffer = memoryview(bytearray(READ_BUFFER_BYTES))
         self._small_queues = 0  # endpoints whose kernel queue is too small to pause on
+        # --threads: the loop in the main thread owns signals, files, stats and the listener; a
+        # reader thread's loop is not the owner (``threads.py``). ``readers``: the owner's threads.
+        self.owner = True
+        self.readers = None
+        self._falling_behind = False  # --threads: this turn found a backlog (SPREAD_READ_BYTES)
+        self._spread_until = 0.0  # --threads: new connections go to the least-loaded loop until then
+        self._handed_output = False  # lines (or rejects) handed to the sink may still be pending
+
+    def use_threads(self, n: int, sharing) -> None:
+        """Read with ``n`` loops in all: this one and ``n - 1`` reader threads, sharing the
+        transport as ``sharing`` says (``threads.py``). Call before ``run``."""
+        if n <= 1:
+            return
+        from .threads import ReaderThreads, SharedSink
+
+        self.sink = SharedSink(self.sink)
+        make_loop = lambda binding, settings, counters: type(self)(binding, self.sink, counters, settings)  # noqa: E731
+        self.readers = ReaderThreads(n, self.binding, sharing, make_loop, self.settings, self.counters, self._wake_owner)
+
+    def _wake_owner(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already due to wake, or stopped
 
     # -- signals ------------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -132,23 +174,31 @@ class Aggregator:
         if self._wake is None:
             self._wake = self._install_signals()
 
-    def _install_signals(self) -> socket.socket:
-        # Handlers only set flags; the wakeup fd makes poll() return at once.
+    def _make_wake(self) -> socket.socket:
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
+        self._wake_w = wake_w
+        return wake_r
+
+    def _install_signals(self) -> socket.socket:
+        # Handlers only set flags; the wakeup fd makes poll() return at once.
+        wake_r = self._make_wake()
+        wake_w = self._wake_w
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         for sig in STOP_SIGNALS:
             signal.signal(sig, self.request_stop)
         for sig in REOPEN_SIGNALS:
             signal.signal(sig, self.request_reopen)
-        self._wake_w = wake_w
         return wake_r
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> bool:
         """Serve until stopped; return True if everything accepted was written."""
-        self.install_signal_handlers()
+        if self.owner:
+            self.install_signal_handlers()
+        elif self._wake is None:
+            self._wake = self._make_wake()  # a reader thread: no signals (the owner's)
         wake = self._wake
         self._watch(wake.fileno(), _WAKE, wake)
         self._flags_set = self._stop_requested or self._reopen_requested  # signals before the loop
@@ -156,7 +206,10 @@ class Aggregator:
             self._resume_accepting()
         for endpoint in self.binding.endpoints:
             self._add_endpoint(endpoint)
-        self._count_moved_torn_lines(self.sink.torn_at_start)
+        if self.owner:
+            self._count_moved_torn_lines(self.sink.torn_at_start)
+        if self.readers is not None:
+            self.readers.start()
         start = time.monotonic()
         self._stop_at = start + self.duration if self.duration is not None else None
         self._next_stats = start + self.stats_interval if self.stats_interval else None
@@ -185,26 +238,42 @@ class Aggregator:
                     self._housekeeping(now)
             self._final_read()
         finally:
-            signal.set_wakeup_fd(-1)
+            if self.owner:
+                signal.set_wakeup_fd(-1)
             for endpoint in list(self._endpoints):
                 self._close_endpoint(endpoint)
             listener = self.binding.listener
             if listener is not None and (not self._listener_drained or listener.stays_open_after_drain):
                 listener.close()
             self.binding.cleanup()
-            ok = self.sink.close(deadline=time.monotonic() + self.drain_timeout)
-            # Counted as written when handed to the sink; what a full disk kept out is not.
-            self.counters.messages_unwritten = self.sink.unwritten_lines
-            self.counters.messages_written -= self.sink.unwritten_lines
+            if self.readers is not None:  # each drains on its own deadline, set when it was ended
+                self.readers.join(self.drain_timeout + 1.0)
             wake.close()
             self._wake_w.close()
             self._epoll.close()
-            self.counters.stopped_unix_ns = time.time_ns()
-            self.stats_write_failed = not self.write_stats()
+            if self.owner:
+                ok = self._close_output()
+            else:  # a reader thread: the owner closes the sink (what it cannot write, it reports)
+                self.sink.flush()
+                ok = True
+        return ok
+
+    def _close_output(self) -> bool:
+        ok = self.sink.close(deadline=time.monotonic() + self.drain_timeout)
+        if self.readers is not None and self.readers.failures:
+            ok = False
+        # Counted as written when handed to the sink; what a full disk kept out is not.
+        self.counters.messages_unwritten = self.sink.unwritten_lines
+        self.counters.messages_written -= self.sink.unwritten_lines
+        self.counters.stopped_unix_ns = time.time_ns()
+        self.stats_write_failed = not self.write_stats()
         return ok
 
     def _housekeeping(self, now: float) -> None:
         self._flags_set = False
+        if self.readers is not None and self.readers.failures and not self._stop_requested:
+            print(f"aggregator: {'; '.join(self.readers.failures)}; stopping", file=sys.stderr, flush=True)
+            self._stop_requested = True  # as a dead worker stops --workers: exit 1, said why
         if self._stop_at is not None and now >= self._stop_at:
             self._stop_requested = True
         if self._stop_requested and not self._draining:
@@ -212,25 +281,67 @@ class Aggregator:
             self._begin_drain()
         if self._draining and not self._listener_drained and self._accept_retry_at is not None and now >= self._accept_retry_at:
             self._accept(self.binding.listener)  # connections still waiting for a descriptor
-        if self._draining and ((not self._endpoints and self._listener_drained) or now >= self._drain_deadline):
+        if self._draining and ((not self._endpoints and self._listener_drained and not self._readers_running())
+                               or now >= self._drain_deadline):  # fmt: skip
             self._finished = True
             return
         if not self._accepting and not self._draining and self._accept_retry_at is not None and now >= self._accept_retry_at:
             self._resume_accepting()
+        if not self._accepting and self.readers is not None and self._accept_retry_at is None:
+            self._resume_accepting()  # a reader thread closed a connection: room again
         if self._next_stats is not None and now >= self._next_stats:
             self.write_stats()
             self._next_stats = now + self.stats_interval
         if self._reopen_requested:
             self._reopen_requested = False
             self.sink.reopen()
-        self.sink.flush_if_due(now)
+        flush_due = None
+        if self.owner or self._handed_output:
+            self.sink.flush_if_due(now)
+            flush_due = self.sink.flush_due
+            # A reader thread wakes for the shared sink's deadline only while lines it handed over
+            # may be pending, not for every other loop's (an idle reader would wake 100 times a second).
+            self._handed_output = flush_due is not None
         self._count_moved_torn_lines(self.sink.torn_dead_worker)
         self._check_backpressure()
-        due = [d for d in (self._stop_at, self._next_stats, self._drain_deadline, self.sink.flush_due, self._accept_retry_at)
-               if d is not None]
+        due = [d for d in (self._stop_at, self._next_stats, self._drain_deadline, flush_due, self._accept_retry_at) if d is not None]
         if self._paused:
             due.append(now + 0.1)  # retry the stalled output
         self._next_due = min(due) if due else now + MAX_POLL_S
+
+    def _spread(self, out: list[bytes]) -> None:
+        """--threads, this loop is falling behind: move its connections beyond an even share to
+        the least-loaded reader threads. What it read from them is handed to the sink first
+        (``out``), so each connection's lines stay in order across the move."""
+        self._falling_behind = False
+        if self._draining or self._paused:
+            return
+        self._spread_until = time.monotonic() + SPREAD_HOLD_S
+        readers = self.readers
+        share = -(-self._open_connections() // readers.n)  # an even share, rounded up
+        movable = [c for c in self._connections if c in self._endpoints]
+        if len(movable) <= share:
+            return
+        if out:
+            self.sink.add(out)
+            out.clear()
+        for conn in movable[share:]:
+            if not readers.take_over(conn, share):
+                break  # every reader has its share
+            self._unwatch(conn.fileno())
+            self._endpoints.discard(conn)
+            self._connections.discard(conn)
+            if _small_queue(conn):
+                self._small_queues -= 1
+            self.counters.connections_opened -= 1  # counted again by the loop that takes it
+            self.counters.connections_spread += 1
+
+    def _readers_running(self) -> bool:
+        return self.readers is not None and self.readers.running
+
+    def _open_connections(self) -> int:
+        """Open connections, the reader threads' included (what --max-connections bounds)."""
+        return len(self._connections) + (self.readers.open_elsewhere() if self.readers is not None else 0)
 
     def _turn(self, events: list) -> int:
         """Serve one poll's events; return how many messages were read."""
@@ -250,8 +361,11 @@ class Aggregator:
                         pass
                 except BlockingIOError:
                     pass
+        if self._falling_behind:
+            self._spread(out)
         if out:
             self.sink.add(out)
+            self._handed_output = True
             if self.sink.backlog_bytes > self.max_backlog_bytes and not self._paused:
                 self._check_backpressure()  # now, not at the next housekeeping: the bound holds
             flush_due = self.sink.flush_due
@@ -276,6 +390,8 @@ class Aggregator:
         rejects: list[Reject] = []
         fd = endpoint.fileno()
         nbytes, calls, finished = endpoint.read(self._buffer, lines, rejects)
+        if calls >= SPREAD_READ_CALLS and self.readers is not None and not finished:
+            self._falling_behind = True
         if endpoint.fileno() != fd and not self._paused and endpoint in self._endpoints:
             # The endpoint now waits on another descriptor (a --workers helper between standby
             # and reading): watch that one instead.
@@ -318,6 +434,7 @@ class Aggregator:
             self.counters.reject(r.reason)
         self.counters.messages_received += len(rejects)
         self.sink.write_rejects(rejects, received_ns, source)
+        self._handed_output = True
         due = self.sink.flush_due  # a summary, or a retry, may now be due before anything else
         if due is not None and due < self._next_due:
             self._next_due = due
@@ -326,7 +443,7 @@ class Aggregator:
         """Accept what the connection limit has room for (while draining: everything already
         established). At the limit, or when accept() fails for lack of descriptors, stop
         watching the listener: the kernel's backlog holds the rest (see the module doc)."""
-        room = None if self._draining else self.max_connections - len(self._connections)
+        room = None if self._draining else self.max_connections - self._open_connections()
         if room is not None and room <= 0:
             self._pause_accepting()
             return
@@ -341,7 +458,11 @@ class Aggregator:
             self._pause_accepting(retry=True)
             return
         self._accept_retry_at = None
+        readers = self.readers
+        spreading = readers is not None and time.monotonic() < self._spread_until
         for conn in accepted:
+            if spreading and readers.hand_off(conn, len(self._connections)):
+                continue  # that thread's loop counts it
             self.counters.connections_opened += 1
             self._connections.add(conn)
             self._add_endpoint(conn)
@@ -350,7 +471,7 @@ class Aggregator:
                 # and what the kernel accepted is read to EOF, so it finishes and frees its fd).
                 conn.begin_drain()
         if accepted:
-            self.counters.connections_open_peak = max(self.counters.connections_open_peak, len(self._connections))
+            self.counters.connections_open_peak = max(self.counters.connections_open_peak, self._open_connections())
         if listener.drained:
             # Nothing more can come: the listener drained after a stop, or (--workers) the
             # supervisor closed its channel, which means stop.
@@ -362,7 +483,7 @@ class Aggregator:
             if not self._accepting:  # after a retry: watch it again until it is drained
                 self._accepting = True
                 self._watch(listener.fileno(), _ACCEPT, listener)
-        elif len(self._connections) >= self.max_connections:
+        elif self._open_connections() >= self.max_connections:
             self._pause_accepting()
 
     def _pause_accepting(self, retry: bool = False) -> None:
@@ -379,7 +500,7 @@ class Aggregator:
         listener = self.binding.listener
         if self._accepting or self._listener_drained or self._draining or listener is None:
             return
-        if len(self._connections) >= self.max_connections:
+        if self._open_connections() >= self.max_connections:
             return
         self._accept_retry_at = None
         self._accepting = True
@@ -391,6 +512,8 @@ class Aggregator:
         listener = self.binding.listener
         self._listener_drained = True
         self._accept_retry_at = None
+        if self.readers is not None:
+            self.readers.end()  # everything accepted has been handed over: the threads may drain
         if listener.stays_open_after_drain:
             return
         if self._accepting:
@@ -450,6 +573,8 @@ class Aggregator:
                 self._accepting = True
                 self._watch(listener.fileno(), _ACCEPT, listener)
             self._accept(listener)
+        elif self.readers is not None:
+            self.readers.end()  # no listener (udp): nothing more to hand over
         out: list[bytes] = []
         for endpoint in list(self._endpoints):
             endpoint.begin_drain()
@@ -495,6 +620,21 @@ class Aggregator:
                 print("aggregator: reading resumed", file=sys.stderr, flush=True)
 
     # -- stats --------------------------------------------------------------------------------
+    def _note_all_kernel_drops(self) -> None:
+        for endpoint in self._endpoints:
+            self._note_kernel_drops(endpoint)
+
+    def total_counters(self) -> Counters:
+        """This loop's counters, with the reader threads' added (``threads.py``)."""
+        if self.readers is None:
+            return self.counters
+        from .counters import merge_counters
+        from .threads import counters_snapshot
+
+        merged = merge_counters([counters_snapshot(self.counters), *self.readers.counters()])
+        merged.connections_open_peak = self.counters.connections_open_peak  # counted across threads here
+        return merged
+
     def write_stats(self) -> bool:
         c = self.counters
         s = self.sink
@@ -508,12 +648,14 @@ class Aggregator:
         c.rejects_suppressed = s.rejects.suppressed_total
         c.rejects_write_errors = s.rejects.file.write_errors
         c.rejects_pending_bytes = s.rejects.file.backlog_bytes
-        for endpoint in self._endpoints:
-            self._note_kernel_drops(endpoint)
+        self._note_all_kernel_drops()
         if self.stats_file is None:
             return True
         try:
-            c.write(self.stats_file)
+            if self.readers is None:
+                c.write(self.stats_file)
+            else:
+                self.total_counters().write(self.stats_file, {"threads": self.readers.n, "per_thread": self.readers.counters()})
         except (OSError, UnsafePath) as exc:
             print(f"aggregator: cannot write stats file {self.stats_file.path}: {reason(exc)}", file=sys.stderr, flush=True)
             return False

@@ -41,6 +41,7 @@ class Settings:
     rejects_interval: float = DEFAULT_REJECTS_INTERVAL_S
     max_rejects_bytes: int = DEFAULT_MAX_REJECTS_BYTES
     workers: int = 1
+    threads: int = 1  # --threads: event loops in this process (threads.py); the effective number
     format: str = "auto"  # --format: formats.FORMATS
     framing: str = "auto"  # --framing: framing.FRAMINGS (byte streams)
 

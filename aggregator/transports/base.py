@@ -100,6 +100,10 @@ class Endpoint:
         """Messages the kernel dropped on this endpoint (a full datagram buffer), if it counts them."""
         return None
 
+    def copy_for_reader(self) -> "Endpoint":
+        """The same source for another reader thread (--threads on a shared socket)."""
+        raise NotImplementedError(f"{type(self).__name__} has one reader")
+
 
 class Listener:
     """Where new endpoints come from: a listening socket, or (``--workers``) the channel on which

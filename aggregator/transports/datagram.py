@@ -91,7 +91,8 @@ BACKLOG_CALLS = 4  # a turn that needed this many recvmmsg calls found a backlog
 
 
 class DatagramEndpoint(Endpoint):
-    """One datagram socket. Under ``--workers`` several processes share it, in one of two roles:
+    """One datagram socket. Under ``--workers`` several processes (under ``--threads``, several
+    threads, each with its own copy: ``copy_for_reader``) share it, in one of two roles:
 
     * the *primary* (worker 0) always reads it; when a turn finds a backlog (``BACKLOG_CALLS``
       batches, or more, were waiting) it calls for help on ``help_fd``, an eventfd;
@@ -105,7 +106,7 @@ class DatagramEndpoint(Endpoint):
 
     __slots__ = (
         "sock", "label", "max_bytes", "draining", "help_fd", "standby", "queue_limit",
-        "_fd", "_receiver", "_shutdown_read_on_drain", "_quiet_turns", "_is_helper",
+        "_fd", "_receiver", "_shutdown_read_on_drain", "_quiet_turns", "_is_helper", "_max_datagram",
     )  # fmt: skip
     peer_fields = None  # datagram senders are anonymous (no connection to ask)
     newline_free = False  # a datagram may hold newlines inside its JSON
@@ -126,9 +127,16 @@ class DatagramEndpoint(Endpoint):
         self.standby = False
         self._is_helper = False
         self._quiet_turns = 0
+        self._max_datagram = max_datagram
         from .mmsg import MultiReceiver  # ctypes: loaded by the receiving processes that need it only (1 MiB)
 
         self._receiver = MultiReceiver(*receive_slots(max_bytes, max_datagram))
+
+    def copy_for_reader(self) -> "DatagramEndpoint":
+        """The same socket (a duplicate descriptor) with buffers of its own, for another reader
+        thread (--threads): each thread reads into its own arena."""
+        return DatagramEndpoint(self.sock.dup(), self.label, self.max_bytes, self._shutdown_read_on_drain, self.queue_limit,
+                                self._max_datagram)  # fmt: skip
 
     def share(self, help_fd: int, helper: bool) -> None:
         """Under --workers: read this socket as the primary, or as a helper (see the class doc)."""
@@ -137,7 +145,8 @@ class DatagramEndpoint(Endpoint):
 
     @property
     def shared_by_processes(self) -> bool:
-        """Several workers read this socket (the loop then asks for one wakeup per event)."""
+        """Several workers or threads read this socket (each loop then asks for one wakeup per
+        event, EPOLLEXCLUSIVE, across processes and epoll instances alike)."""
         return self.help_fd is not None
 
     def fileno(self) -> int:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import functools
 import mmap
 import os
 import socket
+import threading
 
 
 class _IoVec(ctypes.Structure):
@@ -138,10 +138,18 @@ class MultiReceiver:
 CREDENTIALS_SPACE = socket.CMSG_SPACE(12)
 
 
-@functools.cache
+_per_loop = threading.local()
+
+
 def shared_receiver(vlen: int, size: int, control_size: int = 0) -> MultiReceiver:
-    """One receiver of each shape per process, for endpoints that the one event loop reads in
-    turn (a connection per producer): its buffers are reused, never held per connection
-    (``vlen * size`` bytes each would be megabytes per connection). Callers copy out what they
-    keep before the next read, as ``frame_messages`` does."""
-    return MultiReceiver(vlen, size, control_size)
+    """One receiver of each shape per event loop (per thread: ``--threads`` runs a loop in each),
+    for endpoints that the loop reads in turn (a connection per producer): its buffers are reused,
+    never held per connection (``vlen * size`` bytes each would be megabytes per connection).
+    Callers copy out what they keep before the next read, as ``frame_messages`` does, and take
+    the receiver in the thread that reads (a connection is adopted by the accepting thread)."""
+    receivers = _per_loop.__dict__.setdefault("receivers", {})
+    key = (vlen, size, control_size)
+    receiver = receivers.get(key)
+    if receiver is None:
+        receiver = receivers[key] = MultiReceiver(vlen, size, control_size)
+    return receiver

@@ -6,8 +6,9 @@ is one message, an optional trailing newline dropped; one longer than ``--max-li
 ``datagram_truncated`` reject with its real length). Reliable and ordered: a sender blocks when
 its socket's send buffer is full, and nothing is dropped.
 
-Reading: up to 64 messages per ``recvmmsg`` call into one receive arena per process (the event
-loop reads connections in turn, so connections share it rather than hold megabytes each). On
+Reading: up to 64 messages per ``recvmmsg`` call into one receive arena per event loop (a loop
+reads its connections in turn, so they share it rather than hold megabytes each; ``--threads``:
+one arena per thread). On
 SOCK_SEQPACKET an empty message and end of file both read as 0 bytes; ``SO_PASSCRED`` makes the
 kernel attach credentials to every real message, so the two are told apart exactly
 (``MultiReceiver.receive_messages``).
@@ -27,7 +28,7 @@ MAX_CALLS_PER_TURN = 4
 
 
 class SeqpacketConnection(Endpoint):
-    __slots__ = ("sock", "label", "peer_fields", "max_bytes", "_fd", "_receiver")
+    __slots__ = ("sock", "label", "peer_fields", "max_bytes", "_fd", "_shape", "_arena_of_loop")
     newline_free = False  # a message may hold newlines inside its JSON
 
     def __init__(self, sock: socket.socket, label: str, peer_fields: dict | None, max_bytes: int) -> None:
@@ -41,13 +42,16 @@ class SeqpacketConnection(Endpoint):
         self.max_bytes = max_bytes
         from .mmsg import CREDENTIALS_SPACE, shared_receiver  # ctypes, only where it is used (1 MiB)
 
-        self._receiver = shared_receiver(*receive_slots(max_bytes, None), CREDENTIALS_SPACE)
+        self._shape = (*receive_slots(max_bytes, None), CREDENTIALS_SPACE)
+        self._arena_of_loop = shared_receiver
 
     def fileno(self) -> int:
         return self._fd
 
     def read(self, buf: memoryview, lines: list[bytes], rejects: list[Reject]) -> tuple[int, int, bool]:
-        receiver = self._receiver
+        # The reading loop's arena, asked at every read: under --threads a connection may move to
+        # another loop between two reads, and two loops must never receive into one arena.
+        receiver = self._arena_of_loop(*self._shape)
         total = calls = 0
         for _ in range(MAX_CALLS_PER_TURN):
             try:

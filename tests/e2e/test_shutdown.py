@@ -30,12 +30,16 @@ PRODUCERS = 4
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("transport", transport_names(reliable=True, shutdown_read_on_drain=True))
-def test_sigterm_mid_stream_loses_nothing_the_kernel_accepted_and_stops_the_producers(lab, transport):
+@pytest.mark.parametrize(
+    "transport, agg_args",
+    [(t, []) for t in transport_names(reliable=True, shutdown_read_on_drain=True)]
+    + [("unixsock", ["--threads", "2"])],  # each loop drains its own connections (aggregator/threads.py)
+)
+def test_sigterm_mid_stream_loses_nothing_the_kernel_accepted_and_stops_the_producers(lab, transport, agg_args):
     # unixsock: shutdown(SHUT_RD) at drain, so the producers' next write fails (EPIPE) and what
     # the kernel accepted is read to EOF. unixgram: the queue is read until empty; later sends fail.
     count = 50_000  # far more than can be sent before the signal: the aggregator stops them
-    agg, producers = stop_mid_stream(lab, transport, count, [], [])
+    agg, producers = stop_mid_stream(lab, transport, count, [], agg_args)
     assert any(p.summary()["sent"] < count for p in producers), "nobody was stopped mid-stream"
     written = assert_sent_messages_written_once(agg, producers)
     stats = agg.stats()

@@ -63,9 +63,9 @@ def check_delivery(agg, producers, transport: str, t0: int, t1: int, ordered: bo
     assert agg.reject_records() == []
 
 
-def run_and_check(lab, transport: str, producer_args: list[str], env: dict | None = None) -> None:
+def run_and_check(lab, transport: str, producer_args: list[str], env: dict | None = None, agg_args: tuple = ()) -> None:
     t0 = time.time_ns()
-    agg = lab.aggregator(transport, env=env)
+    agg = lab.aggregator(transport, *agg_args, env=env)
     producers = lab.run_producers(transport, agg.address, PRODUCERS, COUNT, *producer_args)
     for p in producers:
         assert p.returncode() == 0, p.stderr_text()
@@ -85,9 +85,11 @@ def test_every_message_arrives_exactly_once(lab, transport):
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("threads", ["1", "2"], ids=["threads1", "threads2"])
 @pytest.mark.parametrize("transport", STREAM_TRANSPORTS)
-def test_batched_writes_arrive_exactly_once(lab, transport):
-    run_and_check(lab, transport, ["--batch", "64"])
+def test_batched_writes_arrive_exactly_once(lab, transport, threads):
+    # --threads 2: the connections spread over two loops writing through one sink (fifo: one reader).
+    run_and_check(lab, transport, ["--batch", "64"], agg_args=("--threads", threads))
 
 
 @pytest.mark.timeout(90)

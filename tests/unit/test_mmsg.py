@@ -44,3 +44,14 @@ def test_seqpacket_empty_messages_are_messages_and_end_of_file_is_not():
 def test_shared_receiver_is_one_per_shape():
     assert shared_receiver(2, 64) is shared_receiver(2, 64)
     assert shared_receiver(2, 64) is not shared_receiver(2, 64, CREDENTIALS_SPACE)
+
+
+def test_shared_receiver_is_one_per_thread():
+    # --threads: each loop reads into its own arena; two loops in one would mix their messages.
+    import threading
+
+    other = []
+    t = threading.Thread(target=lambda: other.append(shared_receiver(2, 64)))
+    t.start()
+    t.join()
+    assert other[0] is not shared_receiver(2, 64)
