@@ -35,7 +35,7 @@ from typing import Callable
 from ..results import Results, stats
 from . import default_out_dir
 from ..results.compare import NoCommonCells, compare_results
-from ..results.metrics import COMPARED, MESSAGES_PER_S, P99, PRODUCER_SYSCALLS, RECEIVER_CPU, RECEIVER_SYSCALLS
+from ..results.metrics import COMPARED, LOSS, MESSAGES_PER_S, P99, PRODUCER_SYSCALLS, RECEIVER_CPU, RECEIVER_SYSCALLS
 from .blocks import BulletList, Heading, Paragraph, Table
 from .content import (
     CAPACITY,
@@ -383,9 +383,12 @@ def formats_findings(a: Results, b: Results | None, source_a: str, source_b: str
 JSON_PATH_METRICS = (RECEIVER_CPU, MESSAGES_PER_S, P99)
 
 
-def comparison_findings(label_a: str, label_b: str, what: str) -> Callable[[Results, Results | None, str, str | None], list]:
+def comparison_findings(label_a: str, label_b: str, what: str, metrics=None,
+                        system: str | None = None) -> Callable[[Results, Results | None, str, str | None], list]:  # fmt: skip
     """A renderer for the same workloads run two ways (two checkouts, or two settings): ``a`` as
-    ``label_a``, ``b`` as ``label_b``; B/A per cell, and whether the ranges are apart."""
+    ``label_a``, ``b`` as ``label_b``; B/A per cell of ``metrics`` (default: CPU per message,
+    messages/s, p99), of ``system`` only when given, and whether the ranges are apart."""
+    metrics = metrics or JSON_PATH_METRICS
 
     def render(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
         if b is None:
@@ -396,7 +399,8 @@ def comparison_findings(label_a: str, label_b: str, what: str) -> Callable[[Resu
             raise FindingsError(str(exc)) from None
         rows = [[r.scenario, r.workload, r.transport, r.metric.label, r.metric.format(r.a), r.metric.format(r.b),
                  f"{r.change:.2f}x", r.verdict.replace("B ", f"{label_b} ")]
-                for r in result.rows if r.metric in JSON_PATH_METRICS and r.a and r.b and r.change is not None]  # fmt: skip
+                for r in result.rows if r.metric in metrics and (system is None or r.system == system)
+                and r.a and r.b and r.change is not None]  # fmt: skip
         worse = [r for r in rows if r[-1] == f"{label_b} worse"]
         return [Paragraph(f"{label_a.capitalize()}: {_provenance(a, source_a)} {label_b.capitalize()}: {_provenance(b, source_b)}"),
                 Table(["scenario", "workload", "transport", "figure", label_a, label_b, f"{what}", "verdict"], rows),
@@ -411,6 +415,8 @@ def comparison_findings(label_a: str, label_b: str, what: str) -> Callable[[Resu
 json_path_findings = comparison_findings("baseline", "new code", "new / baseline")
 # The same checkout's aggregator without and with --idle-flush (README "Latency or CPU").
 idle_flush_findings = comparison_findings("without", "with --idle-flush", "with / without")
+# loglab with one event loop and with two (--threads 2), the same checkout (README "Several cores in one process").
+threads_findings = comparison_findings("1 thread", "2 threads", "2 / 1", (MESSAGES_PER_S, RECEIVER_CPU, LOSS), system="loglab")
 
 
 def query_findings(a: Results, b: Results | None, source_a: str, source_b: str | None) -> list:
@@ -541,6 +547,8 @@ SECTIONS: dict[str, Callable[[Results, Results | None, str, str | None], list]] 
     "json-path-native-rerun": json_path_findings,
     "idle-flush": idle_flush_findings,
     "idle-flush-rerun": idle_flush_findings,
+    "threads": threads_findings,
+    "threads-rerun": threads_findings,
     "torture": torture_findings,
     "distribute": distribute_findings,
     "query": query_findings,

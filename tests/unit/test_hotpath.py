@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
