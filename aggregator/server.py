@@ -140,7 +140,7 @@ class Aggregator:
         # reader thread's loop is not the owner (``threads.py``). ``readers``: the owner's threads.
         self.owner = True
         self.readers = None
-        self._falling_behind = False  # --threads: this turn found a backlog (SPREAD_READ_BYTES)
+        self._falling_behind = False  # --threads: this turn found a backlog (SPREAD_READ_CALLS)
         self._spread_until = 0.0  # --threads: new connections go to the least-loaded loop until then
         self._handed_output = False  # lines (or rejects) handed to the sink may still be pending
 
@@ -227,8 +227,8 @@ class Aggregator:
                 timeout = min(self._next_due - monotonic(), MAX_POLL_S)
                 if self._turn(poll(timeout if timeout > 0 else 0)) < COALESCE_BELOW:
                     # A light turn: the loop is about to wait (the pause below, or the next poll).
-                    # Write what is pending now, while the CPU would idle anyway: lines wait for
-                    # 256 KiB or --flush-interval only under load, where each write carries many.
+                    # With --idle-flush, write what is pending now, while the CPU would idle anyway:
+                    # lines then wait for 256 KiB or --flush-interval only under load.
                     if idle_flush and sink.writable_backlog:
                         sink.flush()
                     if coalesce and not self._small_queues:
