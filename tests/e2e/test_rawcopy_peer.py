@@ -46,3 +46,13 @@ def test_rawcopy_copies_lines_unjudged_and_whole(lab):
     assert all(stamp.isdigit() for stamp, _ in lines)
     records = list(peer.read_records())  # one item per line; None where it is no JSON object
     assert [r is not None for r in records] == [False, True, False] and peer.parse_errors == 2
+
+
+def test_rawcopy_refuses_what_it_cannot_copy_back_as_records(tmp_path):
+    # It parses nothing: a syslog header would stay in front of the JSON object; no counted framing.
+    assert RawCopyPeer.supports("tcp") and RawCopyPeer.supports("seqpacket")
+    for fmt in ("rfc3164", "rfc5424"):
+        assert "parses nothing" in RawCopyPeer.unsupported("tcp", fmt)
+        with pytest.raises(ValueError, match="parses nothing"):
+            RawCopyPeer("unixgram", tmp_path, fmt=fmt)
+    assert RawCopyPeer.unsupported("tcp", "json", "octet") and RawCopyPeer.unsupported("tcp", "json", "lenprefix")
