@@ -36,7 +36,7 @@ from ..results.metrics import (
 from .blocks import BulletList, Chart, Heading, Paragraph, Table
 from .charts import bar_chart, format_chart, latency_cdf, latency_percentiles, loss_chart, ratio_chart, syscall_chart
 from .distribute import DISTRIBUTE, distribute_blocks, distribute_charts
-from .data import OWN, PEER, derived, group_key, group_label, groups_of, loss_pct, order, systems
+from .data import OWN, PEER, derived, group_key, group_label, groups_of, loss_pct, order, systems, top_rate_runs
 from .targets import targets_blocks
 
 try:  # the transports' declared properties; the report still renders from results alone without them
@@ -56,19 +56,6 @@ def fmt(s: stats.Spread | None, f="{:.3g}", scale=1.0) -> str:
 
 
 # -- selecting cells -------------------------------------------------------------------------------
-
-
-def _runs(measured: list[RunRecord], scenario: str, system: str = OWN) -> dict[str, list[RunRecord]]:
-    """transport -> the measured runs of ``scenario`` by ``system`` (its highest-rate point when swept)."""
-    sel = [r for r in measured if r.scenario == scenario and r.system == system and r.workload]
-    if not sel:
-        return {}
-    top = max(r.workload.offered_rate for r in sel)
-    out: dict[str, list[RunRecord]] = defaultdict(list)
-    for r in sel:
-        if r.workload.offered_rate == top:
-            out[r.transport].append(r)
-    return dict(out)
 
 
 def _workload(measured, scenario: str, short: bool = False) -> str:
@@ -148,14 +135,14 @@ def _losses(runs: list[RunRecord], transport: str) -> str:
 def answer(measured: list[RunRecord]) -> list[Verdict]:
     """The need -> transport lines, from the standard scenarios present in ``measured``."""
     out: list[Verdict] = []
-    cpu = _cells(RECEIVER_CPU, _runs(measured, EFFICIENCY))
+    cpu = _cells(RECEIVER_CPU, top_rate_runs(measured, EFFICIENCY))
     reliable = {t: s for t, s in cpu.items() if getattr(TRANSPORTS.get(t), "reliable", False) and _lossless(measured, t)}
     if reliable:
         out.append(Verdict("Reliable and cheapest", *_rank(RECEIVER_CPU, reliable, f"µs CPU/msg at {_workload(measured, EFFICIENCY, True)}")))
-    p99 = _cells(P99_MS, _runs(measured, LATENCY))
+    p99 = _cells(P99_MS, top_rate_runs(measured, LATENCY))
     if p99:
         out.append(Verdict("Lowest latency", *_rank(P99_MS, p99, f"ms p99 to the file at {_workload(measured, LATENCY, True)}")))
-    capacity = _runs(measured, CAPACITY)
+    capacity = top_rate_runs(measured, CAPACITY)
     if capacity:
         overload = [r for r in measured if r.system == OWN and r.scenario in (CAPACITY, LOSS_SWEEP)]
         lossy = [t for t in order(r.transport for r in overload) if not _lossless(overload, t)]
@@ -167,7 +154,7 @@ def answer(measured: list[RunRecord]) -> list[Verdict]:
         if lossy:
             text += ("; " if safe else "") + "; ".join(f"{t} {_losses(overload, t)}" for t in lossy)
         out.append(Verdict("Survives a slow aggregator", text, winner))
-    churn = _cells(RECEIVER_CPU, _runs(measured, CHURN))
+    churn = _cells(RECEIVER_CPU, top_rate_runs(measured, CHURN))
     if churn:
         out.append(Verdict("Many short-lived producers", *_rank(RECEIVER_CPU, churn, f"µs CPU/msg, reconnecting every {_churn_n(measured)} messages")))
     inet = [t for t, tr in TRANSPORTS.items() if getattr(tr, "address_kind", None) == "inet"]
@@ -214,15 +201,15 @@ def _guarantee(measured: list[RunRecord], t: str) -> str:
 
 def _glance_standard(measured: list[RunRecord], traced: list[RunRecord]) -> Table:
     cols = [
-        (f"capacity msg/s ({_workload(measured, CAPACITY, True)})", MESSAGES_PER_S, _runs(measured, CAPACITY)),
-        (f"CPU µs/msg ({_workload(measured, EFFICIENCY, True)})", RECEIVER_CPU, _runs(measured, EFFICIENCY)),
-        (f"p99 ms to file ({_workload(measured, LATENCY, True)})", P99_MS, _runs(measured, LATENCY)),
-        (f"CPU µs/msg, reconnecting ({_workload(measured, CHURN, True)})", RECEIVER_CPU, _runs(measured, CHURN)),
-        (f"loss % ({_workload(measured, LOSS_SWEEP, True) or 'capacity'})", LOSS, _runs(measured, LOSS_SWEEP) or _runs(measured, CAPACITY)),
-        ("syscalls/msg (receiver, efficiency)", RECEIVER_SYSCALLS, _runs(traced, EFFICIENCY)),
+        (f"capacity msg/s ({_workload(measured, CAPACITY, True)})", MESSAGES_PER_S, top_rate_runs(measured, CAPACITY)),
+        (f"CPU µs/msg ({_workload(measured, EFFICIENCY, True)})", RECEIVER_CPU, top_rate_runs(measured, EFFICIENCY)),
+        (f"p99 ms to file ({_workload(measured, LATENCY, True)})", P99_MS, top_rate_runs(measured, LATENCY)),
+        (f"CPU µs/msg, reconnecting ({_workload(measured, CHURN, True)})", RECEIVER_CPU, top_rate_runs(measured, CHURN)),
+        (f"loss % ({_workload(measured, LOSS_SWEEP, True) or 'capacity'})", LOSS, top_rate_runs(measured, LOSS_SWEEP) or top_rate_runs(measured, CAPACITY)),
+        ("syscalls/msg (receiver, efficiency)", RECEIVER_SYSCALLS, top_rate_runs(traced, EFFICIENCY)),
     ]  # fmt: skip
     cols = [c for c in cols if c[2]]
-    memory = _runs(measured, CAPACITY) or _runs(measured, EFFICIENCY)
+    memory = top_rate_runs(measured, CAPACITY) or top_rate_runs(measured, EFFICIENCY)
     transports = order({r.transport for r in measured if r.system == OWN and r.scenario in STANDARD})
     header = ["transport", "delivery; order", *(c[0] for c in cols), "memory MiB steady / peak"]
     rows = []
@@ -271,13 +258,13 @@ def _peers(measured: list[RunRecord], level: int = 2) -> list:
         for system in serving:
             row = [t, system]
             for _, m, scenario in cols:
-                sel = _runs(measured, scenario, system).get(t, []) if scenario else [r for r in measured if r.system == system and r.transport == t]
+                sel = top_rate_runs(measured, scenario, system).get(t, []) if scenario else [r for r in measured if r.system == system and r.transport == t]
                 row.append(m.format(m.spread(sel)))
             mine = [r for r in measured if r.system == system and r.transport == t]
             lost = [LOSS.spread([r for r in mine if group_key(r) == k]) for k in {group_key(r) for r in mine}]
             worst = max((x for x in lost if x), key=lambda x: x.median, default=None)
             row.append(LOSS.format(worst))
-            mem = _runs(measured, mem_scenario, system).get(t, []) if mem_scenario else mine
+            mem = top_rate_runs(measured, mem_scenario, system).get(t, []) if mem_scenario else mine
             row.append(f"{STEADY_MEMORY.format(STEADY_MEMORY.spread(mem))} / {PEAK_MEMORY.format(PEAK_MEMORY.spread(mem))}")
             rows.append(row)
     if not rows:

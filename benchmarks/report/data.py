@@ -35,6 +35,19 @@ def groups_of(runs: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
     return dict(out)
 
 
+def top_rate_runs(measured: list[RunRecord], scenario: str, system: str = OWN) -> dict[str, list[RunRecord]]:
+    """transport -> the measured runs of ``scenario`` by ``system`` (its highest-rate point when swept)."""
+    sel = [r for r in measured if r.scenario == scenario and r.system == system and r.workload]
+    if not sel:
+        return {}
+    top = max(r.workload.offered_rate for r in sel)
+    out: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in sel:
+        if r.workload.offered_rate == top:
+            out[r.transport].append(r)
+    return dict(out)
+
+
 def group_label(runs: list[RunRecord]) -> str:
     return f"{runs[0].scenario}: {runs[0].workload.label()}"
 

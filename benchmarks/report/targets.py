@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ..results import RunRecord, stats
 from ..results.metrics import LOSS, MESSAGES_PER_S, P99, PEAK_MEMORY, RECEIVER_CPU, Metric
 from .blocks import Heading, Paragraph, Table
-from .data import OWN, PEER, order
+from .data import OWN, PEER, order, top_rate_runs
 
 REFERENCE = "rawcopy"
 
@@ -65,11 +65,8 @@ TARGETS = (
 
 
 def _cell(runs: list[RunRecord], scenario: str, system: str, transport: str, metric: Metric) -> stats.Spread | None:
-    sel = [r for r in runs if r.scenario == scenario and r.system == system and r.transport == transport and r.workload]
-    if not sel:
-        return None
-    top = max(r.workload.offered_rate for r in sel)  # a swept scenario: its highest point
-    return metric.spread(r for r in sel if r.workload.offered_rate == top)
+    sel = top_rate_runs(runs, scenario, system).get(transport)  # a swept scenario: its highest point
+    return metric.spread(sel) if sel else None
 
 
 def _verdict(low: float, high: float, bound: float, at_least: bool) -> str:
