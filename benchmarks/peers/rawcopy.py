@@ -21,6 +21,7 @@ are ``daemon.py``'s.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -37,9 +38,6 @@ __all__ = ["RawCopyPeer"]
 SOURCE = Path(__file__).with_name("rawcopy.c")
 CFLAGS = ("-O2", "-Wall", "-Wextra")
 
-_built: dict[str, tuple[str | None, str]] = {}  # source hash -> (binary, why not)
-
-
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "loglab"
 
@@ -52,20 +50,16 @@ def _mode(transport: str) -> str:
     return "stream" if t.connected else "fifo"
 
 
+@functools.cache
 def build() -> tuple[str | None, str]:
-    """``(path of the binary, "")``, building it if needed, or ``(None, why not)``."""
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join(CFLAGS).encode()).hexdigest()[:12]
-    if digest in _built:
-        return _built[digest]
+    """``(path of the binary, "")``, building it if needed, or ``(None, why not)``; once per process."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:12]
     binary = _cache_dir() / f"rawcopy-{digest}"
     if binary.is_file() and os.access(binary, os.X_OK):
-        _built[digest] = (str(binary), "")
-        return _built[digest]
+        return str(binary), ""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        _built[digest] = (None, "no C compiler to build the raw-copy reader (make setup installs gcc)")
-        return _built[digest]
+        return None, "no C compiler to build the raw-copy reader (make setup installs gcc)"
     binary.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".rawcopy-", dir=binary.parent)
     os.close(fd)
@@ -73,15 +67,13 @@ def build() -> tuple[str | None, str]:
         done = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120,
                               stdin=subprocess.DEVNULL)  # fmt: skip
         if done.returncode != 0:
-            _built[digest] = (None, f"building the raw-copy reader failed: {done.stderr.strip()[-500:]}")
-            return _built[digest]
+            return None, f"building the raw-copy reader failed: {done.stderr.strip()[-500:]}"
         os.chmod(tmp, 0o755)
         os.replace(tmp, binary)  # atomic: a concurrent build replaces it with the same bytes
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    _built[digest] = (str(binary), "")
-    return _built[digest]
+    return str(binary), ""
 
 
 class RawCopyPeer(LogDaemonPeer):
@@ -92,10 +84,6 @@ class RawCopyPeer(LogDaemonPeer):
     INPUTS = {name: _mode(name) for name in TRANSPORTS}  # every transport, derived from the registry
     config_name = "rawcopy.args"
     output_name = "rawcopy.out"
-
-    def __init__(self, transport: str, workdir: Path, **kw) -> None:
-        kw.pop("fetch_limit", None)
-        super().__init__(transport, workdir, **kw)
 
     @classmethod
     def unsupported(cls, transport: str, fmt: str = "json", framing: str = "newline") -> str | None:

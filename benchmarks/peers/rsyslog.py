@@ -66,10 +66,6 @@ class RsyslogPeer(LogDaemonPeer):
     config_name = "rsyslog.conf"
     output_name = "rsyslog.out"
 
-    def __init__(self, transport: str, workdir: Path, **kw) -> None:
-        kw.pop("fetch_limit", None)
-        super().__init__(transport, workdir, **kw)
-
     # ---------------------------------------------------------------- availability
     @staticmethod
     def binary_path() -> str | None:
